@@ -1,0 +1,25 @@
+"""keras-subset: train Keras models faster by first fitting a subset of the data to its minimum.
+
+Public API:
+
+- `LBFGS`: TensorFlow Probability's full-batch L-BFGS on any Keras model.
+- `SubsetPretraining`: a `model.fit` callback that fits a subset to its minimum
+  first, then lets `fit` fine-tune on all the data.
+- `overdetermination_ratio`, `subset_size_for_ratio`: Q = K*M/P and its inverse.
+- `select_subset`: random or class-balanced subset indices.
+"""
+
+from keras_subset.callback import SubsetPretraining
+from keras_subset.lbfgs import LBFGS, LBFGSResult
+from keras_subset.subset import overdetermination_ratio, select_subset, subset_size_for_ratio
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "LBFGS",
+    "LBFGSResult",
+    "SubsetPretraining",
+    "overdetermination_ratio",
+    "select_subset",
+    "subset_size_for_ratio",
+]

@@ -1,0 +1,89 @@
+"""Turns the inputs users pass (arrays, tensors, a finite `tf.data.Dataset`) into arrays."""
+
+import numpy as np
+import tensorflow as tf
+import keras
+
+
+def to_arrays(x, y=None, sample_weight=None):
+    """Returns `(x, y, sample_weight)` as (nests of) NumPy arrays.
+
+    Args:
+        x: Input data: a NumPy array, a tensor, a list/dict of those (for
+            multi-input models), or a finite, batched `tf.data.Dataset`
+            yielding `(x, y)` or `(x, y, sample_weight)` as `model.fit` takes
+            it.
+        y: Targets, or `None` when `x` is a dataset.
+        sample_weight: Per-example weights of shape `(num_examples,)`, or
+            `None`.
+
+    Returns:
+        A tuple `(x, y, sample_weight)`; `y` and `sample_weight` may be `None`.
+
+    Raises:
+        ValueError: for an infinite or empty dataset, `y` given together with
+            a dataset, or arrays whose first dimensions disagree.
+    """
+    if isinstance(x, tf.data.Dataset):
+        if y is not None or sample_weight is not None:
+            raise ValueError(
+                "When `x` is a tf.data.Dataset, `y` and `sample_weight` must be "
+                "None: the dataset yields (x, y) or (x, y, sample_weight)."
+            )
+        x, y, sample_weight = _dataset_to_arrays(x)
+    else:
+        x = tf.nest.map_structure(np.asarray, x)
+        y = None if y is None else tf.nest.map_structure(np.asarray, y)
+        if sample_weight is not None:
+            sample_weight = np.asarray(sample_weight)
+    n = num_examples(x)
+    for name, value in (("y", y), ("sample_weight", sample_weight)):
+        if value is not None and num_examples(value) != n:
+            raise ValueError(
+                f"`{name}` has {num_examples(value)} examples but `x` has {n}: "
+                "they must have the same first dimension."
+            )
+    if sample_weight is not None and sample_weight.ndim != 1:
+        raise ValueError(
+            "`sample_weight` must have shape (num_examples,), got "
+            f"{sample_weight.shape}."
+        )
+    return x, y, sample_weight
+
+
+def num_examples(x):
+    """Returns the length of the first dimension shared by every array in `x`."""
+    sizes = {int(np.shape(leaf)[0]) for leaf in tf.nest.flatten(x)}
+    if len(sizes) != 1:
+        raise ValueError(
+            f"All input arrays must have the same first dimension; got {sorted(sizes)}."
+        )
+    return sizes.pop()
+
+
+def take(x, indices):
+    """Returns the rows `indices` of every array in the nest `x` (or `None`)."""
+    if x is None:
+        return None
+    return tf.nest.map_structure(lambda a: np.take(a, indices, axis=0), x)
+
+
+def _dataset_to_arrays(dataset):
+    if int(dataset.cardinality()) == int(tf.data.INFINITE_CARDINALITY):
+        raise ValueError(
+            "`x` is an infinite tf.data.Dataset (e.g. made with `.repeat()`); "
+            "pass a finite dataset, one pass of which is the whole training set."
+        )
+    parts = ([], [], [])
+    for element in dataset.as_numpy_iterator():
+        for part, value in zip(parts, keras.utils.unpack_x_y_sample_weight(element)):
+            part.append(value)
+    if not parts[0]:
+        raise ValueError("`x` is an empty tf.data.Dataset.")
+
+    def concat(batches):
+        if batches[0] is None:
+            return None
+        return tf.nest.map_structure(lambda *b: np.concatenate(b, axis=0), *batches)
+
+    return tuple(concat(part) for part in parts)

@@ -1,0 +1,343 @@
+"""`LBFGS`: TensorFlow Probability's L-BFGS minimiser for Keras models, full batch."""
+
+import dataclasses
+import math
+import time
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+import keras
+
+from keras_subset import data as data_lib
+from keras_subset.objective import Objective
+
+_DTYPES = ("float32", "float64")
+
+
+@dataclasses.dataclass
+class LBFGSResult:
+    """What one `LBFGS.minimize` call did.
+
+    Attributes:
+        iterations: L-BFGS iterations run (over all restarts).
+        evaluations: Full-batch objective evaluations (value and gradient over
+            all examples), line-search evaluations and the initial check included.
+        loss: The objective at the weights the model ends with.
+        initial_loss: The objective at the starting weights.
+        gradient_norm: Largest absolute gradient entry at the final weights (the
+            norm that `tolerance` is compared with).
+        converged: Whether a convergence criterion was met.
+        failed: Whether the run ended because the line search found no
+            decrease or the objective stopped being finite.
+        reason: Why the run stopped, in words.
+        restarts: How often the optimiser restarted from its best point with a
+            fresh history after a failure.
+        seconds: Wall-clock seconds of the whole call.
+        num_examples: Examples in the objective.
+    """
+
+    iterations: int
+    evaluations: int
+    loss: float
+    initial_loss: float
+    gradient_norm: float
+    converged: bool
+    failed: bool
+    reason: str
+    restarts: int
+    seconds: float
+    num_examples: int
+
+    def as_logs(self, prefix=""):
+        """Returns the figures as a flat dict of numbers (for Keras `logs`)."""
+        return {
+            f"{prefix}loss": self.loss,
+            f"{prefix}iterations": self.iterations,
+            f"{prefix}evaluations": self.evaluations,
+            f"{prefix}gradient_norm": self.gradient_norm,
+            f"{prefix}seconds": self.seconds,
+        }
+
+
+@keras.saving.register_keras_serializable(package="keras_subset")
+class LBFGS:
+    """Full-batch L-BFGS for Keras models (TensorFlow Probability's `lbfgs_minimize`).
+
+    Minimises a model's loss over all given examples at once, using the exact
+    loss and gradient of the whole set (computed `chunk_size` examples at a
+    time), with TFP's L-BFGS and Hager-Zhang line search. The whole
+    optimisation runs as compiled TensorFlow graphs (on the GPU when
+    TensorFlow sees one); Python is only re-entered every
+    `progress_every` iterations when `verbose` shows progress.
+
+    The objective is the compiled loss of the model (or `loss=`) weighted by
+    `sample_weight`, plus `model.losses` (regularisation). By default the model
+    is evaluated in inference mode (dropout off, batch normalisation using its
+    fixed moving statistics): the objective is deterministic, as a line search
+    needs, and the chunked value equals the single-pass one. With
+    `training=True`, see `keras_subset.objective.Objective`.
+
+    If the loss or gradient becomes non-finite or the line search finds no
+    decrease, L-BFGS restarts from the best point found with a fresh history,
+    at most `max_restarts` times. The model always ends holding the best
+    (lowest-loss, finite) weights found; it is never left with NaN weights.
+
+    Args:
+        max_iterations: Maximum L-BFGS iterations.
+        num_correction_pairs: Past position/gradient differences kept for the
+            inverse-Hessian estimate.
+        tolerance: Stop when the largest absolute gradient entry is at most this.
+        x_tolerance: Stop when the position changes by at most this (largest
+            absolute entry).
+        f_relative_tolerance: Stop when the loss changes by at most this times
+            its magnitude.
+        max_line_search_iterations: Maximum Hager-Zhang line-search iterations
+            per L-BFGS iteration.
+        dtype: `"float32"` or `"float64"`: the dtype of the optimiser's own
+            arithmetic (position, history, line search). The model keeps its
+            own dtype; the loss and gradient are cast.
+        chunk_size: Examples per forward/backward pass, or `None` for one pass
+            over all examples. Bounds memory; does not change the result (with
+            `training=False`) beyond float round-off.
+        jit_compile: Compile the loss-and-gradient with XLA. Measure first: on
+            CPUs it was several times slower for convolutional networks.
+        training: Evaluate the model in training mode (fixed dropout masks,
+            per-chunk batch statistics, moving statistics refreshed at the end).
+        max_restarts: Restarts from the best point after a failure.
+        progress_every: Iterations between progress updates when `verbose` is on.
+
+    Example:
+
+    ```python
+    model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    result = keras_subset.LBFGS(max_iterations=200).minimize(model, x, y)
+    print(result.reason, result.loss, result.evaluations)
+    ```
+    """
+
+    def __init__(
+        self,
+        max_iterations=100,
+        num_correction_pairs=10,
+        tolerance=1e-8,
+        x_tolerance=0.0,
+        f_relative_tolerance=0.0,
+        max_line_search_iterations=50,
+        dtype="float32",
+        chunk_size=None,
+        jit_compile=False,
+        training=False,
+        max_restarts=2,
+        progress_every=10,
+    ):
+        _check_int("max_iterations", max_iterations, minimum=1)
+        _check_int("num_correction_pairs", num_correction_pairs, minimum=1)
+        _check_int("max_line_search_iterations", max_line_search_iterations, minimum=1)
+        _check_int("max_restarts", max_restarts, minimum=0)
+        _check_int("progress_every", progress_every, minimum=1)
+        if chunk_size is not None:
+            _check_int("chunk_size", chunk_size, minimum=1)
+        for name, value in (
+            ("tolerance", tolerance),
+            ("x_tolerance", x_tolerance),
+            ("f_relative_tolerance", f_relative_tolerance),
+        ):
+            if not isinstance(value, (int, float)) or not value >= 0 or not math.isfinite(value):
+                raise ValueError(f"`{name}` must be a finite number >= 0, got {value!r}.")
+        if dtype not in _DTYPES:
+            raise ValueError(f"`dtype` must be one of {_DTYPES}, got {dtype!r}.")
+        self.max_iterations = int(max_iterations)
+        self.num_correction_pairs = int(num_correction_pairs)
+        self.tolerance = float(tolerance)
+        self.x_tolerance = float(x_tolerance)
+        self.f_relative_tolerance = float(f_relative_tolerance)
+        self.max_line_search_iterations = int(max_line_search_iterations)
+        self.dtype = dtype
+        self.chunk_size = None if chunk_size is None else int(chunk_size)
+        self.jit_compile = bool(jit_compile)
+        self.training = bool(training)
+        self.max_restarts = int(max_restarts)
+        self.progress_every = int(progress_every)
+
+    def get_config(self):
+        """Returns the constructor arguments (Keras serialisation)."""
+        return {
+            "max_iterations": self.max_iterations,
+            "num_correction_pairs": self.num_correction_pairs,
+            "tolerance": self.tolerance,
+            "x_tolerance": self.x_tolerance,
+            "f_relative_tolerance": self.f_relative_tolerance,
+            "max_line_search_iterations": self.max_line_search_iterations,
+            "dtype": self.dtype,
+            "chunk_size": self.chunk_size,
+            "jit_compile": self.jit_compile,
+            "training": self.training,
+            "max_restarts": self.max_restarts,
+            "progress_every": self.progress_every,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        """Creates an `LBFGS` from `get_config()`'s output."""
+        return cls(**config)
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"LBFGS({args})"
+
+    def minimize(self, model, x, y=None, sample_weight=None, loss=None, verbose=0):
+        """Minimises the model's loss over all of `x`, `y`; the model ends at the best weights.
+
+        Args:
+            model: A built Keras model, compiled with a loss unless `loss` is given.
+            x: Inputs: arrays, tensors (or a list/dict of them), or a finite,
+                batched `tf.data.Dataset` of `(x, y)` or `(x, y, sample_weight)`.
+            y: Targets (`None` when `x` is a dataset).
+            sample_weight: Per-example weights, or `None`.
+            loss: A loss to use instead of the compiled one.
+            verbose: 0 silent, 1 a progress bar, 2 one line per progress update.
+
+        Returns:
+            An `LBFGSResult`.
+
+        Raises:
+            ValueError: for a model without trainable weights, inputs that do
+                not fit, or a loss that is not finite at the starting weights.
+        """
+        start_time = time.perf_counter()
+        objective = Objective(model, loss=loss, chunk_size=self.chunk_size, dtype=self.dtype, training=self.training)
+        x, y, sample_weight = data_lib.to_arrays(x, y, sample_weight)
+        if y is None:
+            raise ValueError("`y` is None: L-BFGS needs targets (pass `y`, or a dataset of (x, y)).")
+        tensors = (
+            tf.nest.map_structure(tf.convert_to_tensor, x),
+            tf.nest.map_structure(tf.convert_to_tensor, y),
+            None if sample_weight is None else tf.convert_to_tensor(sample_weight),
+        )
+        run = _CompiledRun(objective, self)
+
+        initial_position = objective.position()
+        initial_value, initial_gradient = run.value_and_gradient(initial_position, *tensors)
+        initial_value = float(initial_value)
+        if not math.isfinite(initial_value) or not np.all(np.isfinite(initial_gradient.numpy())):
+            raise ValueError(
+                f"The loss at the starting weights is not finite ({initial_value}): check the "
+                "inputs (NaN or Inf values, labels out of range) and the model's initial weights."
+            )
+
+        progress = _Progress(verbose, self.max_iterations)
+        best_position, best_value = initial_position, initial_value
+        # Counts of the runs before the latest restart; the initial check is one evaluation.
+        iterations_before, evaluations_before, restarts = 0, 1, 0
+        state = None
+        while True:
+            budget = self.max_iterations - iterations_before
+            done = 0 if state is None else int(state.num_iterations)
+            end = min(budget, done + self.progress_every) if verbose else budget
+            if state is None:
+                state = run.start(best_position, end, *tensors)
+            else:
+                state = run.resume(state, end, *tensors)
+            value = float(state.objective_value)
+            if math.isfinite(value) and value < best_value and np.all(np.isfinite(state.position.numpy())):
+                best_position, best_value = state.position, value
+            iterations = iterations_before + int(state.num_iterations)
+            evaluations = evaluations_before + int(state.num_objective_evaluations)
+            progress.update(iterations, best_value, evaluations)
+            converged, failed = bool(state.converged), bool(state.failed)
+            if converged or iterations >= self.max_iterations:
+                break
+            if failed:
+                if restarts >= self.max_restarts:
+                    break
+                restarts += 1
+                iterations_before, evaluations_before, state = iterations, evaluations, None
+        progress.finish(iterations, best_value, evaluations)
+
+        objective.assign(best_position)
+        if self.training:
+            objective.refresh_batch_norm_statistics(tensors[0])
+        _, final_gradient = run.value_and_gradient(best_position, *tensors)
+        evaluations += 1
+        gradient_norm = float(tf.reduce_max(tf.abs(final_gradient)))
+        return LBFGSResult(
+            iterations=iterations,
+            evaluations=evaluations,
+            loss=best_value,
+            initial_loss=initial_value,
+            gradient_norm=gradient_norm,
+            converged=converged and not failed,
+            failed=failed and not converged,
+            reason=self._reason(converged, failed, iterations, gradient_norm, restarts, best_value, initial_value),
+            restarts=restarts,
+            seconds=time.perf_counter() - start_time,
+            num_examples=data_lib.num_examples(x),
+        )
+
+    def _reason(self, converged, failed, iterations, gradient_norm, restarts, value, initial_value):
+        if converged and gradient_norm <= self.tolerance:
+            return f"converged: largest gradient entry {gradient_norm:.3g} <= tolerance {self.tolerance:g}"
+        if converged:
+            return "converged: position or loss change fell below x_tolerance or f_relative_tolerance"
+        if failed:
+            what = "no further decrease found by the line search or a non-finite loss"
+            if value >= initial_value:
+                what += "; the starting weights were kept"
+            return f"stopped: {what} (after {restarts} restart(s) from the best point)"
+        return f"stopped: max_iterations ({self.max_iterations}) reached"
+
+
+class _CompiledRun:
+    """The compiled graphs of one `minimize` call: start, resume, value-and-gradient."""
+
+    def __init__(self, objective, options):
+        self.objective = objective
+        self.options = options
+        self.value_and_gradient = tf.function(
+            objective.value_and_gradient, jit_compile=options.jit_compile, reduce_retracing=True
+        )
+        self.start = tf.function(self._start, reduce_retracing=True)
+        self.resume = tf.function(self._resume, reduce_retracing=True)
+
+    def _minimize(self, max_iterations, x, y, sample_weight, **start):
+        o = self.options
+        return tfp.optimizer.lbfgs_minimize(
+            lambda p: self.value_and_gradient(p, x, y, sample_weight),
+            num_correction_pairs=o.num_correction_pairs,
+            tolerance=o.tolerance,
+            x_tolerance=o.x_tolerance,
+            f_relative_tolerance=o.f_relative_tolerance,
+            max_iterations=max_iterations,
+            max_line_search_iterations=o.max_line_search_iterations,
+            **start,
+        )
+
+    def _start(self, position, max_iterations, x, y, sample_weight):
+        return self._minimize(max_iterations, x, y, sample_weight, initial_position=position)
+
+    def _resume(self, state, max_iterations, x, y, sample_weight):
+        return self._minimize(
+            max_iterations, x, y, sample_weight, initial_position=None, previous_optimizer_results=state
+        )
+
+
+class _Progress:
+    def __init__(self, verbose, target):
+        self.bar = keras.utils.Progbar(
+            target, verbose=verbose, unit_name="iteration", stateful_metrics=["loss", "evaluations"]
+        ) if verbose else None
+
+    def update(self, iterations, loss, evaluations):
+        if self.bar is not None:
+            self.bar.update(iterations, values=[("loss", loss), ("evaluations", evaluations)], finalize=False)
+
+    def finish(self, iterations, loss, evaluations):
+        if self.bar is not None:
+            self.bar.target = iterations
+            self.bar.update(iterations, values=[("loss", loss), ("evaluations", evaluations)], finalize=True)
+
+
+def _check_int(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value!r}.")

@@ -1,0 +1,288 @@
+"""The exact full-batch loss of a Keras model as a function of one flat parameter vector."""
+
+import numpy as np
+import tensorflow as tf
+import keras
+
+_MEAN_REDUCTIONS = ("sum_over_batch_size", "mean")
+_SUPPORTED_REDUCTIONS = _MEAN_REDUCTIONS + ("sum",)
+
+
+class Objective:
+    """Full-batch loss and gradient of a Keras model, in chunks, as a flat vector function.
+
+    The objective is the one `model.fit` minimises with a single batch that
+    holds every example: the loss (reduced as the loss object says, by default
+    the mean over all examples, weighted by `sample_weight`) plus the model's
+    own losses (`model.losses`: weight and activity regularisation). It is
+    summed chunk by chunk, `chunk_size` examples at a time, so memory does not
+    bound the number of examples; with `training=False` the chunked value and
+    gradient equal the single-pass ones up to float round-off.
+
+    The model is called with `model.stateless_call`, so the value depends only
+    on the position vector and never on the model's current variables:
+
+    - `training=False` (the default): dropout and other training-only noise
+      are off and batch normalisation uses its moving statistics, which stay
+      fixed. The objective is deterministic and independent of `chunk_size`.
+    - `training=True`: the model runs in training mode. Every evaluation
+      starts from the same non-trainable state, so random layers such as
+      dropout draw the same masks at every evaluation and the objective stays
+      a deterministic function of the position, as a line search needs.
+      Batch normalisation uses the statistics of each chunk, so the value
+      depends on `chunk_size`. `refresh_batch_norm_statistics` then sets the
+      moving statistics to the population statistics of all examples at the
+      final weights, so inference matches what was optimised.
+
+    Args:
+        model: A built Keras model.
+        loss: A loss name, function or `keras.losses.Loss`; by default the
+            loss `model` was compiled with.
+        chunk_size: Examples per forward/backward pass; `None` for a single
+            pass over all examples.
+        dtype: The dtype of the flat position, value and gradient.
+        training: Whether to call the model in training mode (see above).
+    """
+
+    def __init__(self, model, loss=None, chunk_size=None, dtype="float32", training=False):
+        if not model.built or not model.trainable_variables:
+            raise ValueError(
+                "`model` has no trainable weights: build it first (call it on a "
+                "batch, or `model.build(input_shape)`) and make sure some layers "
+                "are trainable."
+            )
+        if chunk_size is not None and (not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1):
+            raise ValueError(f"`chunk_size` must be a positive integer or None, got {chunk_size!r}.")
+        self.model = model
+        self.loss_fn, self.reduction = resolve_loss(model, loss)
+        self.chunk_size = None if chunk_size is None else int(chunk_size)
+        self.dtype = tf.as_dtype(dtype)
+        self.training = bool(training)
+        self.variables = list(model.trainable_variables)
+        self._shapes = [tuple(v.shape) for v in self.variables]
+        self._sizes = [int(np.prod(s)) for s in self._shapes]
+        self.num_parameters = sum(self._sizes)
+
+    # -- flat vector <-> model weights ---------------------------------------------------
+    def position(self):
+        """Returns the model's current trainable weights as one flat vector."""
+        return tf.concat(
+            [tf.reshape(tf.cast(v.value, self.dtype), [-1]) for v in self.variables], axis=0
+        )
+
+    def unflatten(self, position):
+        """Splits a flat vector into tensors shaped and typed like the trainable weights."""
+        parts = tf.split(position, self._sizes)
+        return [
+            tf.cast(tf.reshape(p, s), v.dtype) for p, s, v in zip(parts, self._shapes, self.variables)
+        ]
+
+    def assign(self, position):
+        """Writes a flat vector into the model's trainable weights."""
+        for variable, value in zip(self.variables, self.unflatten(position)):
+            variable.assign(value)
+
+    # -- value and gradient --------------------------------------------------------------
+    def value_and_gradient(self, position, x, y, sample_weight=None):
+        """Returns the objective and its gradient at `position` (graph-compatible).
+
+        Args:
+            position: Flat vector of `self.dtype` and length `num_parameters`.
+            x, y, sample_weight: Tensors (or nests of tensors for `x`) holding
+                all examples.
+
+        Returns:
+            A tuple `(value, gradient)` of `self.dtype`.
+        """
+        weights = self.unflatten(position)
+        non_trainable = [v.value for v in self.model.non_trainable_variables]
+        n = tf.shape(tf.nest.flatten(x)[0])[0]
+        chunk = n if self.chunk_size is None else tf.minimum(n, self.chunk_size)
+        num_chunks = (n + chunk - 1) // chunk
+
+        def body(i, value, gradients):
+            start = i * chunk
+            end = tf.minimum(start + chunk, n)
+            with tf.GradientTape() as tape:
+                tape.watch(weights)
+                chunk_value = self._chunk_value(
+                    weights, non_trainable, x, y, sample_weight, start, end, n
+                )
+            chunk_gradients = tape.gradient(chunk_value, weights)
+            chunk_gradients = [
+                tf.zeros_like(w) if g is None else tf.convert_to_tensor(g)
+                for g, w in zip(chunk_gradients, weights)
+            ]
+            return (
+                i + 1,
+                value + tf.cast(chunk_value, self.dtype),
+                [a + g for a, g in zip(gradients, chunk_gradients)],
+            )
+
+        _, value, gradients = tf.while_loop(
+            lambda i, *_: i < num_chunks,
+            body,
+            (tf.constant(0), tf.zeros([], self.dtype), [tf.zeros_like(w) for w in weights]),
+        )
+        gradient = tf.concat([tf.reshape(tf.cast(g, self.dtype), [-1]) for g in gradients], axis=0)
+        return value, gradient
+
+    def _chunk_value(self, weights, non_trainable, x, y, sample_weight, start, end, n):
+        def rows(t):
+            return t[start:end]
+
+        x_chunk = tf.nest.map_structure(rows, x)
+        y_pred, _, model_losses = self.model.stateless_call(
+            weights, non_trainable, x_chunk, training=self.training, return_losses=True
+        )
+        values = self.loss_fn(tf.nest.map_structure(rows, y), y_pred)
+        values = tf.cast(values, tf.float32 if values.dtype.size < 4 else values.dtype)
+        elements = tf.cast(tf.size(values), values.dtype)
+        if sample_weight is not None:
+            values = values * _broadcast_weights(tf.cast(rows(sample_weight), values.dtype), values)
+        data_loss = tf.reduce_sum(values)
+        fraction = tf.cast(end - start, values.dtype) / tf.cast(n, values.dtype)
+        if self.reduction in _MEAN_REDUCTIONS:
+            # The mean over all loss elements: each chunk's mean weighted by its share.
+            data_loss = tf.math.divide_no_nan(data_loss, elements) * fraction
+        # Model losses are per-batch means (activity) or constants (weights): weight by share.
+        extra = [tf.cast(l, values.dtype) for l in model_losses]
+        return data_loss + (tf.add_n(extra) * fraction if extra else 0.0)
+
+    # -- batch normalisation ------------------------------------------------------------
+    def refresh_batch_norm_statistics(self, x):
+        """Sets every BatchNormalization layer's moving statistics to those of all of `x`.
+
+        Runs the model in training mode over `x` in chunks at the current weights
+        (from the same starting state as the objective) and stores the population
+        mean and variance of each batch-normalised feature, computed exactly from
+        the per-chunk means and variances. Does nothing for models without
+        `keras.layers.BatchNormalization` layers.
+
+        Args:
+            x: Tensors (or a nest) holding all inputs.
+        """
+        layers = [l for l in _all_layers(self.model) if isinstance(l, keras.layers.BatchNormalization)]
+        if not layers:
+            return
+        stats = _population_statistics(self, layers, x)
+        for layer, (mean, variance) in zip(layers, stats):
+            layer.moving_mean.assign(tf.cast(mean, layer.moving_mean.dtype))
+            layer.moving_variance.assign(tf.cast(variance, layer.moving_variance.dtype))
+
+
+@tf.function(reduce_retracing=True)
+def _population_statistics_graph(objective, layers, x):
+    model = objective.model
+    weights = [v.value for v in objective.variables]
+    non_trainable = [v.value for v in model.non_trainable_variables]
+    index = {id(v): i for i, v in enumerate(model.non_trainable_variables)}
+    pairs = [(index[id(l.moving_mean)], index[id(l.moving_variance)], l.momentum) for l in layers]
+    n = tf.shape(tf.nest.flatten(x)[0])[0]
+    chunk = n if objective.chunk_size is None else tf.minimum(n, objective.chunk_size)
+    num_chunks = (n + chunk - 1) // chunk
+
+    def body(i, sums):
+        start = i * chunk
+        end = tf.minimum(start + chunk, n)
+        x_chunk = tf.nest.map_structure(lambda t: t[start:end], x)
+        _, updated = model.stateless_call(weights, non_trainable, x_chunk, training=True)
+        share = tf.cast(end - start, tf.float32) / tf.cast(n, tf.float32)
+        new_sums = []
+        for (mi, vi, momentum), (mean_sum, square_sum) in zip(pairs, sums):
+            # BatchNormalization stored m * old + (1 - m) * batch statistic: invert that.
+            mean = (tf.cast(updated[mi], tf.float32) - momentum * tf.cast(non_trainable[mi], tf.float32)) / (1.0 - momentum)
+            var = (tf.cast(updated[vi], tf.float32) - momentum * tf.cast(non_trainable[vi], tf.float32)) / (1.0 - momentum)
+            new_sums.append((mean_sum + share * mean, square_sum + share * (var + tf.square(mean))))
+        return i + 1, new_sums
+
+    initial = [
+        (tf.zeros(non_trainable[mi].shape, tf.float32), tf.zeros(non_trainable[mi].shape, tf.float32))
+        for mi, _, _ in pairs
+    ]
+    _, sums = tf.while_loop(lambda i, _: i < num_chunks, body, (tf.constant(0), initial))
+    return [(m, tf.maximum(s - tf.square(m), 0.0)) for m, s in sums]
+
+
+def _population_statistics(objective, layers, x):
+    for layer in layers:
+        if not 0.0 <= layer.momentum < 1.0:
+            raise ValueError(
+                f"BatchNormalization layer {layer.name!r} has momentum {layer.momentum}; "
+                "refreshing its statistics needs 0 <= momentum < 1."
+            )
+    return _population_statistics_graph(objective, layers, tf.nest.map_structure(tf.convert_to_tensor, x))
+
+
+def _all_layers(layer):
+    """Yields every layer nested in `layer` through the public `layers` attribute."""
+    for sub in getattr(layer, "layers", []):
+        yield sub
+        yield from _all_layers(sub)
+
+
+def _broadcast_weights(weights, values):
+    weights = tf.reshape(weights, tf.concat([tf.shape(weights), tf.ones([tf.rank(values) - 1], tf.int32)], 0))
+    return tf.broadcast_to(weights, tf.shape(values))
+
+
+class _FunctionLoss(keras.losses.Loss):
+    """A per-example loss function as a `keras.losses.Loss` with the default reduction."""
+
+    def __init__(self, fn):
+        super().__init__(name=getattr(fn, "__name__", "loss"))
+        self.fn = fn
+
+    def call(self, y_true, y_pred):
+        return self.fn(y_true, y_pred)
+
+
+def loss_object(model, loss=None):
+    """Returns `loss`, or the loss `model` was compiled with, as a `keras.losses.Loss`.
+
+    Args:
+        model: A Keras model, compiled when `loss` is `None`.
+        loss: A loss name (e.g. `"sparse_categorical_crossentropy"`), a function
+            `fn(y_true, y_pred)` returning per-example values, or a
+            `keras.losses.Loss` instance.
+
+    Returns:
+        A `keras.losses.Loss`; functions are wrapped with the default
+        `"sum_over_batch_size"` reduction, as `model.compile` does.
+
+    Raises:
+        ValueError: when there is no loss, or it is a multi-output loss.
+    """
+    if loss is None:
+        loss = getattr(model, "loss", None)
+        if loss is None:
+            raise ValueError(
+                "`loss` is None and the model was not compiled with a loss: pass "
+                "`loss=` (a name, function or keras.losses.Loss) or compile the model."
+            )
+    if isinstance(loss, (dict, list, tuple)):
+        raise ValueError(
+            "`loss` must be a single loss (a name, function or keras.losses.Loss); "
+            f"multi-output losses are not supported, got {type(loss).__name__}."
+        )
+    if isinstance(loss, str):
+        loss = keras.losses.get(loss)
+    if isinstance(loss, keras.losses.Loss):
+        return loss
+    if callable(loss):
+        return _FunctionLoss(loss)
+    raise ValueError(f"`loss` must be a loss name, function or keras.losses.Loss, got {loss!r}.")
+
+
+def resolve_loss(model, loss=None):
+    """Returns `(per_example_loss_fn, reduction)` for `loss` or the model's compiled loss.
+
+    Raises:
+        ValueError: as `loss_object` does, or when the loss reduction is not
+            one of `"sum_over_batch_size"`, `"mean"` or `"sum"`.
+    """
+    loss = loss_object(model, loss)
+    reduction = loss.reduction or "none"
+    if reduction not in _SUPPORTED_REDUCTIONS:
+        raise ValueError(f"The loss reduction must be one of {_SUPPORTED_REDUCTIONS}, got {reduction!r}.")
+    return loss.call, reduction

@@ -1,0 +1,229 @@
+"""Subset sizing by the overdetermination ratio Q = K*M/P, and subset selection."""
+
+import math
+import warnings
+
+import numpy as np
+
+STRATEGIES = ("random", "stratified")
+
+
+def num_trainable_parameters(model):
+    """Returns P, the number of trainable parameters of a built model."""
+    if not model.built:
+        raise ValueError(
+            "`model` is not built, so its parameter count is unknown: call it on a batch "
+            "or `model.build(input_shape)` first."
+        )
+    count = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
+    if count == 0:
+        raise ValueError("`model` has no trainable weights.")
+    return count
+
+
+def num_outputs_of(model):
+    """Returns M, the number of outputs per example (product of the output shape but the batch axis)."""
+    try:
+        shape = model.output_shape if not isinstance(model.output_shape, list) else None
+    except (AttributeError, ValueError, RuntimeError):
+        shape = None
+    if shape is None:
+        outputs = getattr(model, "outputs", None)
+        if outputs and len(outputs) == 1:
+            shape = tuple(outputs[0].shape)
+    if shape is None or any(d is None for d in shape[1:]):
+        raise ValueError(
+            "Cannot read the number of outputs per example from the model (subclassed, "
+            "multi-output or with a variable output shape): pass `num_outputs`."
+        )
+    return int(np.prod(shape[1:]))
+
+
+def overdetermination_ratio(model, num_examples, num_outputs=None):
+    """Returns the overdetermination ratio Q = K*M/P of fitting `model` to `num_examples`.
+
+    Q > 1 means the training examples give more equations (K examples times M
+    outputs each) than the model has free parameters P, so the loss minimum of
+    those examples is well determined; the subset pretraining idea needs Q
+    clearly above 1.
+
+    Args:
+        model: A built Keras model.
+        num_examples: K, the number of training examples.
+        num_outputs: M, outputs per example (e.g. the number of classes); read
+            from the model's output shape when `None`.
+
+    Returns:
+        Q as a float.
+
+    Example:
+
+    >>> keras_subset.overdetermination_ratio(model, 60000)  # doctest: +SKIP
+    58.6
+    """
+    _check_positive_int("num_examples", num_examples)
+    m = num_outputs_of(model) if num_outputs is None else _check_positive_int("num_outputs", num_outputs)
+    return num_examples * m / num_trainable_parameters(model)
+
+
+def subset_size_for_ratio(model, ratio, num_outputs=None):
+    """Returns K = ceil(ratio*P/M), the smallest subset size whose Q reaches `ratio`.
+
+    Args:
+        model: A built Keras model.
+        ratio: Target overdetermination ratio Q (> 0).
+        num_outputs: M, outputs per example; read from the model when `None`.
+
+    Returns:
+        The subset size K as an int.
+    """
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not ratio > 0 or not math.isfinite(ratio):
+        raise ValueError(f"`ratio` must be a finite number > 0, got {ratio!r}.")
+    m = num_outputs_of(model) if num_outputs is None else _check_positive_int("num_outputs", num_outputs)
+    # Round first so that e.g. 4.0 * P / M that is an integer up to float error stays one.
+    return max(1, math.ceil(round(ratio * num_trainable_parameters(model) / m, 9)))
+
+
+def resolve_subset_size(num_examples, size=None, fraction=None, ratio=None, model=None, num_outputs=None):
+    """Returns the subset size given exactly one of `size`, `fraction` or `ratio`.
+
+    Args:
+        num_examples: N, the size of the full training set.
+        size: K directly.
+        fraction: K = round(fraction * N), 0 < fraction <= 1.
+        ratio: target Q, converted with the model's P and M.
+        model: The model (needed for `ratio`, and for the Q < 1 warning).
+        num_outputs: M, when it cannot be read from the model.
+
+    Returns:
+        K, with 1 <= K <= N.
+
+    Raises:
+        ValueError: when not exactly one of size/fraction/ratio is given, or
+            the value is out of range.
+    """
+    check_size_arguments(size, fraction, ratio)
+    if size is not None:
+        if size > num_examples:
+            raise ValueError(f"`size` must be at most the number of training examples ({num_examples}), got {size}.")
+        k = int(size)
+    elif fraction is not None:
+        k = max(1, int(round(fraction * num_examples)))
+    else:
+        if model is None:
+            raise ValueError("`ratio` needs the model to convert Q into a number of examples.")
+        k = subset_size_for_ratio(model, ratio, num_outputs)
+        if k > num_examples:
+            raise ValueError(
+                f"`ratio`={ratio} needs {k} examples but the training set has {num_examples}; "
+                f"the full set's Q is {overdetermination_ratio(model, num_examples, num_outputs):.3g}."
+            )
+    return k
+
+
+def check_size_arguments(size=None, fraction=None, ratio=None):
+    """Raises `ValueError` unless exactly one of `size`, `fraction`, `ratio` is given and valid."""
+    given = [name for name, v in (("size", size), ("fraction", fraction), ("ratio", ratio)) if v is not None]
+    if len(given) != 1:
+        raise ValueError(
+            "Give exactly one of `size` (examples), `fraction` (0 < f <= 1) or `ratio` "
+            f"(target Q = K*M/P); got {given or 'none'}."
+        )
+    if size is not None:
+        _check_positive_int("size", size)
+    if fraction is not None and (
+        isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1
+    ):
+        raise ValueError(f"`fraction` must be a number in (0, 1], got {fraction!r}.")
+    if ratio is not None and (
+        isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio < float("inf")
+    ):
+        raise ValueError(f"`ratio` must be a finite number > 0, got {ratio!r}.")
+
+
+def warn_if_underdetermined(model, subset_size, num_outputs=None):
+    """Warns when the subset's Q is below 1; returns Q."""
+    q = overdetermination_ratio(model, subset_size, num_outputs)
+    if q < 1:
+        warnings.warn(
+            f"The subset of {subset_size} examples has overdetermination ratio Q = {q:.3g} < 1: "
+            "the model has more parameters than the subset has outputs, so its minimum says "
+            "little about the full training set. Use a larger subset (Q clearly > 1).",
+            stacklevel=3,
+        )
+    return q
+
+
+def select_subset(examples, size, strategy="random", seed=None):
+    """Returns the sorted indices of a subset of `size` training examples.
+
+    Args:
+        examples: The number of training examples N, or an array of their class
+            labels (integers of shape `(N,)` or `(N, 1)`, or one-hot `(N, C)`),
+            which `"stratified"` needs.
+        size: K, the subset size (1 <= K <= N).
+        strategy: `"random"`: K examples drawn uniformly without replacement.
+            `"stratified"`: class-balanced: every class gets K // C examples (one
+            more for a random K % C of them); a class with too few examples
+            gives all it has and the rest is spread over the others.
+        seed: An int for a reproducible subset, or `None`.
+
+    Returns:
+        An int64 array of K distinct indices in increasing order.
+
+    Example:
+
+    >>> keras_subset.select_subset(y_train, 1000, "stratified", seed=0)  # doctest: +SKIP
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"`strategy` must be one of {STRATEGIES}, got {strategy!r}.")
+    labels = None
+    if isinstance(examples, (int, np.integer)) and not isinstance(examples, bool):
+        n = int(examples)
+    else:
+        labels = _as_class_labels(examples)
+        n = len(labels)
+    _check_positive_int("size", size)
+    if size > n:
+        raise ValueError(f"`size` must be at most the number of examples ({n}), got {size}.")
+    rng = np.random.default_rng(seed)
+    if strategy == "random":
+        return np.sort(rng.choice(n, size=int(size), replace=False)).astype(np.int64)
+    if labels is None:
+        raise ValueError('strategy="stratified" needs the class labels: pass them as `examples`.')
+    return _stratified(labels, int(size), rng)
+
+
+def _stratified(labels, size, rng):
+    classes, counts = np.unique(labels, return_counts=True)
+    quota = np.zeros(len(classes), np.int64)
+    remaining = size
+    open_classes = np.arange(len(classes))
+    # Fill equal shares; classes that run out hand their share to the others.
+    while remaining > 0:
+        share, extra = divmod(remaining, len(open_classes))
+        take = np.full(len(open_classes), share)
+        take[rng.permutation(len(open_classes))[:extra]] += 1
+        room = counts[open_classes] - quota[open_classes]
+        take = np.minimum(take, room)
+        quota[open_classes] += take
+        remaining -= int(take.sum())
+        open_classes = open_classes[quota[open_classes] < counts[open_classes]]
+    chosen = [rng.choice(np.flatnonzero(labels == c), size=q, replace=False) for c, q in zip(classes, quota) if q]
+    return np.sort(np.concatenate(chosen)).astype(np.int64)
+
+
+def _as_class_labels(y):
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] > 1:
+        return np.argmax(y, axis=1)
+    y = y.reshape(len(y), -1)
+    if y.shape[1] != 1:
+        raise ValueError(f"Class labels must have shape (N,), (N, 1) or one-hot (N, C); got {y.shape}.")
+    return y[:, 0]
+
+
+def _check_positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+    return int(value)

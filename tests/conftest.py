@@ -1,0 +1,56 @@
+"""Shared fixtures: small slices of real datasets from the folder named by KERAS_SUBSET_DATA_DIR."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import pytest
+import keras
+
+DATA_ENV = "KERAS_SUBSET_DATA_DIR"
+
+
+def data_file(name):
+    """Returns the path of a real dataset file, failing (not skipping) when it is missing."""
+    folder = os.environ.get(DATA_ENV)
+    if not folder:
+        pytest.fail(
+            f"Set {DATA_ENV} to a folder holding mnist.npz (keras.datasets layout), "
+            f"e.g. `{DATA_ENV}=../shared/data python -m pytest tests`."
+        )
+    path = os.path.join(folder, name)
+    if not os.path.exists(path):
+        pytest.fail(f"{path} does not exist: {DATA_ENV} must name a folder holding {name}.")
+    return path
+
+
+@pytest.fixture(scope="session")
+def mnist():
+    """The first 6,000 MNIST training and 2,000 test images, scaled to [0, 1], shape (28, 28, 1)."""
+    with np.load(data_file("mnist.npz")) as d:
+        x_train = d["x_train"][:6000, ..., None].astype("float32") / 255.0
+        y_train = d["y_train"][:6000].astype("int32")
+        x_test = d["x_test"][:2000, ..., None].astype("float32") / 255.0
+        y_test = d["y_test"][:2000].astype("int32")
+    return x_train, y_train, x_test, y_test
+
+
+def small_cnn(seed=0, dropout=0.0, batch_norm=False, l2=0.0):
+    """A small CNN for 28x28x1 images and 10 classes (P = 3,466 without batch norm)."""
+    keras.utils.set_random_seed(seed)
+    regularizer = keras.regularizers.L2(l2) if l2 else None
+    layers = [
+        keras.Input((28, 28, 1)),
+        keras.layers.Conv2D(4, 3, strides=2, activation="relu", kernel_regularizer=regularizer),
+        keras.layers.MaxPooling2D(),
+        keras.layers.Flatten(),
+    ]
+    if batch_norm:
+        layers.append(keras.layers.BatchNormalization())
+    if dropout:
+        layers.append(keras.layers.Dropout(dropout))
+    layers.append(keras.layers.Dense(10, activation="softmax", kernel_regularizer=regularizer))
+    model = keras.Sequential(layers)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model

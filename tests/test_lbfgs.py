@@ -1,0 +1,226 @@
+"""LBFGS on real MNIST: optimum against SciPy, chunking, serialisation, robustness, bad input."""
+
+import numpy as np
+import pytest
+import scipy.optimize
+import tensorflow as tf
+import keras
+
+import keras_subset
+from keras_subset.objective import Objective
+
+from conftest import small_cnn
+
+L2 = 1e-3
+
+
+def _downsampled(mnist, n):
+    """n MNIST images averaged to 7x7 = 49 features, float64, plus labels."""
+    x, y = mnist[0][:n], mnist[1][:n]
+    x = x.reshape(n, 7, 4, 7, 4).mean(axis=(2, 4)).reshape(n, 49).astype("float64")
+    return x, y
+
+
+def _float64_l2(weights):
+    # keras.regularizers.L2 rounds to float32 precision; this keeps the test at float64.
+    return tf.constant(L2, tf.float64) * tf.reduce_sum(tf.square(weights))
+
+
+def _logistic_regression(num_features):
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential(
+        [
+            keras.Input((num_features,), dtype="float64"),
+            keras.layers.Dense(
+                10,
+                dtype="float64",
+                kernel_regularizer=_float64_l2,
+                bias_regularizer=_float64_l2,
+            ),
+        ]
+    )
+    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype="float64"))
+    return model
+
+
+def _numpy_objective(params, x, y):
+    """Mean softmax cross-entropy + L2 on all weights, and its gradient, written in NumPy."""
+    d = x.shape[1]
+    w, b = params[: d * 10].reshape(d, 10), params[d * 10 :]
+    logits = x @ w + b
+    logits -= logits.max(axis=1, keepdims=True)
+    log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    n = len(x)
+    value = -log_p[np.arange(n), y].mean() + L2 * (np.sum(w * w) + np.sum(b * b))
+    delta = np.exp(log_p)
+    delta[np.arange(n), y] -= 1.0
+    delta /= n
+    grad_w = x.T @ delta + 2 * L2 * w
+    grad_b = delta.sum(axis=0) + 2 * L2 * b
+    return value, np.concatenate([grad_w.ravel(), grad_b])
+
+
+def test_float64_reaches_scipy_optimum_on_convex_problem(mnist):
+    x, y = _downsampled(mnist, 3000)
+    model = _logistic_regression(x.shape[1])
+    start = np.concatenate([w.ravel() for w in model.get_weights()])
+    reference = scipy.optimize.minimize(
+        _numpy_objective, start, args=(x, y), jac=True, method="L-BFGS-B",
+        options={"maxiter": 10000, "gtol": 1e-11, "ftol": 1e-15},
+    )
+    result = keras_subset.LBFGS(max_iterations=1000, tolerance=1e-9, dtype="float64").minimize(model, x, y)
+
+    found = np.concatenate([w.ravel() for w in model.get_weights()])
+    assert result.converged, result
+    assert result.loss == pytest.approx(reference.fun, rel=1e-10)
+    np.testing.assert_allclose(found, reference.x, atol=2e-5)
+    # The reported loss is the loss at the weights the model holds.
+    assert _numpy_objective(found, x, y)[0] == pytest.approx(result.loss, rel=1e-12)
+    assert result.loss < result.initial_loss
+
+
+def test_objective_equals_keras_loss_and_chunking_changes_nothing(mnist):
+    x, y = mnist[0][:500], mnist[1][:500]
+    weights = np.linspace(0.5, 2.0, 500).astype("float32")
+    model = small_cnn(dropout=0.3, l2=1e-3)
+    keras_loss = model.evaluate(x, y, sample_weight=weights, batch_size=500, verbose=0)[0]
+    single = Objective(model)
+    chunked = Objective(model, chunk_size=37)
+    position = single.position()
+    args = (tf.constant(x), tf.constant(y), tf.constant(weights))
+    value, gradient = single.value_and_gradient(position, *args)
+    chunked_value, chunked_gradient = chunked.value_and_gradient(position, *args)
+    assert float(value) == pytest.approx(keras_loss, rel=1e-5)
+    assert float(chunked_value) == pytest.approx(float(value), rel=1e-5)
+    np.testing.assert_allclose(chunked_gradient, gradient, rtol=1e-4, atol=1e-6)
+    # The gradient is the derivative of the value: a finite-difference check along it.
+    step = 1e-2 / float(tf.norm(gradient))
+    ahead, _ = single.value_and_gradient(position - step * gradient, *args)
+    assert float(value) - float(ahead) == pytest.approx(step * float(tf.reduce_sum(gradient**2)), rel=0.05)
+
+
+def test_chunked_minimize_matches_single_pass(mnist):
+    x, y = mnist[0][:600], mnist[1][:600]
+    results = []
+    for chunk_size in (None, 128):
+        model = small_cnn(seed=3)
+        result = keras_subset.LBFGS(max_iterations=5, chunk_size=chunk_size, dtype="float64").minimize(model, x, y)
+        results.append((result, np.concatenate([w.ravel() for w in model.get_weights()])))
+    (single, w_single), (chunked, w_chunked) = results
+    assert chunked.loss == pytest.approx(single.loss, rel=1e-4)
+    assert chunked.iterations == single.iterations == 5
+    # float32 round-off differs between the two summation orders and L-BFGS amplifies it a little.
+    np.testing.assert_allclose(w_chunked, w_single, atol=1e-2)
+
+
+def test_dataset_input_equals_arrays(mnist):
+    x, y = mnist[0][:300], mnist[1][:300]
+    losses = []
+    for data in ((x, y), (tf.data.Dataset.from_tensor_slices((x, y)).batch(64),)):
+        model = small_cnn(seed=4)
+        losses.append(keras_subset.LBFGS(max_iterations=3).minimize(model, *data).loss)
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+
+
+def test_serialization_round_trip():
+    optimizer = keras_subset.LBFGS(
+        max_iterations=7, num_correction_pairs=4, tolerance=1e-6, x_tolerance=1e-9,
+        f_relative_tolerance=1e-12, max_line_search_iterations=20, dtype="float64",
+        chunk_size=256, jit_compile=True, training=True, max_restarts=0, progress_every=3,
+    )
+    config = keras.saving.serialize_keras_object(optimizer)
+    restored = keras.saving.deserialize_keras_object(config)
+    assert isinstance(restored, keras_subset.LBFGS)
+    assert restored.get_config() == optimizer.get_config()
+    assert config["config"]["chunk_size"] == 256
+
+
+def test_nan_during_run_never_leaves_nan_weights(mnist):
+    x, y = mnist[0][:300], mnist[1][:300]
+
+    def loss(y_true, y_pred):
+        # Cross-entropy, but NaN once the model is more than 50% sure on average:
+        # the optimiser must run into the NaN region on its way down.
+        ce = keras.losses.sparse_categorical_crossentropy(y_true, y_pred)
+        confident = tf.reduce_mean(tf.reduce_max(y_pred, axis=-1)) > 0.5
+        return tf.where(confident, tf.fill(tf.shape(ce), np.nan), ce)
+
+    model = small_cnn(seed=5)
+    result = keras_subset.LBFGS(max_iterations=50, max_restarts=1).minimize(model, x, y, loss=loss)
+    assert all(np.all(np.isfinite(w)) for w in model.get_weights())
+    assert np.isfinite(result.loss) and result.loss <= result.initial_loss
+    objective = Objective(model, loss=loss)
+    value, _ = objective.value_and_gradient(objective.position(), tf.constant(x), tf.constant(y))
+    assert float(value) == pytest.approx(result.loss, rel=1e-5)
+
+
+def test_non_finite_initial_loss_is_an_error(mnist):
+    x, y = mnist[0][:50].copy(), mnist[1][:50]
+    x[3, 5, 5, 0] = np.nan
+    model = small_cnn()
+    before = model.get_weights()
+    with pytest.raises(ValueError, match="not finite"):
+        keras_subset.LBFGS().minimize(model, x, y)
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_batch_norm_statistics_end_consistent_with_final_weights(mnist):
+    x, y = mnist[0][:400], mnist[1][:400]
+    model = small_cnn(seed=6, batch_norm=True)
+    result = keras_subset.LBFGS(max_iterations=10, training=True, chunk_size=90).minimize(model, x, y)
+    bn = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)][0]
+    features = keras.Sequential(model.layers[: model.layers.index(bn)])(x, training=False).numpy()
+    np.testing.assert_allclose(bn.moving_mean.numpy(), features.mean(axis=0), rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(bn.moving_variance.numpy(), features.var(axis=0), rtol=1e-3, atol=1e-4)
+    assert result.loss < result.initial_loss
+
+
+def test_batch_norm_inference_mode_matches_single_chunk_objective(mnist):
+    x, y = mnist[0][:400], mnist[1][:400]
+    model = small_cnn(seed=6, batch_norm=True)
+    result = keras_subset.LBFGS(max_iterations=10, training=True).minimize(model, x, y)
+    inference_loss = model.evaluate(x, y, batch_size=400, verbose=0)[0]
+    assert inference_loss == pytest.approx(result.loss, rel=1e-3)
+
+
+def test_training_false_keeps_moving_statistics(mnist):
+    x, y = mnist[0][:200], mnist[1][:200]
+    model = small_cnn(seed=7, batch_norm=True)
+    bn = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)][0]
+    before = bn.moving_mean.numpy().copy()
+    keras_subset.LBFGS(max_iterations=3).minimize(model, x, y)
+    np.testing.assert_array_equal(bn.moving_mean.numpy(), before)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"max_iterations": 0}, "max_iterations"),
+        ({"dtype": "float16"}, "dtype"),
+        ({"chunk_size": 0}, "chunk_size"),
+        ({"tolerance": -1.0}, "tolerance"),
+        ({"num_correction_pairs": 2.5}, "num_correction_pairs"),
+    ],
+)
+def test_bad_constructor_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        keras_subset.LBFGS(**kwargs)
+
+
+def test_bad_minimize_inputs(mnist):
+    x, y = mnist[0][:64], mnist[1][:64]
+    frozen = small_cnn()
+    for layer in frozen.layers:
+        layer.trainable = False
+    with pytest.raises(ValueError, match="no trainable weights"):
+        keras_subset.LBFGS().minimize(frozen, x, y)
+    model = small_cnn()
+    infinite = tf.data.Dataset.from_tensor_slices((x, y)).batch(16).repeat()
+    with pytest.raises(ValueError, match="infinite"):
+        keras_subset.LBFGS().minimize(model, infinite)
+    with pytest.raises(ValueError, match="same first dimension"):
+        keras_subset.LBFGS().minimize(model, x, y[:10])
+    uncompiled = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    with pytest.raises(ValueError, match="loss"):
+        keras_subset.LBFGS().minimize(uncompiled, x, y)
