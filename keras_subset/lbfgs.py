@@ -226,6 +226,11 @@ class LBFGS:
                 "inputs (NaN or Inf values, labels out of range) and the model's initial weights."
             )
 
+        # The first L-BFGS step is the raw negative gradient; on networks that step can be
+        # huge (and kill every ReLU), so the optimiser works in scaled coordinates
+        # u = position / scale, which makes the first trial step min(1, 1/|g|_1) * -g, as
+        # PyTorch's L-BFGS does. Later steps are scaled by the curvature estimate anyway.
+        run.scale = min(1.0, 1.0 / max(float(tf.reduce_sum(tf.abs(initial_gradient))), 1e-30)) ** 0.5
         progress = _Progress(verbose, self.max_iterations)
         best_position, best_value = initial_position, initial_value
         # Counts of the runs before the latest restart; the initial check is one evaluation.
@@ -236,12 +241,13 @@ class LBFGS:
             done = 0 if state is None else int(state.num_iterations)
             end = min(budget, done + self.progress_every) if verbose else budget
             if state is None:
-                state = run.start(best_position, end, *tensors)
+                state = run.start(best_position / run.scale, end, *tensors)
             else:
                 state = run.resume(state, end, *tensors)
             value = float(state.objective_value)
-            if math.isfinite(value) and value < best_value and np.all(np.isfinite(state.position.numpy())):
-                best_position, best_value = state.position, value
+            position = state.position * run.scale
+            if math.isfinite(value) and value < best_value and np.all(np.isfinite(position.numpy())):
+                best_position, best_value = position, value
             iterations = iterations_before + int(state.num_iterations)
             evaluations = evaluations_before + int(state.num_objective_evaluations)
             progress.update(iterations, best_value, evaluations)
@@ -294,6 +300,7 @@ class _CompiledRun:
     def __init__(self, objective, options):
         self.objective = objective
         self.options = options
+        self.scale = 1.0  # position = scale * u, where u is what TFP optimises; set before start.
         self.value_and_gradient = tf.function(
             objective.value_and_gradient, jit_compile=options.jit_compile, reduce_retracing=True
         )
@@ -302,11 +309,18 @@ class _CompiledRun:
 
     def _minimize(self, max_iterations, x, y, sample_weight, **start):
         o = self.options
+        scale = tf.constant(self.scale, self.objective.dtype)
+
+        def scaled_value_and_gradient(u):
+            value, gradient = self.value_and_gradient(u * scale, x, y, sample_weight)
+            return value, gradient * scale
+
         return tfp.optimizer.lbfgs_minimize(
-            lambda p: self.value_and_gradient(p, x, y, sample_weight),
+            scaled_value_and_gradient,
             num_correction_pairs=o.num_correction_pairs,
-            tolerance=o.tolerance,
-            x_tolerance=o.x_tolerance,
+            # The tolerances are stated for the position; translate them to u = position / scale.
+            tolerance=o.tolerance * self.scale,
+            x_tolerance=o.x_tolerance / self.scale,
             f_relative_tolerance=o.f_relative_tolerance,
             max_iterations=max_iterations,
             max_line_search_iterations=o.max_line_search_iterations,

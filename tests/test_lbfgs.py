@@ -147,6 +147,7 @@ def test_nan_during_run_never_leaves_nan_weights(mnist):
 
     model = small_cnn(seed=5)
     result = keras_subset.LBFGS(max_iterations=50, max_restarts=1).minimize(model, x, y, loss=loss)
+    assert result.failed and result.restarts == 1, result  # it did run into the NaN region
     assert all(np.all(np.isfinite(w)) for w in model.get_weights())
     assert np.isfinite(result.loss) and result.loss <= result.initial_loss
     objective = Objective(model, loss=loss)
