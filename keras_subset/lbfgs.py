@@ -232,7 +232,7 @@ class LBFGS:
         # PyTorch's L-BFGS does. Later steps are scaled by the curvature estimate anyway.
         run.scale = min(1.0, 1.0 / max(float(tf.reduce_sum(tf.abs(initial_gradient))), 1e-30)) ** 0.5
         progress = _Progress(verbose, self.max_iterations)
-        best_position, best_value = initial_position, initial_value
+        best_position, best_value, best_gradient = initial_position, initial_value, initial_gradient
         # Counts of the runs before the latest restart; the initial check is one evaluation.
         iterations_before, evaluations_before, restarts = 0, 1, 0
         state = None
@@ -248,6 +248,7 @@ class LBFGS:
             position = state.position * run.scale
             if math.isfinite(value) and value < best_value and np.all(np.isfinite(position.numpy())):
                 best_position, best_value = position, value
+                best_gradient = state.objective_gradient / run.scale
             iterations = iterations_before + int(state.num_iterations)
             evaluations = evaluations_before + int(state.num_objective_evaluations)
             progress.update(iterations, best_value, evaluations)
@@ -264,9 +265,7 @@ class LBFGS:
         objective.assign(best_position)
         if self.training:
             objective.refresh_batch_norm_statistics(tensors[0])
-        _, final_gradient = run.value_and_gradient(best_position, *tensors)
-        evaluations += 1
-        gradient_norm = float(tf.reduce_max(tf.abs(final_gradient)))
+        gradient_norm = float(tf.reduce_max(tf.abs(best_gradient)))
         return LBFGSResult(
             iterations=iterations,
             evaluations=evaluations,
