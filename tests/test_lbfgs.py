@@ -225,3 +225,13 @@ def test_bad_minimize_inputs(mnist):
     uncompiled = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
     with pytest.raises(ValueError, match="loss"):
         keras_subset.LBFGS().minimize(uncompiled, x, y)
+
+
+def test_jit_compile_gives_the_same_result(mnist):
+    x, y = mnist[0][:500], mnist[1][:500]
+    losses = []
+    for jit_compile in (False, True):
+        model = small_cnn(seed=3)
+        result = keras_subset.LBFGS(max_iterations=5, jit_compile=jit_compile, chunk_size=128).minimize(model, x, y)
+        losses.append(result.loss)
+    assert losses[1] == pytest.approx(losses[0], rel=1e-4)
