@@ -299,7 +299,8 @@ def test_presets_and_overrides():
     # Giving fractions drops the preset's ratios.
     config = common.make_config("mnist", mnist.PRESETS, "cpu", {"fractions": (0.1,)})
     assert config.fractions == (0.1,) and config.ratios == ()
-    assert [s.name for s in common.run_specs(config)] == ["conventional", "lbfgs_f0.1"]
+    assert [s.name for s in common.run_specs(config)] == [
+        "conventional", "lbfgs_f0.1", "adam_f0.1"]
     assert config.output_dir == os.path.join("results", "mnist")
     with pytest.raises(ValueError):
         common.Config(subset_optimizer=("sgd",))
