@@ -1,0 +1,46 @@
+"""Prints one markdown table over several benchmark output folders (the README's Results).
+
+Usage: `python -m benchmarks.overview docs/results/mnist docs/results/cifar10 ...`
+Each folder holds the `summary.json` a benchmark script wrote.
+"""
+
+import json
+import os
+import sys
+
+
+def _fmt(value, digits=2, suffix=""):
+    return "not reached" if value is None else f"{value:.{digits}f}{suffix}"
+
+
+def rows(folder):
+    """Yields the markdown rows of one benchmark folder."""
+    with open(os.path.join(folder, "summary.json")) as f:
+        summary = json.load(f)
+    n = summary["train_examples"]
+    name = summary["dataset"] + (" + aug." if summary["augment"] else "")
+    levelled = "" if summary["conventional_levelled_off"] else " (not levelled off)"
+    for run in summary["runs"]:
+        conventional = run["kind"] == "conventional"
+        label = f"conventional, {summary['conventional_epochs']} epochs{levelled}" if conventional else run["run"]
+        yield (
+            f"| {name} | {label} | {run['ratio']:.1f} | {run['subset_size'] or n:,} "
+            f"| {100 * run['final_test_accuracy']['mean']:.2f} | {_fmt(run['gap_pp']['mean'])} "
+            f"| {_fmt(run['ttt_evaluations_ratio']['mean'])} | {_fmt(run['ttt_seconds_ratio']['mean'])} "
+            f"| {run['total_evaluations']['mean'] / n:.1f} |"
+        )
+
+
+def main(folders):
+    print(
+        "| dataset | run | Q | K | final test acc. (%) | gap (pp) | cost to target / conv. "
+        "| time to target / conv. | total cost (epochs) |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for folder in folders:
+        for row in rows(folder):
+            print(row)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
