@@ -205,92 +205,198 @@ class LBFGS:
             ValueError: for a model without trainable weights, inputs that do
                 not fit, or a loss that is not finite at the starting weights.
         """
-        start_time = time.perf_counter()
-        objective = Objective(model, loss=loss, chunk_size=self.chunk_size, dtype=self.dtype, training=self.training)
-        x, y, sample_weight = data_lib.to_arrays(x, y, sample_weight)
-        if y is None:
-            raise ValueError("`y` is None: L-BFGS needs targets (pass `y`, or a dataset of (x, y)).")
-        tensors = (
-            tf.nest.map_structure(tf.convert_to_tensor, x),
-            tf.nest.map_structure(tf.convert_to_tensor, y),
-            None if sample_weight is None else tf.convert_to_tensor(sample_weight),
-        )
-        run = _CompiledRun(objective, self)
+        run = _Minimization(self, model, x, y, sample_weight, loss)
+        progress = _Progress(verbose, self.max_iterations)
+        while not run.done:
+            step = self.progress_every if verbose else self.max_iterations
+            run.advance(min(self.max_iterations, run.iterations + step))
+            progress.update(run.iterations, run.best_value, run.evaluations)
+        progress.finish(run.iterations, run.best_value, run.evaluations)
+        return run.finish()
 
-        initial_position = objective.position()
-        initial_value, initial_gradient = run.value_and_gradient(initial_position, *tensors)
-        initial_value = float(initial_value)
-        if not math.isfinite(initial_value) or not np.all(np.isfinite(initial_gradient.numpy())):
+    def fit(
+        self,
+        model,
+        x,
+        y=None,
+        sample_weight=None,
+        *,
+        epochs=1,
+        iterations_per_epoch=10,
+        loss=None,
+        validation_data=None,
+        callbacks=None,
+        verbose=1,
+    ):
+        """Full-batch L-BFGS in `model.fit`'s shape: epochs of iterations, Keras callbacks, History.
+
+        Keras 3 cannot run L-BFGS from `model.compile(optimizer=...)`: an
+        optimizer only receives gradients (`Optimizer.apply(grads, variables)`)
+        once per batch and never a way to re-evaluate the loss, which a line
+        search must do several times per step on the same data. This method is
+        the closest public-API route: it runs `iterations_per_epoch` L-BFGS
+        iterations per epoch (keeping the curvature history across epochs) and
+        drives a `keras.callbacks.CallbackList`, so `History`, `EarlyStopping`,
+        `ModelCheckpoint`, `CSVLogger` and `TensorBoard` work as with `fit`
+        (`model.stop_training` ends the run). At each epoch's end the model
+        holds the best weights so far, and the logs hold the compiled loss and
+        metrics over all of `x` (one forward pass, `model.evaluate`), the
+        same for `validation_data` with the prefix `val_`, and the L-BFGS
+        `iterations` and `evaluations` so far. `max_iterations` caps the total.
+
+        Args:
+            model: A compiled, built Keras model.
+            x, y, sample_weight: As for `minimize`.
+            epochs: Number of epochs.
+            iterations_per_epoch: L-BFGS iterations per epoch.
+            loss: A loss to minimise instead of the compiled one.
+            validation_data: `(x_val, y_val)` or `(x_val, y_val, sample_weight)`.
+            callbacks: A list of `keras.callbacks.Callback`.
+            verbose: 0 silent, 1 progress bar, 2 one line per epoch.
+
+        Returns:
+            The `keras.callbacks.History` of the run (also `model.history`).
+
+        Example:
+
+        ```python
+        history = keras_subset.LBFGS(max_iterations=500).fit(
+            model, x, y, epochs=50, iterations_per_epoch=10,
+            callbacks=[keras.callbacks.EarlyStopping("loss", min_delta=1e-4)])
+        ```
+        """
+        _check_int("epochs", epochs, minimum=1)
+        _check_int("iterations_per_epoch", iterations_per_epoch, minimum=1)
+        run = _Minimization(self, model, x, y, sample_weight, loss)
+        callback_list = keras.callbacks.CallbackList(
+            callbacks, add_history=True, add_progbar=verbose != 0, model=model,
+            verbose=verbose, epochs=epochs, steps=1,
+        )
+        model.stop_training = False
+        callback_list.on_train_begin()
+        logs = {}
+        for epoch in range(epochs):
+            callback_list.on_epoch_begin(epoch)
+            callback_list.on_train_batch_begin(0)
+            run.advance(min(self.max_iterations, run.iterations + iterations_per_epoch))
+            run.assign_best()
+            logs = model.evaluate(run.x, run.y, sample_weight=run.sample_weight, verbose=0, return_dict=True)
+            logs.update(iterations=run.iterations, evaluations=run.evaluations)
+            callback_list.on_train_batch_end(0, logs)
+            if validation_data is not None:
+                val_x, val_y, val_w = keras.utils.unpack_x_y_sample_weight(tuple(validation_data))
+                val = model.evaluate(val_x, val_y, sample_weight=val_w, verbose=0, return_dict=True)
+                logs.update({"val_" + k: v for k, v in val.items()})
+            callback_list.on_epoch_end(epoch, logs)
+            if model.stop_training or run.done:
+                break
+        run.finish()
+        callback_list.on_train_end(logs)
+        return model.history
+
+class _Minimization:
+    """One L-BFGS minimisation, advanced in compiled segments; keeps the best point found."""
+
+    def __init__(self, options, model, x, y, sample_weight, loss):
+        self.start_time = time.perf_counter()
+        self.options = options
+        self.objective = Objective(
+            model, loss=loss, chunk_size=options.chunk_size, dtype=options.dtype, training=options.training
+        )
+        self.x, self.y, self.sample_weight = data_lib.to_arrays(x, y, sample_weight)
+        if self.y is None:
+            raise ValueError("`y` is None: L-BFGS needs targets (pass `y`, or a dataset of (x, y)).")
+        self.tensors = (
+            tf.nest.map_structure(tf.convert_to_tensor, self.x),
+            tf.nest.map_structure(tf.convert_to_tensor, self.y),
+            None if self.sample_weight is None else tf.convert_to_tensor(self.sample_weight),
+        )
+        self.run = _CompiledRun(self.objective, options)
+        position = self.objective.position()
+        value, gradient = self.run.value_and_gradient(position, *self.tensors)
+        self.initial_value = float(value)
+        if not math.isfinite(self.initial_value) or not np.all(np.isfinite(gradient.numpy())):
             raise ValueError(
-                f"The loss at the starting weights is not finite ({initial_value}): check the "
+                f"The loss at the starting weights is not finite ({self.initial_value}): check the "
                 "inputs (NaN or Inf values, labels out of range) and the model's initial weights."
             )
-
         # The first L-BFGS step is the raw negative gradient; on networks that step can be
         # huge (and kill every ReLU), so the optimiser works in scaled coordinates
         # u = position / scale, which makes the first trial step min(1, 1/|g|_1) * -g, as
         # PyTorch's L-BFGS does. Later steps are scaled by the curvature estimate anyway.
-        run.scale = min(1.0, 1.0 / max(float(tf.reduce_sum(tf.abs(initial_gradient))), 1e-30)) ** 0.5
-        progress = _Progress(verbose, self.max_iterations)
-        best_position, best_value, best_gradient = initial_position, initial_value, initial_gradient
+        self.run.scale = min(1.0, 1.0 / max(float(tf.reduce_sum(tf.abs(gradient))), 1e-30)) ** 0.5
+        self.best_position, self.best_value, self.best_gradient = position, self.initial_value, gradient
         # Counts of the runs before the latest restart; the initial check is one evaluation.
-        iterations_before, evaluations_before, restarts = 0, 1, 0
-        state = None
-        while True:
-            budget = self.max_iterations - iterations_before
-            done = 0 if state is None else int(state.num_iterations)
-            end = min(budget, done + self.progress_every) if verbose else budget
-            if state is None:
-                state = run.start(best_position / run.scale, end, *tensors)
-            else:
-                state = run.resume(state, end, *tensors)
-            value = float(state.objective_value)
-            position = state.position * run.scale
-            if math.isfinite(value) and value < best_value and np.all(np.isfinite(position.numpy())):
-                best_position, best_value = position, value
-                best_gradient = state.objective_gradient / run.scale
-            iterations = iterations_before + int(state.num_iterations)
-            evaluations = evaluations_before + int(state.num_objective_evaluations)
-            progress.update(iterations, best_value, evaluations)
-            converged, failed = bool(state.converged), bool(state.failed)
-            if converged or iterations >= self.max_iterations:
-                break
-            if failed:
-                if restarts >= self.max_restarts:
-                    break
-                restarts += 1
-                iterations_before, evaluations_before, state = iterations, evaluations, None
-        progress.finish(iterations, best_value, evaluations)
+        self._iterations_before, self._evaluations_before = 0, 1
+        self.iterations, self.evaluations, self.restarts = 0, 1, 0
+        self.state, self.converged, self.failed, self.done = None, False, False, False
 
-        objective.assign(best_position)
-        if self.training:
-            objective.refresh_batch_norm_statistics(tensors[0])
-        gradient_norm = float(tf.reduce_max(tf.abs(best_gradient)))
+    def advance(self, until_iteration):
+        """Runs L-BFGS until `until_iteration` total iterations, convergence or final failure."""
+        while not self.done and self.iterations < until_iteration:
+            end = until_iteration - self._iterations_before
+            if self.state is None:
+                self.state = self.run.start(self.best_position / self.run.scale, end, *self.tensors)
+            else:
+                self.state = self.run.resume(self.state, end, *self.tensors)
+            state = self.state
+            value = float(state.objective_value)
+            position = state.position * self.run.scale
+            if math.isfinite(value) and value < self.best_value and np.all(np.isfinite(position.numpy())):
+                self.best_position, self.best_value = position, value
+                self.best_gradient = state.objective_gradient / self.run.scale
+            self.iterations = self._iterations_before + int(state.num_iterations)
+            self.evaluations = self._evaluations_before + int(state.num_objective_evaluations)
+            self.converged, self.failed = bool(state.converged), bool(state.failed)
+            if self.converged or self.iterations >= self.options.max_iterations:
+                self.done = True
+            elif self.failed:
+                if self.restarts >= self.options.max_restarts:
+                    self.done = True
+                else:  # Restart from the best point with a fresh history.
+                    self.restarts += 1
+                    self._iterations_before, self._evaluations_before = self.iterations, self.evaluations
+                    self.state = None
+
+    def assign_best(self):
+        """Writes the best weights found so far into the model."""
+        self.objective.assign(self.best_position)
+
+    def finish(self):
+        """Leaves the model at the best weights (and refreshed batch statistics); returns the result."""
+        self.assign_best()
+        if self.options.training:
+            self.objective.refresh_batch_norm_statistics(self.tensors[0])
+        gradient_norm = float(tf.reduce_max(tf.abs(self.best_gradient)))
+        converged, failed = self.converged, self.failed
         return LBFGSResult(
-            iterations=iterations,
-            evaluations=evaluations,
-            loss=best_value,
-            initial_loss=initial_value,
+            iterations=self.iterations,
+            evaluations=self.evaluations,
+            loss=self.best_value,
+            initial_loss=self.initial_value,
             gradient_norm=gradient_norm,
             converged=converged and not failed,
             failed=failed and not converged,
-            reason=self._reason(converged, failed, iterations, gradient_norm, restarts, best_value, initial_value),
-            restarts=restarts,
-            seconds=time.perf_counter() - start_time,
-            num_examples=data_lib.num_examples(x),
+            reason=self._reason(gradient_norm),
+            restarts=self.restarts,
+            seconds=time.perf_counter() - self.start_time,
+            num_examples=data_lib.num_examples(self.x),
         )
 
-    def _reason(self, converged, failed, iterations, gradient_norm, restarts, value, initial_value):
-        if converged and gradient_norm <= self.tolerance:
-            return f"converged: largest gradient entry {gradient_norm:.3g} <= tolerance {self.tolerance:g}"
-        if converged:
+    def _reason(self, gradient_norm):
+        o = self.options
+        if self.converged and gradient_norm <= o.tolerance:
+            return f"converged: largest gradient entry {gradient_norm:.3g} <= tolerance {o.tolerance:g}"
+        if self.converged:
             return "converged: position or loss change fell below x_tolerance or f_relative_tolerance"
-        if failed:
+        if self.failed:
             what = "no further decrease found by the line search or a non-finite loss"
-            if value >= initial_value:
+            if self.best_value >= self.initial_value:
                 what += "; the starting weights were kept"
-            return f"stopped: {what} (after {restarts} restart(s) from the best point)"
-        return f"stopped: max_iterations ({self.max_iterations}) reached"
+            return f"stopped: {what} (after {self.restarts} restart(s) from the best point)"
+        if self.iterations >= o.max_iterations:
+            return f"stopped: max_iterations ({o.max_iterations}) reached"
+        return f"stopped after {self.iterations} iterations (by the caller)"
 
 
 class _CompiledRun:

@@ -235,3 +235,35 @@ def test_jit_compile_gives_the_same_result(mnist):
         result = keras_subset.LBFGS(max_iterations=5, jit_compile=jit_compile, chunk_size=128).minimize(model, x, y)
         losses.append(result.loss)
     assert losses[1] == pytest.approx(losses[0], rel=1e-4)
+
+
+def test_fit_route_drives_keras_callbacks(mnist, tmp_path):
+    x, y, x_test, y_test = mnist[0][:600], mnist[1][:600], mnist[2][:300], mnist[3][:300]
+    model = small_cnn(seed=8)
+    checkpoint = tmp_path / "best.weights.h5"
+    history = keras_subset.LBFGS(max_iterations=40).fit(
+        model, x, y, epochs=4, iterations_per_epoch=5, validation_data=(x_test, y_test), verbose=0,
+        callbacks=[
+            keras.callbacks.ModelCheckpoint(str(checkpoint), monitor="loss", save_weights_only=True),
+            keras.callbacks.CSVLogger(str(tmp_path / "log.csv")),
+            keras.callbacks.TensorBoard(str(tmp_path / "tb")),
+        ],
+    )
+    logs = history.history
+    assert logs["iterations"] == [5, 10, 15, 20]
+    assert all(b < a for a, b in zip(logs["loss"], logs["loss"][1:])), logs["loss"]
+    assert len(logs["val_accuracy"]) == 4 and logs["accuracy"][-1] > 0.5
+    # The epoch's loss is the compiled loss at the weights the model holds then.
+    assert model.evaluate(x, y, verbose=0)[0] == pytest.approx(logs["loss"][-1], rel=1e-5)
+    assert checkpoint.exists() and (tmp_path / "log.csv").read_text().count("\n") == 5
+    assert any((tmp_path / "tb").rglob("*tfevents*"))
+
+
+def test_fit_route_stops_early(mnist):
+    x, y = mnist[0][:300], mnist[1][:300]
+    model = small_cnn(seed=9)
+    stopper = keras.callbacks.EarlyStopping(monitor="loss", min_delta=10.0, patience=0)
+    history = keras_subset.LBFGS(max_iterations=100).fit(
+        model, x, y, epochs=10, iterations_per_epoch=3, callbacks=[stopper], verbose=0
+    )
+    assert len(history.history["loss"]) == 2  # no epoch improves the loss by 10
