@@ -311,6 +311,15 @@ class _Minimization:
             tf.nest.map_structure(tf.convert_to_tensor, self.y),
             None if self.sample_weight is None else tf.convert_to_tensor(self.sample_weight),
         )
+        strategy = tf.distribute.get_strategy()
+        if strategy.num_replicas_in_sync > 1:
+            if options.training:
+                raise ValueError(
+                    "`training=True` is not supported under a tf.distribute strategy with several "
+                    "replicas (batch statistics would differ per replica); use training=False."
+                )
+            # Each replica keeps its own contiguous shard of the examples.
+            self.tensors = tuple(Objective.shard(strategy, t) for t in self.tensors)
         self.run = _CompiledRun(self.objective, options)
         position = self.objective.position()
         value, gradient = self.run.value_and_gradient(position, *self.tensors)

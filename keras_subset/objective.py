@@ -91,13 +91,33 @@ class Objective:
             x, y, sample_weight: Tensors (or nests of tensors for `x`) holding
                 all examples.
 
+        Under a `tf.distribute` strategy, pass `x`, `y` and `sample_weight` as
+        per-replica shards (see `shard`): each replica then computes its
+        shard's share of the value and gradient, which are summed across
+        replicas.
+
         Returns:
             A tuple `(value, gradient)` of `self.dtype`.
         """
+        if not isinstance(tf.nest.flatten(x)[0], tf.distribute.DistributedValues):
+            n = tf.shape(tf.nest.flatten(x)[0])[0]
+            return self._shard_value_and_gradient(position, x, y, sample_weight, n)
+
+        def replica_fn(position, x, y, sample_weight):
+            local = tf.shape(tf.nest.flatten(x)[0])[0]
+            total = tf.distribute.get_replica_context().all_reduce("sum", local)
+            return self._shard_value_and_gradient(position, x, y, sample_weight, total)
+
+        strategy = tf.distribute.get_strategy()
+        value, gradient = strategy.run(replica_fn, args=(position, x, y, sample_weight))
+        return strategy.reduce("sum", value, axis=None), strategy.reduce("sum", gradient, axis=None)
+
+    def _shard_value_and_gradient(self, position, x, y, sample_weight, total):
+        """The share of `x` (`total` examples in all shards) in the value and gradient."""
         weights = self.unflatten(position)
         non_trainable = [v.value for v in self.model.non_trainable_variables]
         n = tf.shape(tf.nest.flatten(x)[0])[0]
-        chunk = n if self.chunk_size is None else tf.minimum(n, self.chunk_size)
+        chunk = tf.maximum(n, 1) if self.chunk_size is None else tf.minimum(tf.maximum(n, 1), self.chunk_size)
         num_chunks = (n + chunk - 1) // chunk
 
         def body(i, value, gradients):
@@ -106,7 +126,7 @@ class Objective:
             with tf.GradientTape() as tape:
                 tape.watch(weights)
                 chunk_value = self._chunk_value(
-                    weights, non_trainable, x, y, sample_weight, start, end, n
+                    weights, non_trainable, x, y, sample_weight, start, end, total
                 )
             chunk_gradients = tape.gradient(chunk_value, weights)
             chunk_gradients = [
@@ -148,6 +168,24 @@ class Objective:
         # Model losses are per-batch means (activity) or constants (weights): weight by share.
         extra = [tf.cast(l, values.dtype) for l in model_losses]
         return data_loss + (tf.add_n(extra) * fraction if extra else 0.0)
+
+    @staticmethod
+    def shard(strategy, tensor):
+        """Splits `tensor` (or a nest) by rows into one contiguous shard per replica of `strategy`."""
+        if tensor is None:
+            return None
+        replicas = strategy.num_replicas_in_sync
+
+        def piece(context):
+            i = context.replica_id_in_sync_group
+
+            def rows(t):
+                n = tf.shape(t)[0]
+                return t[i * n // replicas : (i + 1) * n // replicas]
+
+            return tf.nest.map_structure(rows, tensor)
+
+        return strategy.experimental_distribute_values_from_function(piece)
 
     # -- batch normalisation ------------------------------------------------------------
     def refresh_batch_norm_statistics(self, x):

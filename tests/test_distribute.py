@@ -1,0 +1,53 @@
+"""LBFGS under tf.distribute.MirroredStrategy over two logical CPU devices equals one device."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+from conftest import data_file
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys
+    import tensorflow as tf
+
+    # Two logical CPU devices must be configured before TensorFlow starts its runtime.
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import numpy as np
+    import keras_subset
+    from conftest import small_cnn
+
+    with np.load(sys.argv[1]) as d:
+        x = d["x_train"][:601, ..., None].astype("float32") / 255.0
+        y = d["y_train"][:601].astype("int32")
+    w = np.linspace(0.5, 2.0, 601).astype("float32")
+    model = small_cnn(seed=3, l2=1e-3)
+    initial = model.get_weights()
+    single = keras_subset.LBFGS(max_iterations=5, dtype="float64").minimize(model, x, y, sample_weight=w)
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    assert strategy.num_replicas_in_sync == 2
+    with strategy.scope():
+        mirrored = small_cnn(seed=3, l2=1e-3)
+        mirrored.set_weights(initial)
+        # 601 examples: replica shards of 300 and 301, each summed in chunks of 128.
+        result = keras_subset.LBFGS(max_iterations=5, dtype="float64", chunk_size=128).minimize(
+            mirrored, x, y, sample_weight=w)
+    np.testing.assert_allclose(result.loss, single.loss, rtol=1e-5)
+    assert result.iterations == single.iterations == 5
+    for a, b in zip(model.get_weights(), mirrored.get_weights()):
+        np.testing.assert_allclose(a, b, atol=1e-4)
+    print("OK", single.loss, result.loss)
+    """
+)
+
+
+def test_mirrored_strategy_over_two_cpu_devices_matches_one_device():
+    tests = os.path.dirname(os.path.abspath(__file__))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([tests, os.path.dirname(tests), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT, data_file("mnist.npz")],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0 and "OK" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-4000:]
