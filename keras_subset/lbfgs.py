@@ -91,7 +91,8 @@ class LBFGS:
         x_tolerance: Stop when the position changes by at most this (largest
             absolute entry).
         f_relative_tolerance: Stop when the loss changes by at most this times
-            its magnitude.
+            its magnitude (|loss| taken every `progress_every` iterations, so it
+            works for negative losses too, unlike TFP's own check).
         max_line_search_iterations: Maximum Hager-Zhang line-search iterations
             per L-BFGS iteration.
         dtype: `"float32"` or `"float64"`: the dtype of the optimiser's own
@@ -208,7 +209,8 @@ class LBFGS:
         run = _Minimization(self, model, x, y, sample_weight, loss)
         progress = _Progress(verbose, self.max_iterations)
         while not run.done:
-            step = self.progress_every if verbose else self.max_iterations
+            # Segments also refresh the |loss| that f_relative_tolerance is relative to.
+            step = self.progress_every if verbose or self.f_relative_tolerance else self.max_iterations
             run.advance(min(self.max_iterations, run.iterations + step))
             progress.update(run.iterations, run.best_value, run.evaluations)
         progress.finish(run.iterations, run.best_value, run.evaluations)
@@ -344,10 +346,14 @@ class _Minimization:
         """Runs L-BFGS until `until_iteration` total iterations, convergence or final failure."""
         while not self.done and self.iterations < until_iteration:
             end = until_iteration - self._iterations_before
+            # TFP compares |change of f| with f_relative_tolerance * f, which never holds for a
+            # negative f (tfp issue 1391); compare it with f_relative_tolerance * |f| instead,
+            # |f| taken at the start of each segment.
+            f_tolerance = tf.constant(self.options.f_relative_tolerance * abs(self.best_value), self.objective.dtype)
             if self.state is None:
-                self.state = self.run.start(self.best_position / self.run.scale, end, *self.tensors)
+                self.state = self.run.start(self.best_position / self.run.scale, end, f_tolerance, *self.tensors)
             else:
-                self.state = self.run.resume(self.state, end, *self.tensors)
+                self.state = self.run.resume(self.state, end, f_tolerance, *self.tensors)
             state = self.state
             value = float(state.objective_value)
             position = state.position * self.run.scale
@@ -421,7 +427,7 @@ class _CompiledRun:
         self.start = tf.function(self._start, reduce_retracing=True)
         self.resume = tf.function(self._resume, reduce_retracing=True)
 
-    def _minimize(self, max_iterations, x, y, sample_weight, **start):
+    def _minimize(self, max_iterations, f_tolerance, x, y, sample_weight, **start):
         o = self.options
         scale = tf.constant(self.scale, self.objective.dtype)
 
@@ -435,18 +441,19 @@ class _CompiledRun:
             # The tolerances are stated for the position; translate them to u = position / scale.
             tolerance=o.tolerance * self.scale,
             x_tolerance=o.x_tolerance / self.scale,
-            f_relative_tolerance=o.f_relative_tolerance,
+            f_relative_tolerance=0.0,
+            f_absolute_tolerance=f_tolerance,
             max_iterations=max_iterations,
             max_line_search_iterations=o.max_line_search_iterations,
             **start,
         )
 
-    def _start(self, position, max_iterations, x, y, sample_weight):
-        return self._minimize(max_iterations, x, y, sample_weight, initial_position=position)
+    def _start(self, position, max_iterations, f_tolerance, x, y, sample_weight):
+        return self._minimize(max_iterations, f_tolerance, x, y, sample_weight, initial_position=position)
 
-    def _resume(self, state, max_iterations, x, y, sample_weight):
+    def _resume(self, state, max_iterations, f_tolerance, x, y, sample_weight):
         return self._minimize(
-            max_iterations, x, y, sample_weight, initial_position=None, previous_optimizer_results=state
+            max_iterations, f_tolerance, x, y, sample_weight, initial_position=None, previous_optimizer_results=state
         )
 
 

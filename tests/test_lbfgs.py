@@ -267,3 +267,20 @@ def test_fit_route_stops_early(mnist):
         model, x, y, epochs=10, iterations_per_epoch=3, callbacks=[stopper], verbose=0
     )
     assert len(history.history["loss"]) == 2  # no epoch improves the loss by 10
+
+
+def test_f_relative_tolerance_works_for_negative_losses(mnist):
+    # TFP compares |df| with f_relative_tolerance * f, which never holds when f < 0.
+    x, y = mnist[0][:300], mnist[1][:300]
+
+    def shifted(y_true, y_pred):
+        return keras.losses.sparse_categorical_crossentropy(y_true, y_pred) - 10.0
+
+    results = []
+    for loss in (shifted, "sparse_categorical_crossentropy"):
+        model = small_cnn(seed=2)
+        results.append(keras_subset.LBFGS(max_iterations=300, f_relative_tolerance=1e-3).minimize(model, x, y, loss=loss))
+    negative, positive = results
+    assert negative.loss < 0 and negative.converged and negative.iterations < 300, negative
+    # Relative to |f| ~ 10 instead of f ~ 1, the shifted loss stops no later.
+    assert positive.converged and negative.iterations <= positive.iterations
