@@ -284,3 +284,21 @@ def test_f_relative_tolerance_works_for_negative_losses(mnist):
     assert negative.loss < 0 and negative.converged and negative.iterations < 300, negative
     # Relative to |f| ~ 10 instead of f ~ 1, the shifted loss stops no later.
     assert positive.converged and negative.iterations <= positive.iterations
+
+
+def test_failed_line_search_restarts_then_keeps_the_best_weights(mnist):
+    x, y = mnist[0][:200], mnist[1][:200]
+
+    def misleading(y_true, y_pred):
+        # The value is the cross-entropy but the gradient points uphill: no line search can succeed.
+        ce = keras.losses.sparse_categorical_crossentropy(y_true, y_pred)
+        return 2.0 * tf.stop_gradient(ce) - ce
+
+    model = small_cnn(seed=4)
+    before = model.get_weights()
+    result = keras_subset.LBFGS(max_iterations=20, max_restarts=2).minimize(model, x, y, loss=misleading)
+    assert result.failed and not result.converged and result.restarts == 2, result
+    assert "starting weights were kept" in result.reason
+    assert result.loss == result.initial_loss
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
