@@ -15,7 +15,9 @@ For each reference CNN and subset size it measures:
   iterations on 10x the smallest subset / on 1x, at a fixed `--chunk_size`
   (each in a fresh subprocess, since peak memory only grows);
 - `scaling_exponent`: the slope of log(time per L-BFGS iteration) against
-  log(subset size), fitted over the subset sizes.
+  log(subset size), fitted over the subset sizes;
+- `progress_overhead`: wall time of the largest run with a progress bar
+  (`verbose=1`, back in Python every 10 iterations) / without, minus 1.
 
 The last line printed is a JSON object with the worst (largest
 overhead/memory/scaling, smallest throughput) figures over the models, and
@@ -96,11 +98,14 @@ def _fit_examples_per_second(model, x, y):
     return best
 
 
-def _lbfgs_run(model, x, y):
+def _lbfgs_run(model, x, y, verbose=0):
+    initial = model.get_weights()
     optimizer = keras_subset.LBFGS(max_iterations=FLAGS.iterations, chunk_size=FLAGS.chunk_size)
     start = time.perf_counter()
-    result = optimizer.minimize(model, x, y)
-    return time.perf_counter() - start, result
+    result = optimizer.minimize(model, x, y, verbose=verbose)
+    seconds = time.perf_counter() - start
+    model.set_weights(initial)
+    return seconds, result
 
 
 def _peak_rss_mib(name, size):
@@ -144,6 +149,10 @@ def main(argv):
                   f"{result.evaluations} evaluations, {seconds:.1f} s, overhead {rows[-1]['overhead_ratio']:.3f}",
                   flush=True)
         model, x, y = _model_and_data(name, sizes[-1])
+        # The same run with a progress bar (Python every 10 iterations) against silent.
+        silent, _ = _lbfgs_run(model, x, y)
+        shown, _ = _lbfgs_run(model, x, y, verbose=1)
+        progress_overhead = shown / silent - 1.0
         fit_rate = _fit_examples_per_second(model, x, y)
         eval_rate = sizes[-1] / rows[-1]["t_eval"]
         slope = float(np.polyfit(np.log(sizes), np.log([r["seconds_per_iteration"] for r in rows]), 1)[0])
@@ -152,6 +161,7 @@ def main(argv):
             "overhead_ratio": max(r["overhead_ratio"] for r in rows),
             "throughput_ratio": eval_rate / fit_rate,
             "memory_growth": large / small,
+            "progress_overhead": progress_overhead,
             "scaling_exponent": slope,
             "full_batch_examples_per_second": eval_rate,
             "fit_examples_per_second": fit_rate,
@@ -166,6 +176,7 @@ def main(argv):
         "throughput_ratio": min(m["throughput_ratio"] for m in per_model.values()),
         "memory_growth": max(m["memory_growth"] for m in per_model.values()),
         "scaling_exponent": max(m["scaling_exponent"] for m in per_model.values()),
+        "progress_overhead": max(m["progress_overhead"] for m in per_model.values()),
         "chunk_size": FLAGS.chunk_size,
         "models": per_model,
     }

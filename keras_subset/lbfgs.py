@@ -3,6 +3,7 @@
 import dataclasses
 import math
 import time
+import weakref
 
 import numpy as np
 import tensorflow as tf
@@ -187,6 +188,23 @@ class LBFGS:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"LBFGS({args})"
 
+    def _compiled_run(self, model, loss):
+        """Returns `(objective, compiled graphs)` for `model`, reusing the last call's when they fit.
+
+        Tracing TFP's L-BFGS loop costs seconds, so repeated `minimize` calls on the
+        same model, loss and variables reuse the traced graphs (the optimizer keeps a
+        reference to the last model it ran on).
+        """
+        resolved = loss if loss is not None else getattr(model, "loss", None)
+        key = (id(resolved), tuple(id(v) for v in model.trainable_variables), len(model.non_trainable_variables))
+        cached = getattr(self, "_cache", None)
+        if cached is not None and cached[0]() is model and cached[1] == key:
+            return cached[2], cached[3]
+        objective = Objective(model, loss=loss, chunk_size=self.chunk_size, dtype=self.dtype, training=self.training)
+        run = _CompiledRun(objective, self)
+        self._cache = (weakref.ref(model), key, objective, run)
+        return objective, run
+
     def minimize(self, model, x, y=None, sample_weight=None, loss=None, verbose=0):
         """Minimises the model's loss over all of `x`, `y`; the model ends at the best weights.
 
@@ -302,9 +320,7 @@ class _Minimization:
     def __init__(self, options, model, x, y, sample_weight, loss):
         self.start_time = time.perf_counter()
         self.options = options
-        self.objective = Objective(
-            model, loss=loss, chunk_size=options.chunk_size, dtype=options.dtype, training=options.training
-        )
+        self.objective, self.run = options._compiled_run(model, loss)
         self.x, self.y, self.sample_weight = data_lib.to_arrays(x, y, sample_weight)
         if self.y is None:
             raise ValueError("`y` is None: L-BFGS needs targets (pass `y`, or a dataset of (x, y)).")
@@ -322,7 +338,6 @@ class _Minimization:
                 )
             # Each replica keeps its own contiguous shard of the examples.
             self.tensors = tuple(Objective.shard(strategy, t) for t in self.tensors)
-        self.run = _CompiledRun(self.objective, options)
         position = self.objective.position()
         value, gradient = self.run.value_and_gradient(position, *self.tensors)
         self.initial_value = float(value)
@@ -335,7 +350,7 @@ class _Minimization:
         # huge (and kill every ReLU), so the optimiser works in scaled coordinates
         # u = position / scale, which makes the first trial step min(1, 1/|g|_1) * -g, as
         # PyTorch's L-BFGS does. Later steps are scaled by the curvature estimate anyway.
-        self.run.scale = min(1.0, 1.0 / max(float(tf.reduce_sum(tf.abs(gradient))), 1e-30)) ** 0.5
+        self.scale = min(1.0, 1.0 / max(float(tf.reduce_sum(tf.abs(gradient))), 1e-30)) ** 0.5
         self.best_position, self.best_value, self.best_gradient = position, self.initial_value, gradient
         # Counts of the runs before the latest restart; the initial check is one evaluation.
         self._iterations_before, self._evaluations_before = 0, 1
@@ -349,17 +364,19 @@ class _Minimization:
             # TFP compares |change of f| with f_relative_tolerance * f, which never holds for a
             # negative f (tfp issue 1391); compare it with f_relative_tolerance * |f| instead,
             # |f| taken at the start of each segment.
-            f_tolerance = tf.constant(self.options.f_relative_tolerance * abs(self.best_value), self.objective.dtype)
+            dtype = self.objective.dtype
+            f_tolerance = tf.constant(self.options.f_relative_tolerance * abs(self.best_value), dtype)
+            scale = tf.constant(self.scale, dtype)
             if self.state is None:
-                self.state = self.run.start(self.best_position / self.run.scale, end, f_tolerance, *self.tensors)
+                self.state = self.run.start(self.best_position / scale, end, f_tolerance, scale, *self.tensors)
             else:
-                self.state = self.run.resume(self.state, end, f_tolerance, *self.tensors)
+                self.state = self.run.resume(self.state, end, f_tolerance, scale, *self.tensors)
             state = self.state
             value = float(state.objective_value)
-            position = state.position * self.run.scale
+            position = state.position * self.scale
             if math.isfinite(value) and value < self.best_value and np.all(np.isfinite(position.numpy())):
                 self.best_position, self.best_value = position, value
-                self.best_gradient = state.objective_gradient / self.run.scale
+                self.best_gradient = state.objective_gradient / self.scale
             self.iterations = self._iterations_before + int(state.num_iterations)
             self.evaluations = self._evaluations_before + int(state.num_objective_evaluations)
             self.converged, self.failed = bool(state.converged), bool(state.failed)
@@ -420,16 +437,15 @@ class _CompiledRun:
     def __init__(self, objective, options):
         self.objective = objective
         self.options = options
-        self.scale = 1.0  # position = scale * u, where u is what TFP optimises; set before start.
         self.value_and_gradient = tf.function(
             objective.value_and_gradient, jit_compile=options.jit_compile, reduce_retracing=True
         )
         self.start = tf.function(self._start, reduce_retracing=True)
         self.resume = tf.function(self._resume, reduce_retracing=True)
 
-    def _minimize(self, max_iterations, f_tolerance, x, y, sample_weight, **start):
+    def _minimize(self, max_iterations, f_tolerance, scale, x, y, sample_weight, **start):
+        """TFP's L-BFGS over u = position / scale (see `_Minimization`)."""
         o = self.options
-        scale = tf.constant(self.scale, self.objective.dtype)
 
         def scaled_value_and_gradient(u):
             value, gradient = self.value_and_gradient(u * scale, x, y, sample_weight)
@@ -439,8 +455,8 @@ class _CompiledRun:
             scaled_value_and_gradient,
             num_correction_pairs=o.num_correction_pairs,
             # The tolerances are stated for the position; translate them to u = position / scale.
-            tolerance=o.tolerance * self.scale,
-            x_tolerance=o.x_tolerance / self.scale,
+            tolerance=o.tolerance * scale,
+            x_tolerance=o.x_tolerance / scale,
             f_relative_tolerance=0.0,
             f_absolute_tolerance=f_tolerance,
             max_iterations=max_iterations,
@@ -448,12 +464,13 @@ class _CompiledRun:
             **start,
         )
 
-    def _start(self, position, max_iterations, f_tolerance, x, y, sample_weight):
-        return self._minimize(max_iterations, f_tolerance, x, y, sample_weight, initial_position=position)
+    def _start(self, position, max_iterations, f_tolerance, scale, x, y, sample_weight):
+        return self._minimize(max_iterations, f_tolerance, scale, x, y, sample_weight, initial_position=position)
 
-    def _resume(self, state, max_iterations, f_tolerance, x, y, sample_weight):
+    def _resume(self, state, max_iterations, f_tolerance, scale, x, y, sample_weight):
         return self._minimize(
-            max_iterations, f_tolerance, x, y, sample_weight, initial_position=None, previous_optimizer_results=state
+            max_iterations, f_tolerance, scale, x, y, sample_weight,
+            initial_position=None, previous_optimizer_results=state,
         )
 
 

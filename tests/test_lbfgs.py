@@ -302,3 +302,17 @@ def test_failed_line_search_restarts_then_keeps_the_best_weights(mnist):
     assert result.loss == result.initial_loss
     for a, b in zip(before, model.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_repeated_calls_reuse_the_compiled_graphs_and_continue(mnist):
+    x, y = mnist[0][:300], mnist[1][:300]
+    model = small_cnn(seed=1)
+    optimizer = keras_subset.LBFGS(max_iterations=3)
+    first = optimizer.minimize(model, x, y)
+    graphs = optimizer._cache[3].start
+    second = optimizer.minimize(model, x, y)
+    assert optimizer._cache[3].start is graphs
+    assert second.initial_loss == pytest.approx(first.loss, rel=1e-6) and second.loss < first.loss
+    other = small_cnn(seed=2)
+    optimizer.minimize(other, x, y)
+    assert optimizer._cache[3].start is not graphs
