@@ -13,6 +13,14 @@ def _fmt(value, digits=2, suffix=""):
     return "not reached" if value is None else f"{value:.{digits}f}{suffix}"
 
 
+def _conventional_at(folder, seed, cost):
+    """Test accuracy of the conventional run at its last point costing at most `cost`."""
+    with open(os.path.join(folder, f"run_conventional_seed{seed}.json")) as f:
+        points = json.load(f)["points"]
+    reached = [p for p in points if p["evaluations"] <= cost]
+    return reached[-1]["test_accuracy"] if reached else None
+
+
 def rows(folder):
     """Yields the markdown rows of one benchmark folder."""
     with open(os.path.join(folder, "summary.json")) as f:
@@ -23,20 +31,22 @@ def rows(folder):
     for run in summary["runs"]:
         conventional = run["kind"] == "conventional"
         label = f"conventional, {summary['conventional_epochs']} epochs{levelled}" if conventional else run["run"]
+        same_cost = [_conventional_at(folder, s["seed"], s["total_evaluations"]) for s in run["per_seed"]]
+        same_cost = "—" if conventional or None in same_cost else f"{100 * sum(same_cost) / len(same_cost):.2f}"
         yield (
             f"| {name} | {label} | {run['ratio']:.1f} | {run['subset_size'] or n:,} "
             f"| {100 * run['final_test_accuracy']['mean']:.2f} | {_fmt(run['gap_pp']['mean'])} "
             f"| {_fmt(run['ttt_evaluations_ratio']['mean'])} | {_fmt(run['ttt_seconds_ratio']['mean'])} "
-            f"| {run['total_evaluations']['mean'] / n:.1f} |"
+            f"| {run['total_evaluations']['mean'] / n:.1f} | {same_cost} |"
         )
 
 
 def main(folders):
     print(
         "| dataset | run | Q | K | final test acc. (%) | gap (pp) | cost to target / conv. "
-        "| time to target / conv. | total cost (epochs) |"
+        "| time to target / conv. | total cost (epochs) | conv. acc. at that cost (%) |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for folder in folders:
         for row in rows(folder):
             print(row)
