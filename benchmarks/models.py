@@ -41,7 +41,8 @@ with ratio Q uses K = ceil(Q*P/M) examples.
 """
 
 import keras
-import numpy as np
+
+import keras_subset.subset
 
 
 def mnist_cnn(width=16, input_shape=(28, 28, 1), num_classes=10):
@@ -93,8 +94,8 @@ def cifar_cnn(width=16, input_shape=(32, 32, 3), num_classes=10):
 
 
 def count_trainable(model):
-    """Returns the number of trainable parameters P of a built model."""
-    return int(sum(int(np.prod(w.shape)) for w in model.trainable_weights))
+    """Returns the number of trainable parameters P of a built model (keras_subset's count)."""
+    return keras_subset.subset.num_trainable_parameters(model)
 
 
 def _table():
