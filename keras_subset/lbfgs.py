@@ -360,7 +360,8 @@ class _Minimization:
     def advance(self, until_iteration):
         """Runs L-BFGS until `until_iteration` total iterations, convergence or final failure."""
         while not self.done and self.iterations < until_iteration:
-            end = until_iteration - self._iterations_before
+            # A tensor, not a Python int: each new int value would trace TFP's loop again.
+            end = tf.constant(until_iteration - self._iterations_before, tf.int32)
             # TFP compares |change of f| with f_relative_tolerance * f, which never holds for a
             # negative f (tfp issue 1391); compare it with f_relative_tolerance * |f| instead,
             # |f| taken at the start of each segment.
@@ -475,17 +476,24 @@ class _CompiledRun:
 
 
 class _Progress:
+    """A Keras progress bar over iterations: `verbose=1` one updating bar, `verbose=2` one line per update."""
+
     def __init__(self, verbose, target):
+        self.verbose = verbose
+        self.printed = None
         self.bar = keras.utils.Progbar(
             target, verbose=verbose, unit_name="iteration", stateful_metrics=["loss", "evaluations"]
         ) if verbose else None
 
     def update(self, iterations, loss, evaluations):
         if self.bar is not None:
-            self.bar.update(iterations, values=[("loss", loss), ("evaluations", evaluations)], finalize=False)
+            # Progbar's verbose=2 prints only finalized updates: finalize each one to get its line.
+            line = self.verbose == 2
+            self.bar.update(iterations, values=[("loss", loss), ("evaluations", evaluations)], finalize=line)
+            self.printed = iterations if line else None
 
     def finish(self, iterations, loss, evaluations):
-        if self.bar is not None:
+        if self.bar is not None and self.printed != iterations:
             self.bar.target = iterations
             self.bar.update(iterations, values=[("loss", loss), ("evaluations", evaluations)], finalize=True)
 
