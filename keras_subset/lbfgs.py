@@ -445,8 +445,15 @@ class _CompiledRun:
         self.value_and_gradient = tf.function(
             objective.value_and_gradient, jit_compile=options.jit_compile, reduce_retracing=True
         )
-        self.start = tf.function(self._start, reduce_retracing=True)
-        self.resume = tf.function(self._resume, reduce_retracing=True)
+        if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+            # TensorFlow (2.21) cannot build a cross-worker all-reduce inside TFP's nested
+            # while/cond loops (its deferred instance-key capture fails with "You must feed a value
+            # for placeholder tensor ... hager_zhang/cond/while/Placeholder"), so there the L-BFGS
+            # loop runs eagerly and each evaluation is one compiled call holding the all-reduce.
+            self.start, self.resume = self._start, self._resume
+        else:
+            self.start = tf.function(self._start, reduce_retracing=True)
+            self.resume = tf.function(self._resume, reduce_retracing=True)
 
     def _minimize(self, max_iterations, f_tolerance, scale, x, y, sample_weight, **start):
         """TFP's L-BFGS over u = position / scale (see `_Minimization`)."""
