@@ -329,9 +329,9 @@ class _Minimization:
         if self.y is None:
             raise ValueError("`y` is None: L-BFGS needs targets (pass `y`, or a dataset of (x, y)).")
         self.tensors = (
-            tf.nest.map_structure(tf.convert_to_tensor, self.x),
-            tf.nest.map_structure(tf.convert_to_tensor, self.y),
-            None if self.sample_weight is None else tf.convert_to_tensor(self.sample_weight),
+            tf.nest.map_structure(data_lib.to_tensor, self.x),
+            tf.nest.map_structure(data_lib.to_tensor, self.y),
+            None if self.sample_weight is None else data_lib.to_tensor(self.sample_weight),
         )
         strategy = tf.distribute.get_strategy()
         if strategy.num_replicas_in_sync > 1:

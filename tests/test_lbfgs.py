@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import scipy.optimize
 import tensorflow as tf
 import keras
 
@@ -10,64 +9,12 @@ import keras_subset
 from keras_subset.objective import Objective
 
 from conftest import small_cnn
-
-L2 = 1e-3
-
-
-def _downsampled(mnist, n):
-    """n MNIST images averaged to 7x7 = 49 features, float64, plus labels."""
-    x, y = mnist[0][:n], mnist[1][:n]
-    x = x.reshape(n, 7, 4, 7, 4).mean(axis=(2, 4)).reshape(n, 49).astype("float64")
-    return x, y
-
-
-def _float64_l2(weights):
-    # keras.regularizers.L2 rounds to float32 precision; this keeps the test at float64.
-    return tf.constant(L2, tf.float64) * tf.reduce_sum(tf.square(weights))
-
-
-def _logistic_regression(num_features):
-    keras.utils.set_random_seed(1)
-    model = keras.Sequential(
-        [
-            keras.Input((num_features,), dtype="float64"),
-            keras.layers.Dense(
-                10,
-                dtype="float64",
-                kernel_regularizer=_float64_l2,
-                bias_regularizer=_float64_l2,
-            ),
-        ]
-    )
-    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype="float64"))
-    return model
-
-
-def _numpy_objective(params, x, y):
-    """Mean softmax cross-entropy + L2 on all weights, and its gradient, written in NumPy."""
-    d = x.shape[1]
-    w, b = params[: d * 10].reshape(d, 10), params[d * 10 :]
-    logits = x @ w + b
-    logits -= logits.max(axis=1, keepdims=True)
-    log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
-    n = len(x)
-    value = -log_p[np.arange(n), y].mean() + L2 * (np.sum(w * w) + np.sum(b * b))
-    delta = np.exp(log_p)
-    delta[np.arange(n), y] -= 1.0
-    delta /= n
-    grad_w = x.T @ delta + 2 * L2 * w
-    grad_b = delta.sum(axis=0) + 2 * L2 * b
-    return value, np.concatenate([grad_w.ravel(), grad_b])
-
+from convex import downsampled, logistic_regression, numpy_objective, scipy_optimum
 
 def test_float64_reaches_scipy_optimum_on_convex_problem(mnist):
-    x, y = _downsampled(mnist, 3000)
-    model = _logistic_regression(x.shape[1])
-    start = np.concatenate([w.ravel() for w in model.get_weights()])
-    reference = scipy.optimize.minimize(
-        _numpy_objective, start, args=(x, y), jac=True, method="L-BFGS-B",
-        options={"maxiter": 10000, "gtol": 1e-11, "ftol": 1e-15},
-    )
+    x, y = downsampled(mnist, 3000)
+    model = logistic_regression(x.shape[1])
+    reference = scipy_optimum(model, x, y)
     result = keras_subset.LBFGS(max_iterations=1000, tolerance=1e-9, dtype="float64").minimize(model, x, y)
 
     found = np.concatenate([w.ravel() for w in model.get_weights()])
@@ -75,7 +22,7 @@ def test_float64_reaches_scipy_optimum_on_convex_problem(mnist):
     assert result.loss == pytest.approx(reference.fun, rel=1e-10)
     np.testing.assert_allclose(found, reference.x, atol=2e-5)
     # The reported loss is the loss at the weights the model holds.
-    assert _numpy_objective(found, x, y)[0] == pytest.approx(result.loss, rel=1e-12)
+    assert numpy_objective(found, x, y)[0] == pytest.approx(result.loss, rel=1e-12)
     assert result.loss < result.initial_loss
 
 
@@ -180,7 +127,7 @@ def test_batch_norm_statistics_end_consistent_with_final_weights(mnist):
 def test_batch_norm_inference_mode_matches_single_chunk_objective(mnist):
     x, y = mnist[0][:400], mnist[1][:400]
     model = small_cnn(seed=6, batch_norm=True)
-    result = keras_subset.LBFGS(max_iterations=10, training=True).minimize(model, x, y)
+    result = keras_subset.LBFGS(max_iterations=10, training=True, chunk_size=None).minimize(model, x, y)
     inference_loss = model.evaluate(x, y, batch_size=400, verbose=0)[0]
     assert inference_loss == pytest.approx(result.loss, rel=1e-3)
 
@@ -316,3 +263,50 @@ def test_repeated_calls_reuse_the_compiled_graphs_and_continue(mnist):
     other = small_cnn(seed=2)
     optimizer.minimize(other, x, y)
     assert optimizer._cache[3].start is not graphs
+
+
+def test_per_iteration_progress_traces_once_and_changes_nothing(mnist, capsys):
+    x, y = mnist[0][:300], mnist[1][:300]
+    model = small_cnn(seed=1)
+    initial = model.get_weights()
+    optimizer = keras_subset.LBFGS(max_iterations=6, progress_every=1, dtype="float64")
+    silent = optimizer.minimize(model, x, y)
+    silent_weights = model.get_weights()
+    model.set_weights(initial)
+    shown = optimizer.minimize(model, x, y, verbose=2)
+    model.set_weights(initial)
+    again = optimizer.minimize(model, x, y, verbose=2)
+    graphs = optimizer._cache[3]
+    # Each segment ends at another iteration count: passed as a tensor, it traces nothing new.
+    assert graphs.start.experimental_get_tracing_count() == 1
+    assert graphs.resume.experimental_get_tracing_count() == 1
+    assert shown.iterations == again.iterations == silent.iterations == 6
+    assert shown.evaluations == silent.evaluations
+    np.testing.assert_allclose(shown.loss, silent.loss, rtol=1e-10)
+    for a, b in zip(model.get_weights(), silent_weights):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    lines = [l for l in capsys.readouterr().out.splitlines() if "/6" in l]
+    assert [l.split("/")[0].strip() for l in lines[:6]] == ["1", "2", "3", "4", "5", "6"], lines
+
+
+def test_inputs_become_tensors_sharing_memory_where_safe(mnist):
+    from keras_subset.data import to_tensor
+
+    images = mnist[0][:100]
+
+    def placed(skew):  # a copy of `images` at `skew` bytes past a 64-byte boundary
+        buffer = np.empty(images.nbytes + 128, np.uint8)
+        start = -buffer.ctypes.data % 64 + skew
+        array = buffer[start : start + images.nbytes].view(np.float32).reshape(images.shape)
+        array[...] = images
+        return array
+
+    aligned, misaligned = placed(0), placed(4)
+    shared, copied = to_tensor(aligned), to_tensor(misaligned)
+    np.testing.assert_array_equal(shared.numpy(), images)
+    np.testing.assert_array_equal(copied.numpy(), images)
+    # The aligned array is handed over without a copy; the misaligned one was copied once.
+    aligned[0, 0, 0, 0] = misaligned[0, 0, 0, 0] = 7.0
+    assert float(shared[0, 0, 0, 0]) == 7.0 and float(copied[0, 0, 0, 0]) == images[0, 0, 0, 0]
+    for other in (images[:, ::2], mnist[1][:10], np.array([True, False]), np.zeros((0, 3), np.float32)):
+        np.testing.assert_array_equal(to_tensor(other).numpy(), other)
