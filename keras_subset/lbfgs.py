@@ -11,6 +11,7 @@ import tensorflow_probability as tfp
 import keras
 
 from keras_subset import data as data_lib
+from keras_subset import stepwise
 from keras_subset.objective import Objective
 
 _DTYPES = ("float32", "float64")
@@ -62,7 +63,7 @@ class LBFGSResult:
 
 
 @keras.saving.register_keras_serializable(package="keras_subset")
-class LBFGS:
+class LBFGS(keras.optimizers.Optimizer):
     """Full-batch L-BFGS for Keras models (TensorFlow Probability's `lbfgs_minimize`).
 
     Minimises a model's loss over all given examples at once, using the exact
@@ -83,6 +84,15 @@ class LBFGS:
     decrease, L-BFGS restarts from the best point found with a fresh history,
     at most `max_restarts` times. The model always ends holding the best
     (lowest-loss, finite) weights found; it is never left with NaN weights.
+
+    It is also a Keras optimizer: after `model.compile(optimizer=LBFGS())`,
+    `model.fit(x, y, batch_size=len(x), epochs=E)` trains with L-BFGS, one
+    full-batch loss-and-gradient evaluation per training step, the line
+    search spread over the steps (see `apply`); `fit_results` holds its
+    figures. `minimize`, `fit`, `max_iterations`, `chunk_size`, `jit_compile`, `training`,
+    `x_tolerance`, `f_relative_tolerance`, `max_restarts` and
+    `progress_every` belong to the TFP route; `model.fit` computes the loss
+    as it always does (with `batch_size` examples per pass).
 
     Args:
         max_iterations: Maximum L-BFGS iterations.
@@ -113,12 +123,19 @@ class LBFGS:
         max_restarts: Restarts from the best point after a failure.
         progress_every: Iterations between progress updates when `verbose` is on.
 
+        name: The optimizer's name (Keras).
+
     Example:
 
     ```python
     model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     result = keras_subset.LBFGS(max_iterations=200).minimize(model, x, y)
     print(result.reason, result.loss, result.evaluations)
+
+    # The same optimizer through model.fit: one full batch per step.
+    model.compile(optimizer=keras_subset.LBFGS(), loss="sparse_categorical_crossentropy")
+    model.fit(x, y, batch_size=len(x), epochs=300)
+    print(model.optimizer.fit_results)
     ```
     """
 
@@ -136,7 +153,10 @@ class LBFGS:
         training=False,
         max_restarts=2,
         progress_every=10,
+        name="lbfgs",
     ):
+        # The Keras optimizer state (see `apply`); a learning rate means nothing to L-BFGS.
+        super().__init__(learning_rate=1.0, name=name)
         _check_int("max_iterations", max_iterations, minimum=1)
         _check_int("num_correction_pairs", num_correction_pairs, minimum=1)
         _check_int("max_line_search_iterations", max_line_search_iterations, minimum=1)
@@ -165,6 +185,9 @@ class LBFGS:
         self.training = bool(training)
         self.max_restarts = int(max_restarts)
         self.progress_every = int(progress_every)
+        # The loss of the current training step, handed over by `scale_loss` (see `apply`).
+        self._step_loss = self.add_variable((), initializer="zeros", dtype=dtype, name="step_loss")
+        self._step_state = None
 
     def get_config(self):
         """Returns the constructor arguments (Keras serialisation)."""
@@ -181,6 +204,7 @@ class LBFGS:
             "training": self.training,
             "max_restarts": self.max_restarts,
             "progress_every": self.progress_every,
+            "name": self.name,
         }
 
     @classmethod
@@ -191,6 +215,102 @@ class LBFGS:
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"LBFGS({args})"
+
+    # -- model.compile(optimizer=LBFGS(...)) and model.fit ---------------------------------
+    def build(self, variables):
+        """Creates the state of `model.fit` training for `variables` (Keras calls it once)."""
+        if self.built:
+            return
+        if tf.distribute.get_strategy().num_replicas_in_sync > 1:
+            raise ValueError(
+                "model.compile(optimizer=LBFGS()) supports one replica: under a tf.distribute "
+                "strategy with several replicas, use LBFGS().minimize(...) or LBFGS().fit(...)."
+            )
+        super().build(variables)
+        num_parameters = sum(int(np.prod(v.shape)) for v in variables)
+        state = {}
+        for key, value in stepwise.initial_state(num_parameters, self.num_correction_pairs, self.dtype).items():
+            state[key] = self.add_variable(
+                value.shape, initializer=lambda shape, dtype, value=value: value, dtype=value.dtype.name, name=key
+            )
+        self._step_state = state
+
+    def scale_loss(self, loss):
+        """Keeps the training step's loss for `apply` (every Keras `train_step` calls this)."""
+        self._step_loss.assign(tf.cast(loss, self._step_loss.dtype))
+        return super().scale_loss(loss)
+
+    def apply(self, grads, trainable_variables=None):
+        """One `model.fit` step: one evaluation of the loss and gradient, and the next trial weights.
+
+        Keras 3 hands an optimizer the gradient of each training step (and, through
+        `scale_loss`, its loss), never a way to evaluate the loss again, so the line
+        search cannot run inside one step. Here each step is one evaluation: it either
+        accepts the weights it was evaluated at (weak Wolfe conditions) and moves on to
+        the next L-BFGS direction, or picks the next trial step length; see
+        `keras_subset.stepwise`. This is L-BFGS only when every step sees the same,
+        whole training set: `model.fit(x, y, batch_size=len(x))`, or a dataset of that
+        one batch repeated with `steps_per_epoch`. With minibatches the line search
+        compares the losses of different batches and has no guarantee.
+
+        Args:
+            grads: The gradients of the step's loss, one per variable.
+            trainable_variables: The model's trainable variables, in the order of
+                the first call.
+        """
+        if trainable_variables is None:
+            if not self.built:
+                raise ValueError("Call `optimizer.build(trainable_variables)` first, or pass `trainable_variables`.")
+            trainable_variables = self._trainable_variables
+        trainable_variables = list(trainable_variables)
+        if not self.built:
+            self.build(trainable_variables)
+        dtype = self._step_loss.dtype
+        position = tf.concat([tf.reshape(tf.cast(v.value, dtype), [-1]) for v in trainable_variables], 0)
+        gradient = tf.concat(
+            [
+                tf.reshape(tf.cast(tf.zeros_like(v.value) if g is None else tf.convert_to_tensor(g), dtype), [-1])
+                for g, v in zip(grads, trainable_variables)
+            ],
+            0,
+        )
+        state = {key: variable.value for key, variable in self._step_state.items()}
+        state, next_position = stepwise.step(
+            state, position, self._step_loss.value, gradient, self.tolerance, self.max_line_search_iterations
+        )
+        for key, variable in self._step_state.items():
+            variable.assign(state[key])
+        _assign_flat(trainable_variables, next_position)
+        self._iterations.assign_add(1)
+
+    def finalize_variable_values(self, var_list):
+        """At the end of `model.fit`: the model takes the best accepted weights, not a pending trial."""
+        if self._step_state is not None and int(self._step_state["started"].value) > 0:
+            _assign_flat(list(var_list), self._step_state["position"].value)
+            # The next `fit` starts afresh at the weights it finds; the curvature history is kept.
+            self._step_state["started"].assign(0)
+        super().finalize_variable_values(var_list)
+
+    @property
+    def fit_results(self):
+        """The figures of `model.fit` training so far: a dict of Python numbers (empty before it).
+
+        Keys: `iterations` (accepted L-BFGS steps), `evaluations` (training steps),
+        `loss` (at the best accepted weights), `restarts` (line searches that failed
+        and dropped the history), `converged` (largest gradient entry at most
+        `tolerance`) and `stalled` (a line search failed without history to drop).
+        """
+        if self._step_state is None:
+            return {}
+        state = {key: variable.value.numpy() for key, variable in self._step_state.items()}
+        return {
+            "iterations": int(state["iterations"]),
+            "evaluations": int(state["evaluations"]),
+            "loss": float(state["value"]),
+            "restarts": int(state["restarts"]),
+            "converged": bool(state["converged"]),
+            "stalled": bool(state["stalled"]),
+        }
 
     def _compiled_run(self, model, loss):
         """Returns `(objective, compiled graphs)` for `model`, reusing the last call's when they fit.
@@ -507,6 +627,13 @@ class _Progress:
         if self.bar is not None and self.printed != iterations:
             self.bar.target = iterations
             self.bar.update(iterations, values=[("loss", loss), ("evaluations", evaluations)], finalize=True)
+
+
+def _assign_flat(variables, flat):
+    """Writes the flat vector `flat` into `variables`, in order."""
+    parts = tf.split(flat, [int(np.prod(v.shape)) for v in variables])
+    for variable, part in zip(variables, parts):
+        variable.assign(tf.cast(tf.reshape(part, variable.shape), variable.dtype))
 
 
 def _check_int(name, value, minimum):

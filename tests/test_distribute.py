@@ -38,6 +38,14 @@ SCRIPT = textwrap.dedent(
     assert result.iterations == single.iterations == 5
     for a, b in zip(model.get_weights(), mirrored.get_weights()):
         np.testing.assert_allclose(a, b, atol=1e-4)
+    # model.compile(optimizer=LBFGS()) needs one replica: a clear error, not a wrong result.
+    with strategy.scope():
+        try:
+            keras_subset.LBFGS().build(mirrored.trainable_variables)
+        except ValueError as error:
+            assert "one replica" in str(error), error
+        else:
+            raise AssertionError("LBFGS.build accepted two replicas")
     print("OK", single.loss, result.loss)
     """
 )

@@ -1,0 +1,181 @@
+"""L-BFGS one objective evaluation at a time: the step rule behind `model.compile(optimizer=LBFGS())`.
+
+A Keras optimizer sees one loss and gradient per training step and cannot call
+the loss again, so the line search cannot be a loop inside one step as in TFP's
+`lbfgs_minimize`. Here it is spread over the steps: each step hands in the loss
+and gradient at the weights the previous step set (a trial point on the current
+search direction), and `step` either accepts that point (it satisfies the weak
+Wolfe conditions) and moves on to the next direction, or picks the next trial
+step length by interpolation, bisection or expansion. Nothing but the model's
+weights moves between steps.
+
+All functions are pure TensorFlow on flat vectors and a dict of state tensors,
+so the rule is testable without Keras and runs inside `fit`'s compiled step.
+"""
+
+import tensorflow as tf
+
+# Sufficient decrease (Armijo) and curvature constants of the weak Wolfe conditions.
+ARMIJO = 1e-4
+CURVATURE = 0.9
+
+
+def initial_state(num_parameters, num_correction_pairs, dtype):
+    """Returns the state before the first evaluation, as a dict of tensors."""
+    zeros = tf.zeros([num_parameters], dtype)
+    history = tf.zeros([num_correction_pairs, num_parameters], dtype)
+    scalar = tf.zeros([], dtype)
+    return {
+        "started": tf.constant(0, tf.int32),  # 0: the next evaluation is at a fresh point
+        "position": zeros,  # the last accepted point (the best so far)
+        "value": scalar,
+        "gradient": zeros,
+        "direction": zeros,
+        "slope": scalar,  # gradient . direction at `position`
+        "step": scalar,  # the step length of the pending trial point
+        "low": scalar,  # the line search's bracket of step lengths
+        "high": tf.constant(float("inf"), dtype),
+        "s_history": history,  # position differences, newest last
+        "y_history": history,  # gradient differences, newest last
+        "history_size": tf.constant(0, tf.int32),
+        "line_search_steps": tf.constant(0, tf.int32),
+        "iterations": tf.constant(0, tf.int32),  # accepted steps
+        "evaluations": tf.constant(0, tf.int32),
+        "restarts": tf.constant(0, tf.int32),
+        "converged": tf.constant(0, tf.int32),
+        "stalled": tf.constant(0, tf.int32),  # the line search failed with no history to drop
+    }
+
+
+def search_direction(gradient, s_history, y_history, history_size):
+    """The L-BFGS two-loop recursion: -H g, H the inverse-Hessian estimate from the last pairs."""
+    m = s_history.shape[0]
+    valid = tf.range(m) >= m - history_size
+    sy = tf.reduce_sum(s_history * y_history, axis=1)
+    rho = tf.where(valid, 1.0 / tf.where(valid, sy, tf.ones_like(sy)), tf.zeros_like(sy))
+    q = gradient
+    alphas = [None] * m
+    for i in reversed(range(m)):
+        alphas[i] = rho[i] * tf.tensordot(s_history[i], q, 1)
+        q = q - alphas[i] * y_history[i]
+    yy = tf.tensordot(y_history[-1], y_history[-1], 1)
+    one = tf.ones_like(yy)
+    gamma = tf.where(history_size > 0, sy[-1] / tf.where(history_size > 0, yy, one), one)
+    r = gamma * q
+    for i in range(m):
+        beta = rho[i] * tf.tensordot(y_history[i], r, 1)
+        r = r + s_history[i] * (alphas[i] - beta)
+    return -r
+
+
+def _first_step_length(gradient, history_size):
+    # Without curvature information, the first trial step is min(1, 1/|g|_1) * -g (PyTorch's rule).
+    l1 = tf.reduce_sum(tf.abs(gradient))
+    one = tf.ones_like(l1)
+    return tf.where(history_size > 0, one, tf.minimum(one, one / tf.maximum(l1, 1e-30)))
+
+
+def step(state, position, value, gradient, tolerance, max_line_search_iterations):
+    """Takes the loss and gradient at `position` (the pending trial point) and picks the next one.
+
+    Args:
+        state: The dict of `initial_state` or of the previous call.
+        position, value, gradient: The flat weights the model holds, the loss
+            there and its gradient.
+        tolerance: Convergence when the largest absolute gradient entry of an
+            accepted point is at most this.
+        max_line_search_iterations: Trial points per search direction before
+            the history is dropped and the search restarts along -gradient.
+
+    Returns:
+        `(new_state, next_position)`: the weights to evaluate next. They equal
+        the best accepted point once converged or stalled.
+    """
+    s = dict(state)
+    dtype = position.dtype
+    value = tf.cast(value, dtype)
+    finite = tf.math.is_finite(value) & tf.reduce_all(tf.math.is_finite(gradient))
+    started = state["started"] > 0
+    done = (state["converged"] > 0) | (state["stalled"] > 0)
+
+    # The trial point's verdict under the weak Wolfe conditions.
+    step_length, low, high = state["step"], state["low"], state["high"]
+    armijo = finite & (value <= state["value"] + ARMIJO * step_length * state["slope"])
+    curvature = tf.tensordot(gradient, state["direction"], 1) >= CURVATURE * state["slope"]
+    accept = started & ~done & armijo & curvature
+    fresh = ~started & finite  # the first evaluation, or the first after `finalize`
+    new_point = accept | fresh
+
+    # A new accepted point: keep the curvature pair, then the next direction.
+    s_pair, y_pair = position - state["position"], gradient - state["gradient"]
+    sy = tf.tensordot(s_pair, y_pair, 1)
+    keep_pair = accept & (sy > 1e-10 * tf.tensordot(y_pair, y_pair, 1))
+    m = state["s_history"].shape[0]
+    s_history = tf.where(keep_pair, tf.concat([state["s_history"][1:], s_pair[None]], 0), state["s_history"])
+    y_history = tf.where(keep_pair, tf.concat([state["y_history"][1:], y_pair[None]], 0), state["y_history"])
+    history_size = tf.where(keep_pair, tf.minimum(state["history_size"] + 1, m), state["history_size"])
+
+    # The line search goes on: a shorter step after too much loss, a longer one after too little slope.
+    rejected = started & ~done & ~accept
+    too_long = rejected & ~armijo
+    # Minimiser of the quadratic through f(0), f'(0) and f(step), kept inside [0.1, 0.5] * step.
+    curvature_term = value - state["value"] - step_length * state["slope"]
+    positive = curvature_term > 0
+    quadratic = -state["slope"] * step_length**2 / (2.0 * tf.where(positive, curvature_term, tf.ones_like(value)))
+    shorter = tf.where(
+        finite & (low == 0) & positive,
+        tf.clip_by_value(quadratic, 0.1 * step_length, 0.5 * step_length),
+        0.5 * (low + step_length),
+    )
+    longer = tf.where(tf.math.is_inf(high), 2.0 * step_length, 0.5 * (step_length + high))
+    line_search_steps = tf.where(rejected, state["line_search_steps"] + 1, 0)
+    failed = rejected & (line_search_steps >= max_line_search_iterations)
+
+    # After a failed search: drop the history and restart along -gradient, once per accepted point.
+    restart = failed & (state["history_size"] > 0)
+    stalled = failed & (state["history_size"] == 0)
+    history_size = tf.where(restart, 0, history_size)
+
+    new_position = tf.where(new_point, position, state["position"])
+    new_value = tf.where(new_point, value, state["value"])
+    new_gradient = tf.where(new_point, gradient, state["gradient"])
+    direction = search_direction(new_gradient, s_history, y_history, history_size)
+    slope = tf.tensordot(new_gradient, direction, 1)
+    not_descent = ~(slope < 0)
+    direction = tf.where(not_descent, -new_gradient, direction)
+    history_size = tf.where(new_point & not_descent, 0, history_size)
+    slope = tf.tensordot(new_gradient, direction, 1)
+    converged = new_point & (tf.reduce_max(tf.abs(new_gradient)) <= tolerance)
+
+    reset_search = new_point | restart
+    s.update(
+        started=tf.where(new_point, 1, state["started"]),
+        position=new_position,
+        value=new_value,
+        gradient=new_gradient,
+        direction=tf.where(reset_search, direction, state["direction"]),
+        slope=tf.where(reset_search, slope, state["slope"]),
+        step=tf.where(
+            reset_search,
+            _first_step_length(new_gradient, history_size),
+            tf.where(too_long, shorter, tf.where(rejected, longer, step_length)),
+        ),
+        low=tf.where(reset_search, tf.zeros_like(low), tf.where(rejected & ~too_long, step_length, low)),
+        high=tf.where(
+            reset_search, tf.constant(float("inf"), dtype), tf.where(too_long, step_length, high)
+        ),
+        s_history=s_history,
+        y_history=y_history,
+        history_size=history_size,
+        line_search_steps=tf.where(reset_search, 0, line_search_steps),
+        iterations=state["iterations"] + tf.cast(accept, tf.int32),
+        evaluations=state["evaluations"] + 1,
+        restarts=state["restarts"] + tf.cast(restart, tf.int32),
+        converged=tf.where(converged, 1, tf.where(new_point, 0, state["converged"])),
+        stalled=tf.where(stalled, 1, tf.where(fresh, 0, state["stalled"])),
+    )
+    finished = (s["converged"] > 0) | (s["stalled"] > 0) | ~(s["started"] > 0)
+    next_position = tf.where(finished, s["position"], s["position"] + s["step"] * s["direction"])
+    # A point that was never finite (the first evaluation) is left as it is.
+    next_position = tf.where(~started & ~finite, position, next_position)
+    return s, next_position
