@@ -1,33 +1,49 @@
 """Speed of the full-batch L-BFGS engine, printed (not a test).
 
-For each reference CNN and subset size it measures:
+For each reference CNN and subset size K it measures, in steady state (the
+compiled graphs traced once by a warm-up call on the same `LBFGS` instance,
+as repeated `minimize` calls on one model reuse them; the tracing time is
+printed separately):
 
 - `t_eval`: seconds of one full-batch loss-and-gradient (the compiled
-  objective alone, median of `--repeats` calls);
-- the wall time of `LBFGS.minimize` for `--iterations` iterations and its
-  number of objective evaluations; `overhead_ratio` = wall time /
+  objective alone, the median of `--repeats` calls before and as many after
+  the L-BFGS run);
+- the wall time of `LBFGS.minimize` for `--iterations` iterations (the
+  faster of two identical runs) and its number of objective evaluations; `overhead_ratio` = wall time /
   (evaluations x t_eval), 1.0 meaning no cost beyond the evaluations;
 - `throughput_ratio`: examples per second of the full-batch
-  loss-and-gradient / examples per second of `model.fit`'s training steps at
-  its best batch size (of `--fit_batch_sizes`), measured on an epoch after a
-  warm-up epoch;
-- `memory_growth`: peak resident memory of a process that runs a few L-BFGS
-  iterations on 10x the smallest subset / on 1x, at a fixed `--chunk_size`
-  (each in a fresh subprocess, since peak memory only grows);
+  loss-and-gradient at the largest K / examples per second of `model.fit`'s
+  training steps (Adam) at its best batch size of `--fit_batch_sizes`,
+  measured on an epoch over the same K examples after a warm-up epoch;
+- `memory_growth`: peak resident memory while `minimize` runs a few
+  L-BFGS iterations on 10x the smallest K / the same on 1x, at a fixed
+  `--chunk_size`, each in a fresh process that holds only its K examples
+  (as float32), with the peak reset (`/proc/self/clear_refs`) just before
+  `minimize`, so that importing TensorFlow and loading the dataset file do
+  not set it; the RSS just before `minimize` is printed too;
 - `scaling_exponent`: the slope of log(time per L-BFGS iteration) against
-  log(subset size), fitted over the subset sizes;
-- `progress_overhead`: wall time of the largest run with a progress bar
-  (`verbose=1`, back in Python every 10 iterations) / without, minus 1.
+  log(K), fitted over the sizes;
+- `dropin_ratio`: seconds per `model.fit` step with
+  `model.compile(optimizer=LBFGS())` and one full batch of the largest K per
+  step (Keras's own forward and backward pass over the whole batch, no
+  chunks) / `t_eval`;
+- `progress_overhead`: the cost of per-iteration progress (`verbose=1`,
+  `progress_every=1`: back in Python after every iteration): the extra
+  seconds per iteration, measured with a small model where they can be
+  resolved (`segment_seconds`), divided by the seconds per iteration of the
+  run at the smallest K (the worst case); also measured directly at the
+  smallest K against silent runs (`progress_overhead_direct`, noisier).
 
-The last line printed is a JSON object with the worst (largest
-overhead/memory/scaling, smallest throughput) figures over the models, and
-the per-model figures.
+The last line printed is a JSON object with the worst figures over the
+models (largest overhead, memory growth, scaling exponent and progress
+overhead, smallest throughput ratio) and the per-model figures.
 
 Run: `KERAS_SUBSET_DATA_DIR=data python -m benchmarks.engine`
 """
 
+import contextlib
+import io
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -47,9 +63,9 @@ FLAGS = flags.FLAGS
 flags.DEFINE_list("sizes", ["1000", "2000", "4000"], "Subset sizes K.")
 flags.DEFINE_list("models", ["mnist", "cifar10"], "Reference CNNs: mnist, cifar10, cifar100.")
 flags.DEFINE_integer("iterations", 20, "L-BFGS iterations per timed run.")
-flags.DEFINE_integer("chunk_size", 1000, "Examples per forward/backward pass.")
-flags.DEFINE_integer("repeats", 5, "Timed repeats of one evaluation.")
-flags.DEFINE_list("fit_batch_sizes", ["32", "128", "512"], "Batch sizes tried for model.fit.")
+flags.DEFINE_integer("chunk_size", keras_subset.LBFGS().chunk_size, "Examples per forward/backward pass.")
+flags.DEFINE_integer("repeats", 5, "Timed repeats of one evaluation, before and after each L-BFGS run.")
+flags.DEFINE_list("fit_batch_sizes", ["64", "128", "256", "512"], "Batch sizes tried for model.fit.")
 flags.DEFINE_string("local_data_dir", "", "Folder with the .npz files (or KERAS_SUBSET_DATA_DIR).")
 flags.DEFINE_integer("memory_probe", 0, "Internal: run L-BFGS on this many examples and print peak RSS.")
 flags.DEFINE_string("memory_model", "mnist", "Internal: the model of --memory_probe.")
@@ -59,68 +75,194 @@ _BUILDERS = {
     "cifar10": (lambda: models.cifar_cnn(width=16, num_classes=10), "cifar10"),
     "cifar100": (lambda: models.cifar_cnn(width=16, num_classes=100), "cifar100"),
 }
+_LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
 def _model_and_data(name, size):
+    """The model (seed 0) and K = `size` random training examples as float32 in [0, 1]."""
     build, dataset = _BUILDERS[name]
     arrays, _ = datasets.load_arrays(dataset, local_data_dir=FLAGS.local_data_dir or None, download=False)
-    x, y = arrays["x_train"].astype("float32") / 255.0, arrays["y_train"]
+    index = np.random.default_rng(0).permutation(len(arrays["x_train"]))[:size]
+    # Subset the uint8 arrays before converting, so the process holds only K float examples.
+    x, y = arrays["x_train"][index].astype("float32") / 255.0, arrays["y_train"][index]
+    del arrays
     keras.utils.set_random_seed(0)
     model = build()
-    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    index = np.random.default_rng(0).permutation(len(x))[:size]
-    return model, x[index], y[index]
+    model.compile(optimizer="adam", loss=_LOSS)
+    return model, x, y
 
 
-def _time_evaluation(model, x, y):
+def _evaluation_timer(model, x, y):
+    """Returns `time(repeats)`: the seconds of `repeats` compiled full-batch loss-and-gradient calls."""
     objective = Objective(model, chunk_size=FLAGS.chunk_size)
     function = tf.function(objective.value_and_gradient)
     position, x, y = objective.position(), tf.constant(x), tf.constant(y)
     function(position, x, y, None)[1].numpy()  # trace
-    times = []
-    for _ in range(FLAGS.repeats):
-        start = time.perf_counter()
-        function(position, x, y, None)[1].numpy()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+
+    def time_calls(repeats):
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            function(position, x, y, None)[1].numpy()
+            times.append(time.perf_counter() - start)
+        return times
+
+    return time_calls
 
 
 def _fit_examples_per_second(model, x, y):
-    best = 0.0
+    best, best_batch = 0.0, None
     initial = model.get_weights()
     for batch_size in map(int, FLAGS.fit_batch_sizes):
-        model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model.compile(optimizer="adam", loss=_LOSS)
         model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0)  # warm-up and tracing
         start = time.perf_counter()
         model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0)
-        best = max(best, len(x) / (time.perf_counter() - start))
+        rate = len(x) / (time.perf_counter() - start)
+        if rate > best:
+            best, best_batch = rate, batch_size
         model.set_weights(initial)
-    return best
+    return best, best_batch
 
 
-def _lbfgs_run(model, x, y, verbose=0):
+def _timed_minimize(optimizer, model, x, y, iterations, verbose=0):
+    """Seconds and result of `iterations` L-BFGS iterations from the model's weights, which are restored."""
     initial = model.get_weights()
-    optimizer = keras_subset.LBFGS(max_iterations=FLAGS.iterations, chunk_size=FLAGS.chunk_size)
-    start = time.perf_counter()
-    result = optimizer.minimize(model, x, y, verbose=verbose)
-    seconds = time.perf_counter() - start
+    # Only Python reads max_iterations (the graphs take it as a tensor): changing it reuses them.
+    optimizer.max_iterations = iterations
+    with contextlib.redirect_stdout(io.StringIO()):  # the progress bar's text, not its cost, is dropped
+        start = time.perf_counter()
+        result = optimizer.minimize(model, x, y, verbose=verbose)
+        seconds = time.perf_counter() - start
     model.set_weights(initial)
     return seconds, result
 
 
+def _dropin_seconds_per_evaluation(model, x, y):
+    """Seconds per step of `model.fit` with `compile(optimizer=LBFGS())`, one full batch per step."""
+    initial = model.get_weights()
+    model.compile(optimizer=keras_subset.LBFGS(), loss=_LOSS)
+    full_batch = tf.data.Dataset.from_tensors((x, y)).repeat()
+    model.fit(full_batch, steps_per_epoch=2, epochs=1, verbose=0)  # warm-up and tracing
+    start = time.perf_counter()
+    model.fit(full_batch, steps_per_epoch=10, epochs=1, verbose=0)
+    seconds = (time.perf_counter() - start) / 10
+    model.set_weights(initial)
+    return seconds
+
+
+def _segment_seconds():
+    """Extra seconds per progress update: a small softmax regression, 100 iterations, progress after each."""
+    arrays, _ = datasets.load_arrays("mnist", local_data_dir=FLAGS.local_data_dir or None, download=False)
+    x = arrays["x_train"][:200].reshape(200, -1).astype("float32") / 255.0
+    y = arrays["y_train"][:200]
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(10, kernel_regularizer="l2")])
+    model.compile(loss=_LOSS)
+    optimizer = keras_subset.LBFGS(tolerance=0.0, progress_every=1, chunk_size=FLAGS.chunk_size)
+    times = {0: [], 1: []}
+    for repeat in range(4):
+        for verbose in (0, 1):
+            seconds, result = _timed_minimize(optimizer, model, x, y, 100, verbose)
+            if repeat:  # the first pair traces the graphs
+                times[verbose].append(seconds / result.iterations)
+    return float(np.median(times[1]) - np.median(times[0]))
+
+
 def _peak_rss_mib(name, size):
+    """(peak RSS while minimizing, RSS just before) in MiB, of a fresh process on `size` examples."""
     output = subprocess.run(
         [sys.executable, "-m", "benchmarks.engine", f"--memory_probe={size}", f"--memory_model={name}",
          f"--chunk_size={FLAGS.chunk_size}", f"--local_data_dir={FLAGS.local_data_dir}"],
         check=True, capture_output=True, text=True,
     ).stdout
-    return float(output.strip().splitlines()[-1])
+    peak, before = output.strip().splitlines()[-1].split()
+    return float(peak), float(before)
+
+
+def _status_mib(field):
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
 
 
 def _memory_probe():
     model, x, y = _model_and_data(FLAGS.memory_model, FLAGS.memory_probe)
+    before = _status_mib("VmRSS")
+    try:  # Reset the peak (VmHWM) so it covers minimize alone, not the imports and data loading.
+        with open("/proc/self/clear_refs", "w") as clear_refs:
+            clear_refs.write("5")
+    except OSError:
+        pass
     keras_subset.LBFGS(max_iterations=3, chunk_size=FLAGS.chunk_size).minimize(model, x, y)
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    print(_status_mib("VmHWM"), before)
+
+
+def _measure_model(name, sizes, segment_seconds):
+    rows = []
+    for size in sizes:
+        model, x, y = _model_and_data(name, size)
+        time_evaluations = _evaluation_timer(model, x, y)
+        optimizer = keras_subset.LBFGS(chunk_size=FLAGS.chunk_size, progress_every=1)
+        evaluation_times = time_evaluations(FLAGS.repeats)
+        warm_seconds, warm = _timed_minimize(optimizer, model, x, y, 1)
+        # The faster of two identical runs: interference from other processes only adds time.
+        (seconds, result), _ = sorted(
+            (_timed_minimize(optimizer, model, x, y, FLAGS.iterations) for _ in range(2)), key=lambda r: r[0]
+        )
+        # Timed before and after the run, so a drift of the machine's speed affects both sides.
+        t_eval = float(np.median(evaluation_times + time_evaluations(FLAGS.repeats)))
+        rows.append({
+            "size": size,
+            "t_eval": t_eval,
+            "tracing_seconds": warm_seconds - warm.evaluations * t_eval,
+            "lbfgs_seconds": seconds,
+            "iterations": result.iterations,
+            "evaluations": result.evaluations,
+            "overhead_ratio": seconds / (result.evaluations * t_eval),
+            "seconds_per_iteration": seconds / max(result.iterations, 1),
+        })
+        print(f"{name} K={size}: one evaluation {t_eval:.3f} s; L-BFGS {result.iterations} iterations, "
+              f"{result.evaluations} evaluations, {seconds:.1f} s, overhead {rows[-1]['overhead_ratio']:.3f} "
+              f"(tracing before it: {rows[-1]['tracing_seconds']:.1f} s)", flush=True)
+        if size == sizes[0]:
+            # Per-iteration progress against silent runs, alternating, after a traced warm-up.
+            _timed_minimize(optimizer, model, x, y, 2, verbose=1)
+            times = {0: [], 1: []}
+            for _ in range(2):
+                for verbose in (0, 1):
+                    times[verbose].append(_timed_minimize(optimizer, model, x, y, FLAGS.iterations, verbose)[0])
+            direct = float(np.median(times[1]) / np.median(times[0]) - 1.0)
+        if size == sizes[-1]:
+            fit_rate, fit_batch = _fit_examples_per_second(model, x, y)
+            dropin = _dropin_seconds_per_evaluation(model, x, y)
+    eval_rate = sizes[-1] / rows[-1]["t_eval"]
+    slope = float(np.polyfit(np.log(sizes), np.log([r["seconds_per_iteration"] for r in rows]), 1)[0])
+    (small, small_before), (large, large_before) = _peak_rss_mib(name, sizes[0]), _peak_rss_mib(name, 10 * sizes[0])
+    figures = {
+        "overhead_ratio": max(r["overhead_ratio"] for r in rows),
+        "throughput_ratio": eval_rate / fit_rate,
+        "memory_growth": large / small,
+        "scaling_exponent": slope,
+        "progress_overhead": segment_seconds / rows[0]["seconds_per_iteration"],
+        "progress_overhead_direct": direct,
+        "full_batch_examples_per_second": eval_rate,
+        "fit_examples_per_second": fit_rate,
+        "fit_best_batch_size": fit_batch,
+        "dropin_seconds_per_evaluation": dropin,
+        "dropin_ratio": dropin / rows[-1]["t_eval"],
+        "peak_rss_mib": {str(sizes[0]): small, str(10 * sizes[0]): large},
+        "rss_before_minimize_mib": {str(sizes[0]): small_before, str(10 * sizes[0]): large_before},
+        "runs": rows,
+    }
+    print(f"{name}: full-batch {eval_rate:.0f} examples/s, fit {fit_rate:.0f} examples/s (batch {fit_batch}); "
+          f"peak RSS while minimizing {small:.0f} MiB at K={sizes[0]}, {large:.0f} MiB at K={10 * sizes[0]} "
+          f"({small - small_before:.0f} and {large - large_before:.0f} MiB above the RSS before); "
+          f"time per iteration ~ K^{slope:.3f}; per-iteration progress +{100 * figures['progress_overhead']:.2f} % "
+          f"(direct: {100 * direct:+.1f} %); model.fit with LBFGS: {dropin:.3f} s per full-batch step "
+          f"({figures['dropin_ratio']:.2f} x one evaluation)", flush=True)
+    return figures
 
 
 def main(argv):
@@ -129,55 +271,18 @@ def main(argv):
         _memory_probe()
         return
     sizes = sorted(map(int, FLAGS.sizes))
-    per_model = {}
-    for name in FLAGS.models:
-        rows = []
-        for size in sizes:
-            model, x, y = _model_and_data(name, size)
-            t_eval = _time_evaluation(model, x, y)
-            seconds, result = _lbfgs_run(model, x, y)
-            rows.append({
-                "size": size,
-                "t_eval": t_eval,
-                "lbfgs_seconds": seconds,
-                "iterations": result.iterations,
-                "evaluations": result.evaluations,
-                "overhead_ratio": seconds / (result.evaluations * t_eval),
-                "seconds_per_iteration": seconds / max(result.iterations, 1),
-            })
-            print(f"{name} K={size}: one evaluation {t_eval:.3f} s; L-BFGS {result.iterations} iterations, "
-                  f"{result.evaluations} evaluations, {seconds:.1f} s, overhead {rows[-1]['overhead_ratio']:.3f}",
-                  flush=True)
-        model, x, y = _model_and_data(name, sizes[-1])
-        # The same run with a progress bar (Python every 10 iterations) against silent.
-        silent, _ = _lbfgs_run(model, x, y)
-        shown, _ = _lbfgs_run(model, x, y, verbose=1)
-        progress_overhead = shown / silent - 1.0
-        fit_rate = _fit_examples_per_second(model, x, y)
-        eval_rate = sizes[-1] / rows[-1]["t_eval"]
-        slope = float(np.polyfit(np.log(sizes), np.log([r["seconds_per_iteration"] for r in rows]), 1)[0])
-        small, large = _peak_rss_mib(name, sizes[0]), _peak_rss_mib(name, 10 * sizes[0])
-        per_model[name] = {
-            "overhead_ratio": max(r["overhead_ratio"] for r in rows),
-            "throughput_ratio": eval_rate / fit_rate,
-            "memory_growth": large / small,
-            "progress_overhead": progress_overhead,
-            "scaling_exponent": slope,
-            "full_batch_examples_per_second": eval_rate,
-            "fit_examples_per_second": fit_rate,
-            "peak_rss_mib": {str(sizes[0]): small, str(10 * sizes[0]): large},
-            "runs": rows,
-        }
-        print(f"{name}: full-batch {eval_rate:.0f} examples/s, fit {fit_rate:.0f} examples/s; peak RSS "
-              f"{small:.0f} MiB at K={sizes[0]}, {large:.0f} MiB at K={10 * sizes[0]}; "
-              f"time per iteration ~ K^{slope:.3f}", flush=True)
+    segment_seconds = _segment_seconds()
+    print(f"one progress update costs {1000 * segment_seconds:.2f} ms", flush=True)
+    per_model = {name: _measure_model(name, sizes, segment_seconds) for name in FLAGS.models}
     summary = {
         "overhead_ratio": max(m["overhead_ratio"] for m in per_model.values()),
         "throughput_ratio": min(m["throughput_ratio"] for m in per_model.values()),
         "memory_growth": max(m["memory_growth"] for m in per_model.values()),
         "scaling_exponent": max(m["scaling_exponent"] for m in per_model.values()),
         "progress_overhead": max(m["progress_overhead"] for m in per_model.values()),
+        "progress_segment_seconds": segment_seconds,
         "chunk_size": FLAGS.chunk_size,
+        "iterations": FLAGS.iterations,
         "models": per_model,
     }
     print(json.dumps(summary))
