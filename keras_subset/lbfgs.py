@@ -295,7 +295,8 @@ class LBFGS(keras.optimizers.Optimizer):
     def fit_results(self):
         """The figures of `model.fit` training so far: a dict of Python numbers (empty before it).
 
-        Keys: `iterations` (accepted L-BFGS steps), `evaluations` (training steps),
+        Keys: `iterations` (accepted L-BFGS steps), `evaluations` (training steps
+        until convergence or a stall; later steps re-evaluate the final point),
         `loss` (at the best accepted weights), `restarts` (line searches that failed
         and dropped the history), `converged` (largest gradient entry at most
         `tolerance`) and `stalled` (a line search failed without history to drop).

@@ -40,7 +40,7 @@ def initial_state(num_parameters, num_correction_pairs, dtype):
         "history_size": tf.constant(0, tf.int32),
         "line_search_steps": tf.constant(0, tf.int32),
         "iterations": tf.constant(0, tf.int32),  # accepted steps
-        "evaluations": tf.constant(0, tf.int32),
+        "evaluations": tf.constant(0, tf.int32),  # steps that evaluated a new point
         "restarts": tf.constant(0, tf.int32),
         "converged": tf.constant(0, tf.int32),
         "stalled": tf.constant(0, tf.int32),  # the line search failed with no history to drop
@@ -169,7 +169,7 @@ def step(state, position, value, gradient, tolerance, max_line_search_iterations
         history_size=history_size,
         line_search_steps=tf.where(reset_search, 0, line_search_steps),
         iterations=state["iterations"] + tf.cast(accept, tf.int32),
-        evaluations=state["evaluations"] + 1,
+        evaluations=state["evaluations"] + tf.cast(~done, tf.int32),  # not counted once finished
         restarts=state["restarts"] + tf.cast(restart, tf.int32),
         converged=tf.where(converged, 1, tf.where(new_point, 0, state["converged"])),
         stalled=tf.where(stalled, 1, tf.where(fresh, 0, state["stalled"])),

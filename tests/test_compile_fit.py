@@ -31,7 +31,8 @@ def test_compile_fit_reaches_scipy_optimum_on_convex_problem(mnist, float64_kera
 
     results = optimizer.fit_results
     assert results["converged"] and not results["stalled"], results
-    assert results["evaluations"] <= 400 and results["iterations"] < results["evaluations"]
+    # Evaluations stop counting at convergence; SciPy's L-BFGS-B needed 99 here.
+    assert results["iterations"] <= results["evaluations"] < 200, results
     found = flat_weights(model)
     assert results["loss"] == pytest.approx(reference.fun, rel=1e-10)
     assert numpy_objective(found, x, y)[0] == pytest.approx(reference.fun, rel=1e-10)
