@@ -34,6 +34,9 @@ printed separately):
   run at the smallest K (the worst case); also measured directly at the
   smallest K against silent runs (`progress_overhead_direct`, noisier).
 
+`--chunk_sweep=64,128,...` (0: one pass) instead times one evaluation at the
+largest K for each chunk size, interleaved, and stops.
+
 The last line printed is a JSON object with the worst figures over the
 models (largest overhead, memory growth, scaling exponent and progress
 overhead, smallest throughput ratio) and the per-model figures.
@@ -67,6 +70,8 @@ flags.DEFINE_integer("chunk_size", keras_subset.LBFGS().chunk_size, "Examples pe
 flags.DEFINE_integer("repeats", 5, "Timed repeats of one evaluation, before and after each L-BFGS run.")
 flags.DEFINE_list("fit_batch_sizes", ["64", "128", "256", "512"], "Batch sizes tried for model.fit.")
 flags.DEFINE_string("local_data_dir", "", "Folder with the .npz files (or KERAS_SUBSET_DATA_DIR).")
+flags.DEFINE_list("chunk_sweep", [], "Only time one full-batch evaluation at the largest K with each of "
+                  "these chunk sizes (0: one pass), print, and stop.")
 flags.DEFINE_integer("memory_probe", 0, "Internal: run L-BFGS on this many examples and print peak RSS.")
 flags.DEFINE_string("memory_model", "mnist", "Internal: the model of --memory_probe.")
 
@@ -92,9 +97,9 @@ def _model_and_data(name, size):
     return model, x, y
 
 
-def _evaluation_timer(model, x, y):
+def _evaluation_timer(model, x, y, chunk_size=None):
     """Returns `time(repeats)`: the seconds of `repeats` compiled full-batch loss-and-gradient calls."""
-    objective = Objective(model, chunk_size=FLAGS.chunk_size)
+    objective = Objective(model, chunk_size=chunk_size or FLAGS.chunk_size)
     function = tf.function(objective.value_and_gradient)
     position, x, y = objective.position(), tf.constant(x), tf.constant(y)
     function(position, x, y, None)[1].numpy()  # trace
@@ -269,12 +274,32 @@ def _measure_model(name, sizes, segment_seconds):
     return figures
 
 
+def _chunk_sweep(size):
+    """Examples per second of one evaluation at each chunk size, interleaved over the repeats."""
+    sweep = {}
+    for name in FLAGS.models:
+        model, x, y = _model_and_data(name, size)
+        chunks = [int(c) for c in FLAGS.chunk_sweep]
+        timers = {c: _evaluation_timer(model, x, y, chunk_size=c or size) for c in chunks}
+        times = {c: [] for c in chunks}
+        for _ in range(FLAGS.repeats):
+            for c in chunks:
+                times[c] += timers[c](1)
+        sweep[name] = {str(c): size / float(np.median(times[c])) for c in chunks}
+        shown = ", ".join(f"{c or 'one pass'}: {rate:.0f}" for c, rate in zip(chunks, sweep[name].values()))
+        print(f"{name} K={size}, examples/s of one evaluation by chunk size: {shown}", flush=True)
+    return sweep
+
+
 def main(argv):
     del argv
     if FLAGS.memory_probe:
         _memory_probe()
         return
     sizes = sorted(map(int, FLAGS.sizes))
+    if FLAGS.chunk_sweep:
+        print(json.dumps({"chunk_sweep": _chunk_sweep(sizes[-1])}))
+        return
     segment_seconds = _segment_seconds()
     print(f"one progress update costs {1000 * segment_seconds:.2f} ms", flush=True)
     if not FLAGS.models:  # `--models=`: only the engine's own cost, measured on the small model

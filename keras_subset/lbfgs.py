@@ -111,11 +111,11 @@ class LBFGS(keras.optimizers.Optimizer):
             own dtype; the loss and gradient are cast.
         chunk_size: Examples per forward/backward pass, or `None` for one pass
             over all examples. Bounds memory; does not change the result (with
-            `training=False`) beyond float round-off. The default, 128, was the
-            fastest or near it on a 2-core CPU for the benchmark CNNs (64 to
-            1,024 and one pass measured; smaller chunks stay in cache); on a
-            GPU, larger chunks are likely faster: measure with
-            `python -m benchmarks.engine --chunk_size=N`.
+            `training=False`) beyond float round-off. The default, 128, was
+            the fastest or within 7 % of it on a 2-core CPU for the benchmark
+            CNNs, and one pass was 33-44 % slower; on a GPU, larger chunks
+            are likely faster: measure with
+            `python -m benchmarks.engine --chunk_sweep=128,1024,0`.
         jit_compile: Compile the loss-and-gradient with XLA. Measure first: on
             CPUs it was several times slower for convolutional networks.
         training: Evaluate the model in training mode (fixed dropout masks,
