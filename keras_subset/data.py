@@ -60,13 +60,15 @@ def to_tensor(array):
     """Returns a NumPy array as a tensor, sharing its memory where TensorFlow allows it.
 
     `tf.convert_to_tensor` copies an array, and while it converts, resident
-    memory grows by about twice the array's size (measured with TensorFlow
-    2.21). A C-contiguous array of a plain numeric dtype is handed over
-    through DLPack instead: the tensor reads the array's own memory (which
-    must then not change while the tensor is in use; this module's callers
-    drop the tensor when their call returns). An array whose address is not
-    64-byte aligned, as TensorFlow's kernels require, is first copied into an
-    aligned buffer: one copy. Anything else (tensors, other dtypes, strided
+    memory grew by about twice the array's size (measured once with
+    TensorFlow 2.21). A writeable, C-contiguous array of a plain numeric
+    dtype is handed over through DLPack instead. TensorFlow's kernels need
+    64-byte aligned memory, and NumPy's allocations are usually only 16- or
+    32-byte aligned, so such an array is usually copied once into an aligned
+    buffer first; an aligned one is shared without a copy (the tensor reads
+    the array's own memory, which must then not change while the tensor is
+    in use; this module's callers drop the tensor when their call returns).
+    Anything else (tensors, other dtypes, read-only, byte-swapped or strided
     arrays) goes through `tf.convert_to_tensor`.
 
     Args:
@@ -78,7 +80,9 @@ def to_tensor(array):
     if not (
         isinstance(array, np.ndarray)
         and array.dtype.name in _DLPACK_DTYPES
+        and array.dtype.isnative
         and array.flags.c_contiguous
+        and array.flags.writeable  # NumPy refuses to export read-only arrays (memory maps, views)
         and array.size > 0
         and hasattr(array, "__dlpack__")
     ):

@@ -3,6 +3,7 @@
 import dataclasses
 import math
 import time
+import warnings
 import weakref
 
 import numpy as np
@@ -164,13 +165,13 @@ class LBFGS(keras.optimizers.Optimizer):
         _check_int("progress_every", progress_every, minimum=1)
         if chunk_size is not None:
             _check_int("chunk_size", chunk_size, minimum=1)
-        for name, value in (
+        for argument, value in (
             ("tolerance", tolerance),
             ("x_tolerance", x_tolerance),
             ("f_relative_tolerance", f_relative_tolerance),
         ):
             if not isinstance(value, (int, float)) or not value >= 0 or not math.isfinite(value):
-                raise ValueError(f"`{name}` must be a finite number >= 0, got {value!r}.")
+                raise ValueError(f"`{argument}` must be a finite number >= 0, got {value!r}.")
         if dtype not in _DTYPES:
             raise ValueError(f"`dtype` must be one of {_DTYPES}, got {dtype!r}.")
         self.max_iterations = int(max_iterations)
@@ -187,6 +188,7 @@ class LBFGS(keras.optimizers.Optimizer):
         self.progress_every = int(progress_every)
         # The loss of the current training step, handed over by `scale_loss` (see `apply`).
         self._step_loss = self.add_variable((), initializer="zeros", dtype=dtype, name="step_loss")
+        self._step_loss_given = False  # set by `scale_loss` while the step is traced, cleared by `apply`
         self._step_state = None
 
     def get_config(self):
@@ -226,7 +228,14 @@ class LBFGS(keras.optimizers.Optimizer):
                 "model.compile(optimizer=LBFGS()) supports one replica: under a tf.distribute "
                 "strategy with several replicas, use LBFGS().minimize(...) or LBFGS().fit(...)."
             )
+        if self.dtype == "float32" and any(keras.backend.standardize_dtype(v.dtype) == "float64" for v in variables):
+            warnings.warn(
+                "LBFGS(dtype='float32') rounds this model's float64 weights to float32 at every step; "
+                "pass dtype='float64'.",
+                stacklevel=2,
+            )
         super().build(variables)
+        self._built_variables = [id(v) for v in variables]
         num_parameters = sum(int(np.prod(v.shape)) for v in variables)
         state = {}
         for key, value in stepwise.initial_state(num_parameters, self.num_correction_pairs, self.dtype).items():
@@ -238,6 +247,7 @@ class LBFGS(keras.optimizers.Optimizer):
     def scale_loss(self, loss):
         """Keeps the training step's loss for `apply` (every Keras `train_step` calls this)."""
         self._step_loss.assign(tf.cast(loss, self._step_loss.dtype))
+        self._step_loss_given = True
         return super().scale_loss(loss)
 
     def apply(self, grads, trainable_variables=None):
@@ -251,7 +261,13 @@ class LBFGS(keras.optimizers.Optimizer):
         `keras_subset.stepwise`. This is L-BFGS only when every step sees the same,
         whole training set: `model.fit(x, y, batch_size=len(x))`, or a dataset of that
         one batch repeated with `steps_per_epoch`. With minibatches the line search
-        compares the losses of different batches and has no guarantee.
+        compares the losses of different batches and has no guarantee. The loss is the
+        one `fit` computes, in training mode: with dropout it changes from step to step
+        (use `minimize(..., training=False)` or a model without dropout), and batch
+        normalisation's moving statistics follow the trial points. Between steps the
+        model holds the pending trial weights, so epoch-end callbacks (validation,
+        `ModelCheckpoint`, `TerminateOnNaN`) see those; `fit` ends at the best accepted
+        weights.
 
         Args:
             grads: The gradients of the step's loss, one per variable.
@@ -265,6 +281,20 @@ class LBFGS(keras.optimizers.Optimizer):
         trainable_variables = list(trainable_variables)
         if not self.built:
             self.build(trainable_variables)
+        if [id(v) for v in trainable_variables] != self._built_variables:
+            raise ValueError(
+                "`trainable_variables` differ from those LBFGS was built with (layers frozen or "
+                "unfrozen since?): its state is a flat vector over those variables. Compile the "
+                "model again with a new LBFGS()."
+            )
+        if not self._step_loss_given:
+            raise ValueError(
+                "LBFGS.apply needs the step's loss, which it takes from `scale_loss`: Keras's "
+                "`train_step` calls `optimizer.scale_loss(loss)` before the gradients, a custom "
+                "training step must do the same. A LossScaleOptimizer (mixed precision) does not "
+                "pass it on: LBFGS does not support mixed precision."
+            )
+        self._step_loss_given = False
         dtype = self._step_loss.dtype
         position = tf.concat([tf.reshape(tf.cast(v.value, dtype), [-1]) for v in trainable_variables], 0)
         gradient = tf.concat(

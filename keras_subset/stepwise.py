@@ -13,6 +13,7 @@ All functions are pure TensorFlow on flat vectors and a dict of state tensors,
 so the rule is testable without Keras and runs inside `fit`'s compiled step.
 """
 
+import numpy as np
 import tensorflow as tf
 
 # Sufficient decrease (Armijo) and curvature constants of the weak Wolfe conditions.
@@ -96,7 +97,7 @@ def step(state, position, value, gradient, tolerance, max_line_search_iterations
     value = tf.cast(value, dtype)
     finite = tf.math.is_finite(value) & tf.reduce_all(tf.math.is_finite(gradient))
     started = state["started"] > 0
-    done = (state["converged"] > 0) | (state["stalled"] > 0)
+    done = started & ((state["converged"] > 0) | (state["stalled"] > 0))
 
     # The trial point's verdict under the weak Wolfe conditions.
     step_length, low, high = state["step"], state["low"], state["high"]
@@ -109,7 +110,9 @@ def step(state, position, value, gradient, tolerance, max_line_search_iterations
     # A new accepted point: keep the curvature pair, then the next direction.
     s_pair, y_pair = position - state["position"], gradient - state["gradient"]
     sy = tf.tensordot(s_pair, y_pair, 1)
-    keep_pair = accept & (sy > 1e-10 * tf.tensordot(y_pair, y_pair, 1))
+    # Positive curvature, and not so small that 1 / sy overflows.
+    tiny = float(np.finfo(dtype.as_numpy_dtype).tiny)
+    keep_pair = accept & (sy > tf.maximum(1e-10 * tf.tensordot(y_pair, y_pair, 1), tiny))
     m = state["s_history"].shape[0]
     s_history = tf.where(keep_pair, tf.concat([state["s_history"][1:], s_pair[None]], 0), state["s_history"])
     y_history = tf.where(keep_pair, tf.concat([state["y_history"][1:], y_pair[None]], 0), state["y_history"])
@@ -141,7 +144,7 @@ def step(state, position, value, gradient, tolerance, max_line_search_iterations
     new_gradient = tf.where(new_point, gradient, state["gradient"])
     direction = search_direction(new_gradient, s_history, y_history, history_size)
     slope = tf.tensordot(new_gradient, direction, 1)
-    not_descent = ~(slope < 0)
+    not_descent = ~(slope < 0) | ~tf.reduce_all(tf.math.is_finite(direction))
     direction = tf.where(not_descent, -new_gradient, direction)
     history_size = tf.where(new_point & not_descent, 0, history_size)
     slope = tf.tensordot(new_gradient, direction, 1)

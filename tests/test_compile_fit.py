@@ -15,10 +15,13 @@ from convex import downsampled, flat_weights, logistic_regression, numpy_objecti
 @pytest.fixture
 def float64_keras():
     """Keras's compiled loss adds up in `floatx`: float64 here, for a float64 model's loss."""
-    floatx = keras.config.floatx()
+    # Read the global dtype policy first: Keras caches the policy it first derives from floatx,
+    # which would make every later layer of the session float64.
+    policy, floatx = keras.config.dtype_policy(), keras.config.floatx()
     keras.config.set_floatx("float64")
     yield
     keras.config.set_floatx(floatx)
+    keras.config.set_dtype_policy(policy)
 
 
 def test_compile_fit_reaches_scipy_optimum_on_convex_problem(mnist, float64_keras):
@@ -133,15 +136,39 @@ def test_step_rule_never_accepts_a_non_finite_point():
 
     state = stepwise.initial_state(3, 5, tf.float64)
     position = tf.zeros([3], tf.float64)
-    accepted = []
+    accepted, trials = [], []
     for _ in range(60):
         value, gradient = loss(position)
+        trials.append(float(value))
         state, position = stepwise.step(state, position, value, gradient, 1e-8, 10)
         accepted.append(float(state["value"]))
+    assert np.isnan(trials).sum() >= 3  # the rule did meet NaN trial points...
+    # ...and never accepted one: the accepted loss only falls, at points inside the finite region.
     assert np.all(np.isfinite(accepted)) and np.all(np.diff(accepted) <= 0)
     assert np.all(state["position"].numpy() < 2.0) and accepted[-1] < 3 * 1.1**2
-    # The model would be left at the best accepted point, never at a NaN one.
-    assert np.all(np.isfinite(position.numpy()))
+
+
+def test_step_rule_restarts_then_stalls_when_no_step_lowers_the_loss():
+    # A quadratic valley; after two true gradients, the gradient handed in points uphill.
+    scale = tf.constant([1.0, 10.0], tf.float64)
+
+    def loss(position, lie):
+        gradient = 2.0 * scale * position
+        return tf.reduce_sum(scale * position**2), -gradient if lie else gradient
+
+    state = stepwise.initial_state(2, 5, tf.float64)
+    position = tf.constant([1.0, -2.0], tf.float64)
+    for _ in range(2):  # tolerance -1: never "converged"
+        state, position = stepwise.step(state, position, *loss(position, False), -1.0, 4)
+    assert int(state["history_size"]) == 1
+    for _ in range(20):
+        state, position = stepwise.step(state, position, *loss(position, True), -1.0, 4)
+    # One failed search drops the history and restarts along -gradient; the next one stalls,
+    # and from then on the rule stays at the best point it accepted.
+    assert int(state["restarts"]) == 1 and int(state["stalled"]) == 1
+    best = float(state["value"])
+    assert np.isfinite(best) and best < 41.0  # the loss at the start
+    np.testing.assert_array_equal(position.numpy(), state["position"].numpy())
 
 
 def test_step_rule_keeps_a_non_finite_start_in_place():
@@ -150,3 +177,21 @@ def test_step_rule_keeps_a_non_finite_start_in_place():
     state, next_position = stepwise.step(state, position, np.nan, tf.constant([np.nan, 0.0]), 0.0, 5)
     np.testing.assert_array_equal(next_position.numpy(), position.numpy())
     assert int(state["started"]) == 0
+
+
+def test_apply_refuses_a_step_without_its_loss_and_changed_variables(mnist):
+    x, y = mnist[0][:64], mnist[1][:64]
+    model = small_cnn(seed=2)
+    optimizer = keras_subset.LBFGS()
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
+    model.fit(x, y, batch_size=64, epochs=1, verbose=0)
+    gradients = [tf.zeros_like(v) for v in model.trainable_variables]
+    before = model.get_weights()
+    with pytest.raises(ValueError, match="scale_loss"):
+        optimizer.apply(gradients, model.trainable_variables)
+    model.layers[0].trainable = False
+    optimizer.scale_loss(tf.constant(1.0))
+    with pytest.raises(ValueError, match="differ from those LBFGS was built with"):
+        optimizer.apply(gradients[2:], model.trainable_variables)
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)

@@ -308,5 +308,8 @@ def test_inputs_become_tensors_sharing_memory_where_safe(mnist):
     # The aligned array is handed over without a copy; the misaligned one was copied once.
     aligned[0, 0, 0, 0] = misaligned[0, 0, 0, 0] = 7.0
     assert float(shared[0, 0, 0, 0]) == 7.0 and float(copied[0, 0, 0, 0]) == images[0, 0, 0, 0]
-    for other in (images[:, ::2], mnist[1][:10], np.array([True, False]), np.zeros((0, 3), np.float32)):
+    read_only = np.frombuffer(images.tobytes(), np.float32).reshape(images.shape)
+    others = (images[:, ::2], read_only, images.astype(">f4"), mnist[1][:10], np.array([True, False]),
+              np.zeros((0, 3), np.float32))
+    for other in others:
         np.testing.assert_array_equal(to_tensor(other).numpy(), other)
