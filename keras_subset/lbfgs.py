@@ -13,7 +13,7 @@ import keras
 
 from keras_subset import data as data_lib
 from keras_subset import stepwise
-from keras_subset.objective import Objective
+from keras_subset.objective import Objective, assign_flat, flatten
 
 _DTYPES = ("float32", "float64")
 
@@ -296,13 +296,10 @@ class LBFGS(keras.optimizers.Optimizer):
             )
         self._step_loss_given = False
         dtype = self._step_loss.dtype
-        position = tf.concat([tf.reshape(tf.cast(v.value, dtype), [-1]) for v in trainable_variables], 0)
-        gradient = tf.concat(
-            [
-                tf.reshape(tf.cast(tf.zeros_like(v.value) if g is None else tf.convert_to_tensor(g), dtype), [-1])
-                for g, v in zip(grads, trainable_variables)
-            ],
-            0,
+        position = flatten([v.value for v in trainable_variables], dtype)
+        gradient = flatten(
+            [tf.zeros_like(v.value) if g is None else tf.convert_to_tensor(g) for g, v in zip(grads, trainable_variables)],
+            dtype,
         )
         state = {key: variable.value for key, variable in self._step_state.items()}
         state, next_position = stepwise.step(
@@ -310,13 +307,13 @@ class LBFGS(keras.optimizers.Optimizer):
         )
         for key, variable in self._step_state.items():
             variable.assign(state[key])
-        _assign_flat(trainable_variables, next_position)
+        assign_flat(trainable_variables, next_position)
         self._iterations.assign_add(1)
 
     def finalize_variable_values(self, var_list):
         """At the end of `model.fit`: the model takes the best accepted weights, not a pending trial."""
         if self._step_state is not None and int(self._step_state["started"].value) > 0:
-            _assign_flat(list(var_list), self._step_state["position"].value)
+            assign_flat(list(var_list), self._step_state["position"].value)
             # The next `fit` starts afresh at the weights it finds; the curvature history is kept.
             self._step_state["started"].assign(0)
         super().finalize_variable_values(var_list)
@@ -658,13 +655,6 @@ class _Progress:
         if self.bar is not None and self.printed != iterations:
             self.bar.target = iterations
             self.bar.update(iterations, values=[("loss", loss), ("evaluations", evaluations)], finalize=True)
-
-
-def _assign_flat(variables, flat):
-    """Writes the flat vector `flat` into `variables`, in order."""
-    parts = tf.split(flat, [int(np.prod(v.shape)) for v in variables])
-    for variable, part in zip(variables, parts):
-        variable.assign(tf.cast(tf.reshape(part, variable.shape), variable.dtype))
 
 
 def _check_int(name, value, minimum):

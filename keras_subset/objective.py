@@ -71,9 +71,7 @@ class Objective:
     # -- flat vector <-> model weights ---------------------------------------------------
     def position(self):
         """Returns the model's current trainable weights as one flat vector."""
-        return tf.concat(
-            [tf.reshape(tf.cast(v.value, self.dtype), [-1]) for v in self.variables], axis=0
-        )
+        return flatten([v.value for v in self.variables], self.dtype)
 
     def unflatten(self, position):
         """Splits a flat vector into tensors shaped and typed like the trainable weights."""
@@ -84,8 +82,7 @@ class Objective:
 
     def assign(self, position):
         """Writes a flat vector into the model's trainable weights."""
-        for variable, value in zip(self.variables, self.unflatten(position)):
-            variable.assign(value)
+        assign_flat(self.variables, position)
 
     # -- value and gradient --------------------------------------------------------------
     def value_and_gradient(self, position, x, y, sample_weight=None):
@@ -258,6 +255,18 @@ def _population_statistics(objective, layers, x):
                 "refreshing its statistics needs 0 <= momentum < 1."
             )
     return _population_statistics_graph(objective, layers, tf.nest.map_structure(tf.convert_to_tensor, x))
+
+
+def flatten(tensors, dtype):
+    """Concatenates `tensors`, flattened and cast to `dtype`, into one vector."""
+    return tf.concat([tf.reshape(tf.cast(t, dtype), [-1]) for t in tensors], axis=0)
+
+
+def assign_flat(variables, flat):
+    """Writes the flat vector `flat` into `variables`, in order, each in its own shape and dtype."""
+    parts = tf.split(flat, [int(np.prod(v.shape)) for v in variables])
+    for variable, part in zip(variables, parts):
+        variable.assign(tf.cast(tf.reshape(part, variable.shape), variable.dtype))
 
 
 def _all_layers(layer):
