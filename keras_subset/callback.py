@@ -142,8 +142,7 @@ class SubsetPretraining(keras.callbacks.Callback):
         n = data_lib.num_examples(x)
         k = subset_lib.resolve_subset_size(n, self.size, self.fraction, self.ratio, self.model, self.num_outputs)
         q = subset_lib.warn_if_underdetermined(self.model, k, self.num_outputs)
-        examples = y if self.strategy == "stratified" else n
-        self.subset_indices = subset_lib.select_subset(examples, k, self.strategy, self.seed)
+        self.subset_indices = subset_lib.select_subset(y, k, self.strategy, self.seed)
         xs, ys, ws = (data_lib.take(a, self.subset_indices) for a in (x, y, sample_weight))
         if self.verbose:
             print(f"Subset pretraining: {k} of {n} examples, Q = {q:.3g}, optimizer {self._optimizer_name()}")

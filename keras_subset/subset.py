@@ -5,6 +5,8 @@ import warnings
 
 import numpy as np
 
+from keras_subset import checks
+
 STRATEGIES = ("random", "stratified")
 
 
@@ -61,8 +63,8 @@ def overdetermination_ratio(model, num_examples, num_outputs=None):
     >>> keras_subset.overdetermination_ratio(model, 60000)  # doctest: +SKIP
     58.6
     """
-    _check_positive_int("num_examples", num_examples)
-    m = num_outputs_of(model) if num_outputs is None else _check_positive_int("num_outputs", num_outputs)
+    num_examples = checks.check_int("num_examples", num_examples, minimum=1)
+    m = num_outputs_of(model) if num_outputs is None else checks.check_int("num_outputs", num_outputs, minimum=1)
     return num_examples * m / num_trainable_parameters(model)
 
 
@@ -77,9 +79,8 @@ def subset_size_for_ratio(model, ratio, num_outputs=None):
     Returns:
         The subset size K as an int.
     """
-    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not ratio > 0 or not math.isfinite(ratio):
-        raise ValueError(f"`ratio` must be a finite number > 0, got {ratio!r}.")
-    m = num_outputs_of(model) if num_outputs is None else _check_positive_int("num_outputs", num_outputs)
+    ratio = checks.check_number("ratio", ratio, minimum=0, min_inclusive=False)
+    m = num_outputs_of(model) if num_outputs is None else checks.check_int("num_outputs", num_outputs, minimum=1)
     # Round first so that e.g. 4.0 * P / M that is an integer up to float error stays one.
     return max(1, math.ceil(round(ratio * num_trainable_parameters(model) / m, 9)))
 
@@ -102,7 +103,8 @@ def resolve_subset_size(num_examples, size=None, fraction=None, ratio=None, mode
         ValueError: when not exactly one of size/fraction/ratio is given, or
             the value is out of range.
     """
-    check_size_arguments(size, fraction, ratio)
+    size, fraction, ratio = check_size_arguments(size, fraction, ratio)
+    num_examples = checks.check_int("num_examples", num_examples, minimum=1)
     if size is not None:
         if size > num_examples:
             raise ValueError(f"`size` must be at most the number of training examples ({num_examples}), got {size}.")
@@ -122,23 +124,22 @@ def resolve_subset_size(num_examples, size=None, fraction=None, ratio=None, mode
 
 
 def check_size_arguments(size=None, fraction=None, ratio=None):
-    """Raises `ValueError` unless exactly one of `size`, `fraction`, `ratio` is given and valid."""
+    """Returns `(size, fraction, ratio)` as Python numbers (two of them `None`).
+
+    Raises:
+        ValueError: unless exactly one of them is given and valid.
+    """
     given = [name for name, v in (("size", size), ("fraction", fraction), ("ratio", ratio)) if v is not None]
     if len(given) != 1:
         raise ValueError(
             "Give exactly one of `size` (examples), `fraction` (0 < f <= 1) or `ratio` "
             f"(target Q = K*M/P); got {given or 'none'}."
         )
-    if size is not None:
-        _check_positive_int("size", size)
-    if fraction is not None and (
-        isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1
-    ):
-        raise ValueError(f"`fraction` must be a number in (0, 1], got {fraction!r}.")
-    if ratio is not None and (
-        isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio < float("inf")
-    ):
-        raise ValueError(f"`ratio` must be a finite number > 0, got {ratio!r}.")
+    return (
+        checks.check_int("size", size, minimum=1, allow_none=True),
+        checks.check_number("fraction", fraction, minimum=0, maximum=1, min_inclusive=False, allow_none=True),
+        checks.check_number("ratio", ratio, minimum=0, min_inclusive=False, allow_none=True),
+    )
 
 
 def warn_if_underdetermined(model, subset_size, num_outputs=None):
@@ -158,15 +159,16 @@ def select_subset(examples, size, strategy="random", seed=None):
     """Returns the sorted indices of a subset of `size` training examples.
 
     Args:
-        examples: The number of training examples N, or an array of their class
-            labels (integers of shape `(N,)` or `(N, 1)`, or one-hot `(N, C)`),
-            which `"stratified"` needs.
+        examples: The number of training examples N, or an array of their
+            targets. `"stratified"` needs class labels: integers of shape
+            `(N,)` or `(N, 1)`, or one-hot `(N, C)`; `"random"` only uses
+            the array's length, so any targets do.
         size: K, the subset size (1 <= K <= N).
         strategy: `"random"`: K examples drawn uniformly without replacement.
             `"stratified"`: class-balanced: every class gets K // C examples (one
             more for a random K % C of them); a class with too few examples
             gives all it has and the rest is spread over the others.
-        seed: An int for a reproducible subset, or `None`.
+        seed: An int >= 0 for a reproducible subset, or `None`.
 
     Returns:
         An int64 array of K distinct indices in increasing order.
@@ -175,23 +177,31 @@ def select_subset(examples, size, strategy="random", seed=None):
 
     >>> keras_subset.select_subset(y_train, 1000, "stratified", seed=0)  # doctest: +SKIP
     """
-    if strategy not in STRATEGIES:
-        raise ValueError(f"`strategy` must be one of {STRATEGIES}, got {strategy!r}.")
-    labels = None
-    if isinstance(examples, (int, np.integer)) and not isinstance(examples, bool):
-        n = int(examples)
+    checks.check_choice("strategy", strategy, STRATEGIES)
+    seed = checks.check_seed("seed", seed)
+    size = checks.check_int("size", size, minimum=1)
+    if checks.is_integer(examples):
+        n, labels = int(examples), None
+        if n < 1:
+            raise ValueError(f"`examples` must be a number of examples >= 1 or an array of targets, got {n}.")
+        if strategy == "stratified":
+            raise ValueError('strategy="stratified" needs the class labels: pass them as `examples`.')
+    elif isinstance(examples, (str, bytes, float, np.floating, bool, np.bool_)) or examples is None or np.ndim(examples) == 0:
+        raise ValueError(
+            "`examples` must be the number of training examples (an integer) or an array of their "
+            f"targets, got {examples!r}."
+        )
     else:
-        labels = _as_class_labels(examples)
-        n = len(labels)
-    _check_positive_int("size", size)
+        labels = _as_class_labels(examples) if strategy == "stratified" else None
+        n = len(labels) if labels is not None else len(examples)
+        if n == 0:
+            raise ValueError("`examples` is empty: there are no training examples to choose from.")
     if size > n:
         raise ValueError(f"`size` must be at most the number of examples ({n}), got {size}.")
     rng = np.random.default_rng(seed)
     if strategy == "random":
-        return np.sort(rng.choice(n, size=int(size), replace=False)).astype(np.int64)
-    if labels is None:
-        raise ValueError('strategy="stratified" needs the class labels: pass them as `examples`.')
-    return _stratified(labels, int(size), rng)
+        return np.sort(rng.choice(n, size=size, replace=False)).astype(np.int64)
+    return _stratified(labels, size, rng)
 
 
 def _stratified(labels, size, rng):
@@ -214,16 +224,17 @@ def _stratified(labels, size, rng):
 
 
 def _as_class_labels(y):
+    """The class index of every example, from labels `(N,)`, `(N, 1)` or one-hot `(N, C)`."""
     y = np.asarray(y)
+    if y.ndim == 0 or len(y) == 0:
+        raise ValueError(f"Class labels must be a non-empty array of shape (N,), (N, 1) or (N, C); got {y!r}.")
+    if y.dtype.kind not in "iufb":
+        raise ValueError(f"Class labels must be numbers (integers or one-hot), got dtype {y.dtype}.")
+    if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
+        raise ValueError("Class labels contain NaN or Inf values.")
     if y.ndim == 2 and y.shape[1] > 1:
         return np.argmax(y, axis=1)
     y = y.reshape(len(y), -1)
     if y.shape[1] != 1:
         raise ValueError(f"Class labels must have shape (N,), (N, 1) or one-hot (N, C); got {y.shape}.")
     return y[:, 0]
-
-
-def _check_positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
-    return int(value)

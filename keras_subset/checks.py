@@ -1,0 +1,110 @@
+"""Argument checks shared by every public entry point.
+
+Each check raises a `ValueError` that names the argument, says what is accepted
+and shows the value it got, before any work is done. NumPy scalars are accepted
+wherever a Python number is (`np.float32(0.5)`, `np.int64(3)`), and `bool` is
+refused where a number is meant (`True` is an `int` to Python, never a size).
+"""
+
+import math
+
+import numpy as np
+
+
+def is_integer(value):
+    """Whether `value` is an integer (Python or NumPy), and not a `bool`."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def is_number(value):
+    """Whether `value` is a real number (Python or NumPy), and not a `bool`."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def _range_text(minimum, maximum, min_inclusive=True, max_inclusive=True):
+    parts = []
+    if minimum is not None:
+        parts.append(f"{'>=' if min_inclusive else '>'} {minimum:g}")
+    if maximum is not None:
+        parts.append(f"{'<=' if max_inclusive else '<'} {maximum:g}")
+    return " and ".join(parts)
+
+
+def check_int(name, value, minimum=None, maximum=None, allow_none=False):
+    """Returns `value` as an `int`, or raises a `ValueError` naming `name`.
+
+    Args:
+        name: The argument's name, as the user wrote it.
+        value: The value to check.
+        minimum, maximum: Inclusive bounds, or `None`.
+        allow_none: Whether `None` is accepted (and returned).
+
+    Returns:
+        `int(value)`, or `None`.
+    """
+    if value is None and allow_none:
+        return None
+    bounds = _range_text(minimum, maximum)
+    if (
+        not is_integer(value)
+        or (minimum is not None and value < minimum)
+        or (maximum is not None and value > maximum)
+    ):
+        what = "an integer" + (f" {bounds}" if bounds else "") + (" or None" if allow_none else "")
+        raise ValueError(f"`{name}` must be {what}, got {value!r}.")
+    return int(value)
+
+
+def check_number(
+    name, value, minimum=None, maximum=None, min_inclusive=True, max_inclusive=True, allow_none=False
+):
+    """Returns `value` as a finite `float`, or raises a `ValueError` naming `name`.
+
+    Args:
+        name: The argument's name.
+        value: The value to check.
+        minimum, maximum: Bounds, or `None`.
+        min_inclusive, max_inclusive: Whether the bounds themselves are accepted.
+        allow_none: Whether `None` is accepted (and returned).
+
+    Returns:
+        `float(value)`, or `None`.
+    """
+    if value is None and allow_none:
+        return None
+    ok = is_number(value) and math.isfinite(float(value))
+    if ok and minimum is not None:
+        ok = value >= minimum if min_inclusive else value > minimum
+    if ok and maximum is not None:
+        ok = value <= maximum if max_inclusive else value < maximum
+    if not ok:
+        bounds = _range_text(minimum, maximum, min_inclusive, max_inclusive)
+        what = "a finite number" + (f" {bounds}" if bounds else "") + (" or None" if allow_none else "")
+        raise ValueError(f"`{name}` must be {what}, got {value!r}.")
+    return float(value)
+
+
+def check_bool(name, value):
+    """Returns `value` as a `bool`; anything but `True`/`False` (or NumPy's) is a `ValueError`."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"`{name}` must be True or False, got {value!r}.")
+    return bool(value)
+
+
+def check_choice(name, value, choices):
+    """Returns `value` when it is one of `choices`, or raises a `ValueError` naming them."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"`{name}` must be one of {tuple(choices)}, got {value!r}.")
+    return value
+
+
+def check_seed(name, value):
+    """Returns a seed: `None` or an integer >= 0 (what `np.random.default_rng` takes)."""
+    return check_int(name, value, minimum=0, allow_none=True)
+
+
+def check_verbose(value, name="verbose"):
+    """Returns `verbose` when it is 0 (silent), 1 (progress bar) or 2 (one line per update)."""
+    if not is_integer(value) or value not in (0, 1, 2):
+        raise ValueError(f"`{name}` must be 0, 1 or 2, got {value!r}.")
+    return int(value)
