@@ -10,7 +10,8 @@ Public API:
 """
 
 from keras_subset.callback import SubsetPretraining
-from keras_subset.lbfgs import LBFGS, LBFGSResult
+from keras_subset.lbfgs import LBFGS
+from keras_subset.minimize import LBFGSResult
 from keras_subset.subset import overdetermination_ratio, select_subset, subset_size_for_ratio
 
 __version__ = "0.1.0"

@@ -2,10 +2,10 @@
 
 import time
 
-import numpy as np
 import tensorflow as tf
 import keras
 
+from keras_subset import checks
 from keras_subset import data as data_lib
 from keras_subset import subset as subset_lib
 from keras_subset.lbfgs import LBFGS
@@ -97,9 +97,10 @@ class SubsetPretraining(keras.callbacks.Callback):
     ):
         super().__init__()
         # Check everything that does not need the data or the model now, not at fit time.
-        subset_lib.check_size_arguments(size, fraction, ratio)
-        if strategy not in subset_lib.STRATEGIES:
-            raise ValueError(f"`strategy` must be one of {subset_lib.STRATEGIES}, got {strategy!r}.")
+        size, fraction, ratio = subset_lib.check_size_arguments(size, fraction, ratio)
+        checks.check_choice("strategy", strategy, subset_lib.STRATEGIES)
+        seed = checks.check_seed("seed", seed)
+        num_outputs = checks.check_int("num_outputs", num_outputs, minimum=1, allow_none=True)
         if optimizer is None:
             optimizer = LBFGS()
         elif isinstance(optimizer, str):
@@ -108,17 +109,14 @@ class SubsetPretraining(keras.callbacks.Callback):
             if epochs is not None:
                 raise ValueError("`epochs` applies to a Keras optimizer only; for LBFGS set `max_iterations`.")
         elif isinstance(optimizer, keras.optimizers.Optimizer):
-            if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
-                raise ValueError(f"`epochs` must be a positive integer with a Keras optimizer, got {epochs!r}.")
+            epochs = checks.check_int("epochs", epochs, minimum=1)
         else:
             raise ValueError(
                 "`optimizer` must be a keras_subset.LBFGS, a keras.optimizers.Optimizer or an "
                 f"optimizer name, got {optimizer!r}."
             )
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}.")
-        if verbose not in (0, 1, 2):
-            raise ValueError(f"`verbose` must be 0, 1 or 2, got {verbose!r}.")
+        batch_size = checks.check_int("batch_size", batch_size, minimum=1)
+        verbose = checks.check_verbose(verbose)
         self._data = (x, y, sample_weight)
         self.size, self.fraction, self.ratio = size, fraction, ratio
         self.strategy = strategy

@@ -1,66 +1,17 @@
 """`LBFGS`: TensorFlow Probability's L-BFGS minimiser for Keras models, full batch."""
 
-import dataclasses
-import math
-import time
 import warnings
-import weakref
 
 import numpy as np
 import tensorflow as tf
-import tensorflow_probability as tfp
 import keras
 
-from keras_subset import data as data_lib
+from keras_subset import checks
 from keras_subset import stepwise
-from keras_subset.objective import Objective, assign_flat, flatten
+from keras_subset.minimize import Minimization, Progress
+from keras_subset.objective import assign_flat, flatten
 
 _DTYPES = ("float32", "float64")
-
-
-@dataclasses.dataclass
-class LBFGSResult:
-    """What one `LBFGS.minimize` call did.
-
-    Attributes:
-        iterations: L-BFGS iterations run (over all restarts).
-        evaluations: Full-batch objective evaluations (value and gradient over
-            all examples), line-search evaluations and the initial check included.
-        loss: The objective at the weights the model ends with.
-        initial_loss: The objective at the starting weights.
-        gradient_norm: Largest absolute gradient entry at the final weights (the
-            norm that `tolerance` is compared with).
-        converged: Whether a convergence criterion was met.
-        failed: Whether the run ended because the line search found no
-            decrease or the objective stopped being finite.
-        reason: Why the run stopped, in words.
-        restarts: How often the optimiser restarted from its best point with a
-            fresh history after a failure.
-        seconds: Wall-clock seconds of the whole call.
-        num_examples: Examples in the objective.
-    """
-
-    iterations: int
-    evaluations: int
-    loss: float
-    initial_loss: float
-    gradient_norm: float
-    converged: bool
-    failed: bool
-    reason: str
-    restarts: int
-    seconds: float
-    num_examples: int
-
-    def as_logs(self, prefix=""):
-        """Returns the figures as a flat dict of numbers (for Keras `logs`)."""
-        return {
-            f"{prefix}loss": self.loss,
-            f"{prefix}iterations": self.iterations,
-            f"{prefix}evaluations": self.evaluations,
-            f"{prefix}gradient_norm": self.gradient_norm,
-            f"{prefix}seconds": self.seconds,
-        }
 
 
 @keras.saving.register_keras_serializable(package="keras_subset")
@@ -156,36 +107,27 @@ class LBFGS(keras.optimizers.Optimizer):
         progress_every=10,
         name="lbfgs",
     ):
+        # Every argument is checked before anything is built.
+        checked = dict(
+            max_iterations=checks.check_int("max_iterations", max_iterations, minimum=1),
+            num_correction_pairs=checks.check_int("num_correction_pairs", num_correction_pairs, minimum=1),
+            tolerance=checks.check_number("tolerance", tolerance, minimum=0),
+            x_tolerance=checks.check_number("x_tolerance", x_tolerance, minimum=0),
+            f_relative_tolerance=checks.check_number("f_relative_tolerance", f_relative_tolerance, minimum=0),
+            max_line_search_iterations=checks.check_int(
+                "max_line_search_iterations", max_line_search_iterations, minimum=1
+            ),
+            dtype=checks.check_choice("dtype", dtype, _DTYPES),
+            chunk_size=checks.check_int("chunk_size", chunk_size, minimum=1, allow_none=True),
+            jit_compile=checks.check_bool("jit_compile", jit_compile),
+            training=checks.check_bool("training", training),
+            max_restarts=checks.check_int("max_restarts", max_restarts, minimum=0),
+            progress_every=checks.check_int("progress_every", progress_every, minimum=1),
+        )
         # The Keras optimizer state (see `apply`); a learning rate means nothing to L-BFGS.
         super().__init__(learning_rate=1.0, name=name)
-        _check_int("max_iterations", max_iterations, minimum=1)
-        _check_int("num_correction_pairs", num_correction_pairs, minimum=1)
-        _check_int("max_line_search_iterations", max_line_search_iterations, minimum=1)
-        _check_int("max_restarts", max_restarts, minimum=0)
-        _check_int("progress_every", progress_every, minimum=1)
-        if chunk_size is not None:
-            _check_int("chunk_size", chunk_size, minimum=1)
-        for argument, value in (
-            ("tolerance", tolerance),
-            ("x_tolerance", x_tolerance),
-            ("f_relative_tolerance", f_relative_tolerance),
-        ):
-            if not isinstance(value, (int, float)) or not value >= 0 or not math.isfinite(value):
-                raise ValueError(f"`{argument}` must be a finite number >= 0, got {value!r}.")
-        if dtype not in _DTYPES:
-            raise ValueError(f"`dtype` must be one of {_DTYPES}, got {dtype!r}.")
-        self.max_iterations = int(max_iterations)
-        self.num_correction_pairs = int(num_correction_pairs)
-        self.tolerance = float(tolerance)
-        self.x_tolerance = float(x_tolerance)
-        self.f_relative_tolerance = float(f_relative_tolerance)
-        self.max_line_search_iterations = int(max_line_search_iterations)
-        self.dtype = dtype
-        self.chunk_size = None if chunk_size is None else int(chunk_size)
-        self.jit_compile = bool(jit_compile)
-        self.training = bool(training)
-        self.max_restarts = int(max_restarts)
-        self.progress_every = int(progress_every)
+        for key, value in checked.items():
+            setattr(self, key, value)
         # The loss of the current training step, handed over by `scale_loss` (see `apply`).
         self._step_loss = self.add_variable((), initializer="zeros", dtype=dtype, name="step_loss")
         self._step_loss_given = False  # set by `scale_loss` while the step is traced, cleared by `apply`
@@ -340,23 +282,6 @@ class LBFGS(keras.optimizers.Optimizer):
             "stalled": bool(state["stalled"]),
         }
 
-    def _compiled_run(self, model, loss):
-        """Returns `(objective, compiled graphs)` for `model`, reusing the last call's when they fit.
-
-        Tracing TFP's L-BFGS loop costs seconds, so repeated `minimize` calls on the
-        same model, loss and variables reuse the traced graphs (the optimizer keeps a
-        reference to the last model it ran on).
-        """
-        resolved = loss if loss is not None else getattr(model, "loss", None)
-        key = (id(resolved), tuple(id(v) for v in model.trainable_variables), len(model.non_trainable_variables))
-        cached = getattr(self, "_cache", None)
-        if cached is not None and cached[0]() is model and cached[1] == key:
-            return cached[2], cached[3]
-        objective = Objective(model, loss=loss, chunk_size=self.chunk_size, dtype=self.dtype, training=self.training)
-        run = _CompiledRun(objective, self)
-        self._cache = (weakref.ref(model), key, objective, run)
-        return objective, run
-
     def minimize(self, model, x, y=None, sample_weight=None, loss=None, verbose=0):
         """Minimises the model's loss over all of `x`, `y`; the model ends at the best weights.
 
@@ -376,8 +301,8 @@ class LBFGS(keras.optimizers.Optimizer):
             ValueError: for a model without trainable weights, inputs that do
                 not fit, or a loss that is not finite at the starting weights.
         """
-        run = _Minimization(self, model, x, y, sample_weight, loss)
-        progress = _Progress(verbose, self.max_iterations)
+        run = Minimization(self, model, x, y, sample_weight, loss)
+        progress = Progress(verbose, self.max_iterations)
         while not run.done:
             # Segments also refresh the |loss| that f_relative_tolerance is relative to.
             step = self.progress_every if verbose or self.f_relative_tolerance else self.max_iterations
@@ -402,13 +327,13 @@ class LBFGS(keras.optimizers.Optimizer):
     ):
         """Full-batch L-BFGS in `model.fit`'s shape: epochs of iterations, Keras callbacks, History.
 
-        Keras 3 cannot run L-BFGS from `model.compile(optimizer=...)`: an
-        optimizer only receives gradients (`Optimizer.apply(grads, variables)`)
-        once per batch and never a way to re-evaluate the loss, which a line
-        search must do several times per step on the same data. This method is
-        the closest public-API route: it runs `iterations_per_epoch` L-BFGS
-        iterations per epoch (keeping the curvature history across epochs) and
-        drives a `keras.callbacks.CallbackList`, so `History`, `EarlyStopping`,
+        Unlike `model.compile(optimizer=LBFGS())` + `model.fit` (one objective
+        evaluation per training step, Keras's own one-pass forward over the
+        batch), this route runs each L-BFGS iteration with its whole line
+        search inside one compiled graph over chunked evaluations, as
+        `minimize` does. It runs `iterations_per_epoch` L-BFGS iterations per
+        epoch (keeping the curvature history across epochs) and drives a
+        `keras.callbacks.CallbackList`, so `History`, `EarlyStopping`,
         `ModelCheckpoint`, `CSVLogger` and `TensorBoard` work as with `fit`
         (`model.stop_training` ends the run). At each epoch's end the model
         holds the best weights so far, and the logs hold the compiled loss and
@@ -437,9 +362,10 @@ class LBFGS(keras.optimizers.Optimizer):
             callbacks=[keras.callbacks.EarlyStopping("loss", min_delta=1e-4)])
         ```
         """
-        _check_int("epochs", epochs, minimum=1)
-        _check_int("iterations_per_epoch", iterations_per_epoch, minimum=1)
-        run = _Minimization(self, model, x, y, sample_weight, loss)
+        checks.check_int("epochs", epochs, minimum=1)
+        checks.check_int("iterations_per_epoch", iterations_per_epoch, minimum=1)
+        verbose = checks.check_verbose(verbose)
+        run = Minimization(self, model, x, y, sample_weight, loss)
         callback_list = keras.callbacks.CallbackList(
             callbacks, add_history=True, add_progbar=verbose != 0, model=model,
             verbose=verbose, epochs=epochs, steps=1,
@@ -465,198 +391,3 @@ class LBFGS(keras.optimizers.Optimizer):
         run.finish()
         callback_list.on_train_end(logs)
         return model.history
-
-class _Minimization:
-    """One L-BFGS minimisation, advanced in compiled segments; keeps the best point found."""
-
-    def __init__(self, options, model, x, y, sample_weight, loss):
-        self.start_time = time.perf_counter()
-        self.options = options
-        self.objective, self.run = options._compiled_run(model, loss)
-        self.x, self.y, self.sample_weight = data_lib.to_arrays(x, y, sample_weight)
-        if self.y is None:
-            raise ValueError("`y` is None: L-BFGS needs targets (pass `y`, or a dataset of (x, y)).")
-        self.tensors = (
-            tf.nest.map_structure(data_lib.to_tensor, self.x),
-            tf.nest.map_structure(data_lib.to_tensor, self.y),
-            None if self.sample_weight is None else data_lib.to_tensor(self.sample_weight),
-        )
-        strategy = tf.distribute.get_strategy()
-        if strategy.num_replicas_in_sync > 1:
-            if options.training:
-                raise ValueError(
-                    "`training=True` is not supported under a tf.distribute strategy with several "
-                    "replicas (batch statistics would differ per replica); use training=False."
-                )
-            # Each replica keeps its own contiguous shard of the examples.
-            self.tensors = tuple(Objective.shard(strategy, t) for t in self.tensors)
-        position = self.objective.position()
-        value, gradient = self.run.value_and_gradient(position, *self.tensors)
-        self.initial_value = float(value)
-        if not math.isfinite(self.initial_value) or not np.all(np.isfinite(gradient.numpy())):
-            raise ValueError(
-                f"The loss at the starting weights is not finite ({self.initial_value}): check the "
-                "inputs (NaN or Inf values, labels out of range) and the model's initial weights."
-            )
-        # The first L-BFGS step is the raw negative gradient; on networks that step can be
-        # huge (and kill every ReLU), so the optimiser works in scaled coordinates
-        # u = position / scale, which makes the first trial step min(1, 1/|g|_1) * -g, as
-        # PyTorch's L-BFGS does. Later steps are scaled by the curvature estimate anyway.
-        self.scale = min(1.0, 1.0 / max(float(tf.reduce_sum(tf.abs(gradient))), 1e-30)) ** 0.5
-        self.best_position, self.best_value, self.best_gradient = position, self.initial_value, gradient
-        # Counts of the runs before the latest restart; the initial check is one evaluation.
-        self._iterations_before, self._evaluations_before = 0, 1
-        self.iterations, self.evaluations, self.restarts = 0, 1, 0
-        self.state, self.converged, self.failed, self.done = None, False, False, False
-
-    def advance(self, until_iteration):
-        """Runs L-BFGS until `until_iteration` total iterations, convergence or final failure."""
-        while not self.done and self.iterations < until_iteration:
-            # A tensor, not a Python int: each new int value would trace TFP's loop again.
-            end = tf.constant(until_iteration - self._iterations_before, tf.int32)
-            # TFP compares |change of f| with f_relative_tolerance * f, which never holds for a
-            # negative f (tfp issue 1391); compare it with f_relative_tolerance * |f| instead,
-            # |f| taken at the start of each segment.
-            dtype = self.objective.dtype
-            f_tolerance = tf.constant(self.options.f_relative_tolerance * abs(self.best_value), dtype)
-            scale = tf.constant(self.scale, dtype)
-            if self.state is None:
-                self.state = self.run.start(self.best_position / scale, end, f_tolerance, scale, *self.tensors)
-            else:
-                self.state = self.run.resume(self.state, end, f_tolerance, scale, *self.tensors)
-            state = self.state
-            value = float(state.objective_value)
-            position = state.position * self.scale
-            if math.isfinite(value) and value < self.best_value and np.all(np.isfinite(position.numpy())):
-                self.best_position, self.best_value = position, value
-                self.best_gradient = state.objective_gradient / self.scale
-            self.iterations = self._iterations_before + int(state.num_iterations)
-            self.evaluations = self._evaluations_before + int(state.num_objective_evaluations)
-            self.converged, self.failed = bool(state.converged), bool(state.failed)
-            if self.converged or self.iterations >= self.options.max_iterations:
-                self.done = True
-            elif self.failed:
-                if self.restarts >= self.options.max_restarts:
-                    self.done = True
-                else:  # Restart from the best point with a fresh history.
-                    self.restarts += 1
-                    self._iterations_before, self._evaluations_before = self.iterations, self.evaluations
-                    self.state = None
-
-    def assign_best(self):
-        """Writes the best weights found so far into the model."""
-        self.objective.assign(self.best_position)
-
-    def finish(self):
-        """Leaves the model at the best weights (and refreshed batch statistics); returns the result."""
-        self.assign_best()
-        if self.options.training:
-            self.objective.refresh_batch_norm_statistics(self.tensors[0])
-        gradient_norm = float(tf.reduce_max(tf.abs(self.best_gradient)))
-        converged, failed = self.converged, self.failed
-        return LBFGSResult(
-            iterations=self.iterations,
-            evaluations=self.evaluations,
-            loss=self.best_value,
-            initial_loss=self.initial_value,
-            gradient_norm=gradient_norm,
-            converged=converged and not failed,
-            failed=failed and not converged,
-            reason=self._reason(gradient_norm),
-            restarts=self.restarts,
-            seconds=time.perf_counter() - self.start_time,
-            num_examples=data_lib.num_examples(self.x),
-        )
-
-    def _reason(self, gradient_norm):
-        o = self.options
-        if self.converged and gradient_norm <= o.tolerance:
-            return f"converged: largest gradient entry {gradient_norm:.3g} <= tolerance {o.tolerance:g}"
-        if self.converged:
-            return "converged: position or loss change fell below x_tolerance or f_relative_tolerance"
-        if self.failed:
-            what = "no further decrease found by the line search or a non-finite loss"
-            if self.best_value >= self.initial_value:
-                what += "; the starting weights were kept"
-            return f"stopped: {what} (after {self.restarts} restart(s) from the best point)"
-        if self.iterations >= o.max_iterations:
-            return f"stopped: max_iterations ({o.max_iterations}) reached"
-        return f"stopped after {self.iterations} iterations (by the caller)"
-
-
-class _CompiledRun:
-    """The compiled graphs of one `minimize` call: start, resume, value-and-gradient."""
-
-    def __init__(self, objective, options):
-        self.objective = objective
-        self.options = options
-        self.value_and_gradient = tf.function(
-            objective.value_and_gradient, jit_compile=options.jit_compile, reduce_retracing=True
-        )
-        if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
-            # TensorFlow (2.21) cannot build a cross-worker all-reduce inside TFP's nested
-            # while/cond loops (its deferred instance-key capture fails with "You must feed a value
-            # for placeholder tensor ... hager_zhang/cond/while/Placeholder"), so there the L-BFGS
-            # loop runs eagerly and each evaluation is one compiled call holding the all-reduce.
-            self.start, self.resume = self._start, self._resume
-        else:
-            self.start = tf.function(self._start, reduce_retracing=True)
-            self.resume = tf.function(self._resume, reduce_retracing=True)
-
-    def _minimize(self, max_iterations, f_tolerance, scale, x, y, sample_weight, **start):
-        """TFP's L-BFGS over u = position / scale (see `_Minimization`)."""
-        o = self.options
-
-        def scaled_value_and_gradient(u):
-            value, gradient = self.value_and_gradient(u * scale, x, y, sample_weight)
-            return value, gradient * scale
-
-        return tfp.optimizer.lbfgs_minimize(
-            scaled_value_and_gradient,
-            num_correction_pairs=o.num_correction_pairs,
-            # The tolerances are stated for the position; translate them to u = position / scale.
-            tolerance=o.tolerance * scale,
-            x_tolerance=o.x_tolerance / scale,
-            f_relative_tolerance=0.0,
-            f_absolute_tolerance=f_tolerance,
-            max_iterations=max_iterations,
-            max_line_search_iterations=o.max_line_search_iterations,
-            **start,
-        )
-
-    def _start(self, position, max_iterations, f_tolerance, scale, x, y, sample_weight):
-        return self._minimize(max_iterations, f_tolerance, scale, x, y, sample_weight, initial_position=position)
-
-    def _resume(self, state, max_iterations, f_tolerance, scale, x, y, sample_weight):
-        return self._minimize(
-            max_iterations, f_tolerance, scale, x, y, sample_weight,
-            initial_position=None, previous_optimizer_results=state,
-        )
-
-
-class _Progress:
-    """A Keras progress bar over iterations: `verbose=1` one updating bar, `verbose=2` one line per update."""
-
-    def __init__(self, verbose, target):
-        self.verbose = verbose
-        self.printed = None
-        self.bar = keras.utils.Progbar(
-            target, verbose=verbose, unit_name="iteration", stateful_metrics=["loss", "evaluations"]
-        ) if verbose else None
-
-    def update(self, iterations, loss, evaluations):
-        if self.bar is not None:
-            # Progbar's verbose=2 prints only finalized updates: finalize each one to get its line.
-            line = self.verbose == 2
-            self.bar.update(iterations, values=[("loss", loss), ("evaluations", evaluations)], finalize=line)
-            self.printed = iterations if line else None
-
-    def finish(self, iterations, loss, evaluations):
-        if self.bar is not None and self.printed != iterations:
-            self.bar.target = iterations
-            self.bar.update(iterations, values=[("loss", loss), ("evaluations", evaluations)], finalize=True)
-
-
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value!r}.")

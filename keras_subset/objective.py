@@ -4,6 +4,8 @@ import numpy as np
 import tensorflow as tf
 import keras
 
+from keras_subset import checks
+
 # Chunks in flight at once in the chunk loop. TensorFlow's default (10) kept the activations of
 # up to 10 chunks alive: on the CIFAR-10 CNN at K=4000, chunks of 128, the gradient's peak memory
 # was 127 MiB with 10 and 28 MiB with 1, at the same speed on 2 CPU cores (2925 and 3017
@@ -56,8 +58,7 @@ class Objective:
                 "batch, or `model.build(input_shape)`) and make sure some layers "
                 "are trainable."
             )
-        if chunk_size is not None and (not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1):
-            raise ValueError(f"`chunk_size` must be a positive integer or None, got {chunk_size!r}.")
+        chunk_size = checks.check_int("chunk_size", chunk_size, minimum=1, allow_none=True)
         self.model = model
         self.loss_fn, self.reduction = resolve_loss(model, loss)
         self.chunk_size = None if chunk_size is None else int(chunk_size)

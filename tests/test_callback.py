@@ -97,6 +97,8 @@ def test_same_seed_same_subset_and_result(mnist):
         ({"size": 10, "optimizer": "adam"}, "epochs"),
         ({"size": 10, "optimizer": 42}, "optimizer"),
         ({"size": 10, "verbose": 3}, "verbose"),
+        ({"size": 10, "seed": "x"}, "`seed` must be an integer >= 0 or None"),
+        ({"size": 10, "batch_size": True}, "batch_size"),
     ],
 )
 def test_bad_arguments_fail_at_construction(mnist, kwargs, match):

@@ -96,6 +96,33 @@ def test_bad_selection_arguments(mnist):
         keras_subset.select_subset(100, 10, strategy="stratified")
     with pytest.raises(ValueError, match="size"):
         keras_subset.select_subset(mnist[1], 0)
+    # Each names the argument and what it accepts (they were raw NumPy errors).
+    with pytest.raises(ValueError, match="`examples` must be the number of training examples"):
+        keras_subset.select_subset(100.0, 5)
+    with pytest.raises(ValueError, match="`examples` is empty"):
+        keras_subset.select_subset(mnist[1][:0], 5)
+    with pytest.raises(ValueError, match="non-empty"):
+        keras_subset.select_subset(mnist[1][:0], 5, "stratified")
+    with pytest.raises(ValueError, match="NaN"):
+        keras_subset.select_subset(np.array([0.0, np.nan, 1.0]), 2, "stratified")
+    with pytest.raises(ValueError, match="`seed` must be an integer >= 0 or None, got 'x'"):
+        keras_subset.select_subset(100, 5, seed="x")
+    # NumPy scalars are numbers like any other.
+    assert len(keras_subset.select_subset(np.int64(100), np.int32(5), seed=np.int64(0))) == 5
+    # The random strategy takes any targets: only their number counts.
+    np.testing.assert_array_equal(
+        keras_subset.select_subset(np.zeros((100, 4, 4)), 5, seed=1), keras_subset.select_subset(100, 5, seed=1)
+    )
+
+
+def test_numpy_scalars_are_accepted_as_sizes_fractions_and_ratios():
+    model = small_cnn()
+    assert resolve_subset_size(6000, fraction=np.float32(0.5)) == 3000
+    assert resolve_subset_size(6000, ratio=np.float32(2), model=model) == keras_subset.subset_size_for_ratio(model, 2.0)
+    assert keras_subset.subset_size_for_ratio(model, np.float64(2.0)) == keras_subset.subset_size_for_ratio(model, 2)
+    assert keras_subset.overdetermination_ratio(model, np.int64(6000)) == keras_subset.overdetermination_ratio(model, 6000)
+    with pytest.raises(ValueError, match="`size` must be an integer >= 1"):
+        resolve_subset_size(6000, size=True)
 
 
 def test_warning_when_subset_is_underdetermined():

@@ -1,0 +1,282 @@
+"""What `LBFGS.minimize` and `LBFGS.fit` run: full-batch L-BFGS in compiled graphs, with restarts.
+
+`Minimization` is one run over one model and one set of examples. It advances
+the optimiser in compiled segments (`CompiledRun`: TFP's `lbfgs_minimize`
+inside `tf.function`), keeps the best finite point found, restarts from it with
+a fresh history after a failure, and ends with an `LBFGSResult`. `Progress`
+draws the Keras progress bar between segments.
+
+The options (iterations, tolerances, chunking, dtype) come from the public
+`keras_subset.LBFGS`, which owns this machinery; nothing here is public API
+but `LBFGSResult`.
+"""
+
+import dataclasses
+import math
+import time
+import weakref
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+import keras
+
+from keras_subset import data as data_lib
+from keras_subset.objective import Objective
+
+
+@dataclasses.dataclass
+class LBFGSResult:
+    """What one `LBFGS.minimize` call did.
+
+    Attributes:
+        iterations: L-BFGS iterations run (over all restarts).
+        evaluations: Full-batch objective evaluations (value and gradient over
+            all examples), line-search evaluations and the initial check included.
+        loss: The objective at the weights the model ends with.
+        initial_loss: The objective at the starting weights.
+        gradient_norm: Largest absolute gradient entry at the final weights (the
+            norm that `tolerance` is compared with).
+        converged: Whether a convergence criterion was met.
+        failed: Whether the run ended because the line search found no
+            decrease or the objective stopped being finite.
+        reason: Why the run stopped, in words.
+        restarts: How often the optimiser restarted from its best point with a
+            fresh history after a failure.
+        seconds: Wall-clock seconds of the whole call.
+        num_examples: Examples in the objective.
+    """
+
+    iterations: int
+    evaluations: int
+    loss: float
+    initial_loss: float
+    gradient_norm: float
+    converged: bool
+    failed: bool
+    reason: str
+    restarts: int
+    seconds: float
+    num_examples: int
+
+    def as_logs(self, prefix=""):
+        """Returns the figures as a flat dict of numbers (for Keras `logs`)."""
+        return {
+            f"{prefix}loss": self.loss,
+            f"{prefix}iterations": self.iterations,
+            f"{prefix}evaluations": self.evaluations,
+            f"{prefix}gradient_norm": self.gradient_norm,
+            f"{prefix}seconds": self.seconds,
+        }
+
+
+
+class Minimization:
+    """One L-BFGS minimisation, advanced in compiled segments; keeps the best point found."""
+
+    def __init__(self, options, model, x, y, sample_weight, loss):
+        self.start_time = time.perf_counter()
+        self.options = options
+        self.objective, self.run = compiled_run(options, model, loss)
+        self.x, self.y, self.sample_weight = data_lib.to_arrays(x, y, sample_weight)
+        if self.y is None:
+            raise ValueError("`y` is None: L-BFGS needs targets (pass `y`, or a dataset of (x, y)).")
+        self.tensors = (
+            tf.nest.map_structure(data_lib.to_tensor, self.x),
+            tf.nest.map_structure(data_lib.to_tensor, self.y),
+            None if self.sample_weight is None else data_lib.to_tensor(self.sample_weight),
+        )
+        strategy = tf.distribute.get_strategy()
+        if strategy.num_replicas_in_sync > 1:
+            if options.training:
+                raise ValueError(
+                    "`training=True` is not supported under a tf.distribute strategy with several "
+                    "replicas (batch statistics would differ per replica); use training=False."
+                )
+            # Each replica keeps its own contiguous shard of the examples.
+            self.tensors = tuple(Objective.shard(strategy, t) for t in self.tensors)
+        position = self.objective.position()
+        value, gradient = self.run.value_and_gradient(position, *self.tensors)
+        self.initial_value = float(value)
+        if not math.isfinite(self.initial_value) or not np.all(np.isfinite(gradient.numpy())):
+            raise ValueError(
+                f"The loss at the starting weights is not finite ({self.initial_value}): check the "
+                "inputs (NaN or Inf values, labels out of range) and the model's initial weights."
+            )
+        # The first L-BFGS step is the raw negative gradient; on networks that step can be
+        # huge (and kill every ReLU), so the optimiser works in scaled coordinates
+        # u = position / scale, which makes the first trial step min(1, 1/|g|_1) * -g, as
+        # PyTorch's L-BFGS does. Later steps are scaled by the curvature estimate anyway.
+        self.scale = min(1.0, 1.0 / max(float(tf.reduce_sum(tf.abs(gradient))), 1e-30)) ** 0.5
+        self.best_position, self.best_value, self.best_gradient = position, self.initial_value, gradient
+        # Counts of the runs before the latest restart; the initial check is one evaluation.
+        self._iterations_before, self._evaluations_before = 0, 1
+        self.iterations, self.evaluations, self.restarts = 0, 1, 0
+        self.state, self.converged, self.failed, self.done = None, False, False, False
+
+    def advance(self, until_iteration):
+        """Runs L-BFGS until `until_iteration` total iterations, convergence or final failure."""
+        while not self.done and self.iterations < until_iteration:
+            # A tensor, not a Python int: each new int value would trace TFP's loop again.
+            end = tf.constant(until_iteration - self._iterations_before, tf.int32)
+            # TFP compares |change of f| with f_relative_tolerance * f, which never holds for a
+            # negative f (tfp issue 1391); compare it with f_relative_tolerance * |f| instead,
+            # |f| taken at the start of each segment.
+            dtype = self.objective.dtype
+            f_tolerance = tf.constant(self.options.f_relative_tolerance * abs(self.best_value), dtype)
+            scale = tf.constant(self.scale, dtype)
+            if self.state is None:
+                self.state = self.run.start(self.best_position / scale, end, f_tolerance, scale, *self.tensors)
+            else:
+                self.state = self.run.resume(self.state, end, f_tolerance, scale, *self.tensors)
+            state = self.state
+            value = float(state.objective_value)
+            position = state.position * self.scale
+            if math.isfinite(value) and value < self.best_value and np.all(np.isfinite(position.numpy())):
+                self.best_position, self.best_value = position, value
+                self.best_gradient = state.objective_gradient / self.scale
+            self.iterations = self._iterations_before + int(state.num_iterations)
+            self.evaluations = self._evaluations_before + int(state.num_objective_evaluations)
+            self.converged, self.failed = bool(state.converged), bool(state.failed)
+            if self.converged or self.iterations >= self.options.max_iterations:
+                self.done = True
+            elif self.failed:
+                if self.restarts >= self.options.max_restarts:
+                    self.done = True
+                else:  # Restart from the best point with a fresh history.
+                    self.restarts += 1
+                    self._iterations_before, self._evaluations_before = self.iterations, self.evaluations
+                    self.state = None
+
+    def assign_best(self):
+        """Writes the best weights found so far into the model."""
+        self.objective.assign(self.best_position)
+
+    def finish(self):
+        """Leaves the model at the best weights (and refreshed batch statistics); returns the result."""
+        self.assign_best()
+        if self.options.training:
+            self.objective.refresh_batch_norm_statistics(self.tensors[0])
+        gradient_norm = float(tf.reduce_max(tf.abs(self.best_gradient)))
+        converged, failed = self.converged, self.failed
+        return LBFGSResult(
+            iterations=self.iterations,
+            evaluations=self.evaluations,
+            loss=self.best_value,
+            initial_loss=self.initial_value,
+            gradient_norm=gradient_norm,
+            converged=converged and not failed,
+            failed=failed and not converged,
+            reason=self._reason(gradient_norm),
+            restarts=self.restarts,
+            seconds=time.perf_counter() - self.start_time,
+            num_examples=data_lib.num_examples(self.x),
+        )
+
+    def _reason(self, gradient_norm):
+        o = self.options
+        if self.converged and gradient_norm <= o.tolerance:
+            return f"converged: largest gradient entry {gradient_norm:.3g} <= tolerance {o.tolerance:g}"
+        if self.converged:
+            return "converged: position or loss change fell below x_tolerance or f_relative_tolerance"
+        if self.failed:
+            what = "no further decrease found by the line search or a non-finite loss"
+            if self.best_value >= self.initial_value:
+                what += "; the starting weights were kept"
+            return f"stopped: {what} (after {self.restarts} restart(s) from the best point)"
+        if self.iterations >= o.max_iterations:
+            return f"stopped: max_iterations ({o.max_iterations}) reached"
+        return f"stopped after {self.iterations} iterations (by the caller)"
+
+
+class CompiledRun:
+    """The compiled graphs of one `minimize` call: start, resume, value-and-gradient."""
+
+    def __init__(self, objective, options):
+        self.objective = objective
+        self.options = options
+        self.value_and_gradient = tf.function(
+            objective.value_and_gradient, jit_compile=options.jit_compile, reduce_retracing=True
+        )
+        if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+            # TensorFlow (2.21) cannot build a cross-worker all-reduce inside TFP's nested
+            # while/cond loops (its deferred instance-key capture fails with "You must feed a value
+            # for placeholder tensor ... hager_zhang/cond/while/Placeholder"), so there the L-BFGS
+            # loop runs eagerly and each evaluation is one compiled call holding the all-reduce.
+            self.start, self.resume = self._start, self._resume
+        else:
+            self.start = tf.function(self._start, reduce_retracing=True)
+            self.resume = tf.function(self._resume, reduce_retracing=True)
+
+    def _minimize(self, max_iterations, f_tolerance, scale, x, y, sample_weight, **start):
+        """TFP's L-BFGS over u = position / scale (see `Minimization`)."""
+        o = self.options
+
+        def scaled_value_and_gradient(u):
+            value, gradient = self.value_and_gradient(u * scale, x, y, sample_weight)
+            return value, gradient * scale
+
+        return tfp.optimizer.lbfgs_minimize(
+            scaled_value_and_gradient,
+            num_correction_pairs=o.num_correction_pairs,
+            # The tolerances are stated for the position; translate them to u = position / scale.
+            tolerance=o.tolerance * scale,
+            x_tolerance=o.x_tolerance / scale,
+            f_relative_tolerance=0.0,
+            f_absolute_tolerance=f_tolerance,
+            max_iterations=max_iterations,
+            max_line_search_iterations=o.max_line_search_iterations,
+            **start,
+        )
+
+    def _start(self, position, max_iterations, f_tolerance, scale, x, y, sample_weight):
+        return self._minimize(max_iterations, f_tolerance, scale, x, y, sample_weight, initial_position=position)
+
+    def _resume(self, state, max_iterations, f_tolerance, scale, x, y, sample_weight):
+        return self._minimize(
+            max_iterations, f_tolerance, scale, x, y, sample_weight,
+            initial_position=None, previous_optimizer_results=state,
+        )
+
+
+class Progress:
+    """A Keras progress bar over iterations: `verbose=1` one updating bar, `verbose=2` one line per update."""
+
+    def __init__(self, verbose, target):
+        self.verbose = verbose
+        self.printed = None
+        self.bar = keras.utils.Progbar(
+            target, verbose=verbose, unit_name="iteration", stateful_metrics=["loss", "evaluations"]
+        ) if verbose else None
+
+    def update(self, iterations, loss, evaluations):
+        if self.bar is not None:
+            # Progbar's verbose=2 prints only finalized updates: finalize each one to get its line.
+            line = self.verbose == 2
+            self.bar.update(iterations, values=[("loss", loss), ("evaluations", evaluations)], finalize=line)
+            self.printed = iterations if line else None
+
+    def finish(self, iterations, loss, evaluations):
+        if self.bar is not None and self.printed != iterations:
+            self.bar.target = iterations
+            self.bar.update(iterations, values=[("loss", loss), ("evaluations", evaluations)], finalize=True)
+
+
+def compiled_run(options, model, loss):
+    """Returns `(objective, CompiledRun)` for `model`, reusing the last call's when they fit.
+
+    Tracing TFP's L-BFGS loop costs seconds, so repeated `minimize` calls with the
+    same `options` (an `LBFGS`) on the same model, loss and variables reuse the
+    traced graphs; `options` keeps a weak reference to the last model it ran on.
+    """
+    resolved = loss if loss is not None else getattr(model, "loss", None)
+    key = (id(resolved), tuple(id(v) for v in model.trainable_variables), len(model.non_trainable_variables))
+    cached = getattr(options, "_cache", None)
+    if cached is not None and cached[0]() is model and cached[1] == key:
+        return cached[2], cached[3]
+    objective = Objective(
+        model, loss=loss, chunk_size=options.chunk_size, dtype=options.dtype, training=options.training
+    )
+    run = CompiledRun(objective, options)
+    options._cache = (weakref.ref(model), key, objective, run)
+    return objective, run

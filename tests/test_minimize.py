@@ -1,0 +1,155 @@
+"""LBFGS.minimize on real MNIST (keras_subset/minimize.py): SciPy's optimum, chunking, failures, restarts, graphs."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import keras
+
+import keras_subset
+from keras_subset.objective import Objective
+
+from conftest import small_cnn
+from convex import downsampled, logistic_regression, numpy_objective, scipy_optimum
+
+
+def test_float64_reaches_scipy_optimum_on_convex_problem(mnist):
+    x, y = downsampled(mnist, 3000)
+    model = logistic_regression(x.shape[1])
+    reference = scipy_optimum(model, x, y)
+    result = keras_subset.LBFGS(max_iterations=1000, tolerance=1e-9, dtype="float64").minimize(model, x, y)
+
+    found = np.concatenate([w.ravel() for w in model.get_weights()])
+    assert result.converged, result
+    assert result.loss == pytest.approx(reference.fun, rel=1e-10)
+    np.testing.assert_allclose(found, reference.x, atol=2e-5)
+    # The reported loss is the loss at the weights the model holds.
+    assert numpy_objective(found, x, y)[0] == pytest.approx(result.loss, rel=1e-12)
+    assert result.loss < result.initial_loss
+
+
+def test_chunked_minimize_matches_single_pass(mnist):
+    x, y = mnist[0][:600], mnist[1][:600]
+    results = []
+    for chunk_size in (None, 128):
+        model = small_cnn(seed=3)
+        result = keras_subset.LBFGS(max_iterations=5, chunk_size=chunk_size, dtype="float64").minimize(model, x, y)
+        results.append((result, np.concatenate([w.ravel() for w in model.get_weights()])))
+    (single, w_single), (chunked, w_chunked) = results
+    assert chunked.loss == pytest.approx(single.loss, rel=1e-4)
+    assert chunked.iterations == single.iterations == 5
+    # float32 round-off differs between the two summation orders and L-BFGS amplifies it a little.
+    np.testing.assert_allclose(w_chunked, w_single, atol=1e-2)
+
+
+def test_jit_compile_gives_the_same_result(mnist):
+    x, y = mnist[0][:500], mnist[1][:500]
+    losses = []
+    for jit_compile in (False, True):
+        model = small_cnn(seed=3)
+        result = keras_subset.LBFGS(max_iterations=5, jit_compile=jit_compile, chunk_size=128).minimize(model, x, y)
+        losses.append(result.loss)
+    assert losses[1] == pytest.approx(losses[0], rel=1e-4)
+
+
+def test_nan_during_run_never_leaves_nan_weights(mnist):
+    x, y = mnist[0][:300], mnist[1][:300]
+
+    def loss(y_true, y_pred):
+        # Cross-entropy, but NaN once the model is more than 50% sure on average:
+        # the optimiser must run into the NaN region on its way down.
+        ce = keras.losses.sparse_categorical_crossentropy(y_true, y_pred)
+        confident = tf.reduce_mean(tf.reduce_max(y_pred, axis=-1)) > 0.5
+        return tf.where(confident, tf.fill(tf.shape(ce), np.nan), ce)
+
+    model = small_cnn(seed=5)
+    result = keras_subset.LBFGS(max_iterations=50, max_restarts=1).minimize(model, x, y, loss=loss)
+    assert result.failed and result.restarts == 1, result  # it did run into the NaN region
+    assert all(np.all(np.isfinite(w)) for w in model.get_weights())
+    assert np.isfinite(result.loss) and result.loss <= result.initial_loss
+    objective = Objective(model, loss=loss)
+    value, _ = objective.value_and_gradient(objective.position(), tf.constant(x), tf.constant(y))
+    assert float(value) == pytest.approx(result.loss, rel=1e-5)
+
+
+def test_non_finite_initial_loss_is_an_error(mnist):
+    x, y = mnist[0][:50].copy(), mnist[1][:50]
+    x[3, 5, 5, 0] = np.nan
+    model = small_cnn()
+    before = model.get_weights()
+    with pytest.raises(ValueError, match="not finite"):
+        keras_subset.LBFGS().minimize(model, x, y)
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_failed_line_search_restarts_then_keeps_the_best_weights(mnist):
+    x, y = mnist[0][:200], mnist[1][:200]
+
+    def misleading(y_true, y_pred):
+        # The value is the cross-entropy but the gradient points uphill: no line search can succeed.
+        ce = keras.losses.sparse_categorical_crossentropy(y_true, y_pred)
+        return 2.0 * tf.stop_gradient(ce) - ce
+
+    model = small_cnn(seed=4)
+    before = model.get_weights()
+    result = keras_subset.LBFGS(max_iterations=20, max_restarts=2).minimize(model, x, y, loss=misleading)
+    assert result.failed and not result.converged and result.restarts == 2, result
+    assert "starting weights were kept" in result.reason
+    assert result.loss == result.initial_loss
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_f_relative_tolerance_works_for_negative_losses(mnist):
+    # TFP compares |df| with f_relative_tolerance * f, which never holds when f < 0.
+    x, y = mnist[0][:300], mnist[1][:300]
+
+    def shifted(y_true, y_pred):
+        return keras.losses.sparse_categorical_crossentropy(y_true, y_pred) - 10.0
+
+    results = []
+    for loss in (shifted, "sparse_categorical_crossentropy"):
+        model = small_cnn(seed=2)
+        results.append(keras_subset.LBFGS(max_iterations=300, f_relative_tolerance=1e-3).minimize(model, x, y, loss=loss))
+    negative, positive = results
+    assert negative.loss < 0 and negative.converged and negative.iterations < 300, negative
+    # Relative to |f| ~ 10 instead of f ~ 1, the shifted loss stops no later.
+    assert positive.converged and negative.iterations <= positive.iterations
+
+
+def test_repeated_calls_reuse_the_compiled_graphs_and_continue(mnist):
+    x, y = mnist[0][:300], mnist[1][:300]
+    model = small_cnn(seed=1)
+    optimizer = keras_subset.LBFGS(max_iterations=3)
+    first = optimizer.minimize(model, x, y)
+    graphs = optimizer._cache[3].start
+    second = optimizer.minimize(model, x, y)
+    assert optimizer._cache[3].start is graphs
+    assert second.initial_loss == pytest.approx(first.loss, rel=1e-6) and second.loss < first.loss
+    other = small_cnn(seed=2)
+    optimizer.minimize(other, x, y)
+    assert optimizer._cache[3].start is not graphs
+
+
+def test_per_iteration_progress_traces_once_and_changes_nothing(mnist, capsys):
+    x, y = mnist[0][:300], mnist[1][:300]
+    model = small_cnn(seed=1)
+    initial = model.get_weights()
+    optimizer = keras_subset.LBFGS(max_iterations=6, progress_every=1, dtype="float64")
+    silent = optimizer.minimize(model, x, y)
+    silent_weights = model.get_weights()
+    model.set_weights(initial)
+    shown = optimizer.minimize(model, x, y, verbose=2)
+    model.set_weights(initial)
+    again = optimizer.minimize(model, x, y, verbose=2)
+    graphs = optimizer._cache[3]
+    # Each segment ends at another iteration count: passed as a tensor, it traces nothing new.
+    assert graphs.start.experimental_get_tracing_count() == 1
+    assert graphs.resume.experimental_get_tracing_count() == 1
+    assert shown.iterations == again.iterations == silent.iterations == 6
+    assert shown.evaluations == silent.evaluations
+    np.testing.assert_allclose(shown.loss, silent.loss, rtol=1e-10)
+    for a, b in zip(model.get_weights(), silent_weights):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    lines = [l for l in capsys.readouterr().out.splitlines() if "/6" in l]
+    assert [l.split("/")[0].strip() for l in lines[:6]] == ["1", "2", "3", "4", "5", "6"], lines
