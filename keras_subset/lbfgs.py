@@ -12,6 +12,7 @@ from keras_subset.minimize import Minimization, Progress
 from keras_subset.objective import assign_flat, flatten
 
 _DTYPES = ("float32", "float64")
+LINE_SEARCHES = ("initial_step", "hager_zhang")
 
 
 @keras.saving.register_keras_serializable(package="keras_subset")
@@ -56,8 +57,9 @@ class LBFGS(keras.optimizers.Optimizer):
         f_relative_tolerance: Stop when the loss changes by at most this times
             its magnitude (|loss| taken every `progress_every` iterations, so it
             works for negative losses too, unlike TFP's own check).
-        max_line_search_iterations: Maximum Hager-Zhang line-search iterations
-            per L-BFGS iteration.
+        max_line_search_iterations: Maximum line-search iterations per L-BFGS
+            iteration (of the Hager-Zhang search; of trial points in the
+            `model.compile` route).
         dtype: `"float32"` or `"float64"`: the dtype of the optimiser's own
             arithmetic (position, history, line search). The model keeps its
             own dtype; the loss and gradient are cast.
@@ -74,6 +76,21 @@ class LBFGS(keras.optimizers.Optimizer):
             per-chunk batch statistics, moving statistics refreshed at the end).
         max_restarts: Restarts from the best point after a failure.
         progress_every: Iterations between progress updates when `verbose` is on.
+        max_evaluations: A budget of objective evaluations (SciPy's `maxfun`),
+            or `None`. Every evaluation of the whole set counts, line-search
+            ones included. `minimize` and `fit` start no iteration once it is
+            spent (with `line_search="initial_step"` the last line search is
+            also limited to what remains, as its iteration count; with
+            `"hager_zhang"` TFP's loop runs in short segments near the end);
+            the `model.compile` route evaluates exactly this many times, then
+            holds its best point. `LBFGSResult.reason` says when it stopped a run.
+        line_search: `"initial_step"` (the default): each iteration evaluates
+            its initial step (the L-BFGS step, or the scaled first step) and
+            accepts it when it meets the strong Wolfe conditions; otherwise
+            TFP's Hager-Zhang line search continues from the points already
+            evaluated (`keras_subset.lbfgs_loop`). `"hager_zhang"`: TFP's
+            `tfp.optimizer.lbfgs_minimize` as it is, whose line search always
+            brackets (about three evaluations per iteration).
 
         name: The optimizer's name (Keras).
 
@@ -105,6 +122,8 @@ class LBFGS(keras.optimizers.Optimizer):
         training=False,
         max_restarts=2,
         progress_every=10,
+        max_evaluations=None,
+        line_search="initial_step",
         name="lbfgs",
     ):
         # Every argument is checked before anything is built.
@@ -123,6 +142,8 @@ class LBFGS(keras.optimizers.Optimizer):
             training=checks.check_bool("training", training),
             max_restarts=checks.check_int("max_restarts", max_restarts, minimum=0),
             progress_every=checks.check_int("progress_every", progress_every, minimum=1),
+            max_evaluations=checks.check_int("max_evaluations", max_evaluations, minimum=1, allow_none=True),
+            line_search=checks.check_choice("line_search", line_search, LINE_SEARCHES),
         )
         # The Keras optimizer state (see `apply`); a learning rate means nothing to L-BFGS.
         super().__init__(learning_rate=1.0, name=name)
@@ -148,6 +169,8 @@ class LBFGS(keras.optimizers.Optimizer):
             "training": self.training,
             "max_restarts": self.max_restarts,
             "progress_every": self.progress_every,
+            "max_evaluations": self.max_evaluations,
+            "line_search": self.line_search,
             "name": self.name,
         }
 
@@ -245,7 +268,8 @@ class LBFGS(keras.optimizers.Optimizer):
         )
         state = {key: variable.value for key, variable in self._step_state.items()}
         state, next_position = stepwise.step(
-            state, position, self._step_loss.value, gradient, self.tolerance, self.max_line_search_iterations
+            state, position, self._step_loss.value, gradient, self.tolerance, self.max_line_search_iterations,
+            self.max_evaluations,
         )
         for key, variable in self._step_state.items():
             variable.assign(state[key])
@@ -268,7 +292,9 @@ class LBFGS(keras.optimizers.Optimizer):
         until convergence or a stall; later steps re-evaluate the final point),
         `loss` (at the best accepted weights), `restarts` (line searches that failed
         and dropped the history), `converged` (largest gradient entry at most
-        `tolerance`) and `stalled` (a line search failed without history to drop).
+        `tolerance`), `stalled` (a line search failed without history to drop) and
+        `budget_spent` (`max_evaluations` evaluations were made; the model then holds
+        the best accepted point).
         """
         if self._step_state is None:
             return {}
@@ -280,6 +306,7 @@ class LBFGS(keras.optimizers.Optimizer):
             "restarts": int(state["restarts"]),
             "converged": bool(state["converged"]),
             "stalled": bool(state["stalled"]),
+            "budget_spent": self.max_evaluations is not None and int(state["evaluations"]) >= self.max_evaluations,
         }
 
     def minimize(self, model, x, y=None, sample_weight=None, loss=None, verbose=0):

@@ -22,6 +22,7 @@ import tensorflow_probability as tfp
 import keras
 
 from keras_subset import data as data_lib
+from keras_subset import lbfgs_loop
 from keras_subset.objective import Objective
 
 
@@ -71,6 +72,10 @@ class LBFGSResult:
 
 
 
+# The evaluation budget when there is none: more than any run can spend.
+_NO_BUDGET = np.iinfo(np.int32).max
+
+
 class Minimization:
     """One L-BFGS minimisation, advanced in compiled segments; keeps the best point found."""
 
@@ -113,22 +118,35 @@ class Minimization:
         self._iterations_before, self._evaluations_before = 0, 1
         self.iterations, self.evaluations, self.restarts = 0, 1, 0
         self.state, self.converged, self.failed, self.done = None, False, False, False
+        self.budget_spent = False
+        self.failures = []  # why each failed segment failed, in words
 
     def advance(self, until_iteration):
-        """Runs L-BFGS until `until_iteration` total iterations, convergence or final failure."""
+        """Runs L-BFGS until `until_iteration` total iterations, convergence, the budget or final failure."""
+        o = self.options
+        dtype = self.objective.dtype
         while not self.done and self.iterations < until_iteration:
-            # A tensor, not a Python int: each new int value would trace TFP's loop again.
-            end = tf.constant(until_iteration - self._iterations_before, tf.int32)
+            end = until_iteration
+            budget = _NO_BUDGET if o.max_evaluations is None else o.max_evaluations - self._evaluations_before
+            if o.max_evaluations is not None and o.line_search == "hager_zhang":
+                # TFP's loop knows no budget: run short segments as it nears (about 3 evaluations
+                # per iteration), and check between them.
+                end = min(end, self.iterations + max(1, (o.max_evaluations - self.evaluations) // 4))
+            # Tensors, not Python numbers: each new number would trace the loop again.
+            end = tf.constant(end - self._iterations_before, tf.int32)
+            budget = tf.constant(budget, tf.int32)
             # TFP compares |change of f| with f_relative_tolerance * f, which never holds for a
             # negative f (tfp issue 1391); compare it with f_relative_tolerance * |f| instead,
             # |f| taken at the start of each segment.
-            dtype = self.objective.dtype
-            f_tolerance = tf.constant(self.options.f_relative_tolerance * abs(self.best_value), dtype)
+            f_tolerance = tf.constant(o.f_relative_tolerance * abs(self.best_value), dtype)
             scale = tf.constant(self.scale, dtype)
             if self.state is None:
-                self.state = self.run.start(self.best_position / scale, end, f_tolerance, scale, *self.tensors)
+                self.state = self.run.start(
+                    self.best_position / scale, tf.constant(self.best_value, dtype), self.best_gradient * scale,
+                    end, budget, f_tolerance, scale, *self.tensors,
+                )
             else:
-                self.state = self.run.resume(self.state, end, f_tolerance, scale, *self.tensors)
+                self.state = self.run.resume(self.state, end, budget, f_tolerance, scale, *self.tensors)
             state = self.state
             value = float(state.objective_value)
             position = state.position * self.scale
@@ -138,15 +156,27 @@ class Minimization:
             self.iterations = self._iterations_before + int(state.num_iterations)
             self.evaluations = self._evaluations_before + int(state.num_objective_evaluations)
             self.converged, self.failed = bool(state.converged), bool(state.failed)
-            if self.converged or self.iterations >= self.options.max_iterations:
+            self.budget_spent = o.max_evaluations is not None and self.evaluations >= o.max_evaluations
+            if self.converged or self.iterations >= o.max_iterations or self.budget_spent:
                 self.done = True
             elif self.failed:
-                if self.restarts >= self.options.max_restarts:
+                self.failures.append(self._failure(state))
+                if self.restarts >= o.max_restarts:
                     self.done = True
                 else:  # Restart from the best point with a fresh history.
                     self.restarts += 1
                     self._iterations_before, self._evaluations_before = self.iterations, self.evaluations
                     self.state = None
+
+    @staticmethod
+    def _failure(state):
+        """Why a segment failed, in words (TFP's own loop does not say which of the two it was)."""
+        failure = int(getattr(state, "failure", 0))
+        if failure == lbfgs_loop.NON_FINITE:
+            return "the loss or its gradient became non-finite (NaN or Inf) along the search direction"
+        if failure == lbfgs_loop.NO_DECREASE:
+            return "the line search found no point meeting the Wolfe conditions (no further decrease)"
+        return "the line search found no further decrease, or the loss became non-finite"
 
     def assign_best(self):
         """Writes the best weights found so far into the model."""
@@ -179,8 +209,10 @@ class Minimization:
             return f"converged: largest gradient entry {gradient_norm:.3g} <= tolerance {o.tolerance:g}"
         if self.converged:
             return "converged: position or loss change fell below x_tolerance or f_relative_tolerance"
+        if self.budget_spent:
+            return f"stopped: max_evaluations ({o.max_evaluations}) reached after {self.evaluations} evaluations"
         if self.failed:
-            what = "no further decrease found by the line search or a non-finite loss"
+            what = self.failures[-1] if self.failures else "the line search failed"
             if self.best_value >= self.initial_value:
                 what += "; the starting weights were kept"
             return f"stopped: {what} (after {self.restarts} restart(s) from the best point)"
@@ -190,7 +222,22 @@ class Minimization:
 
 
 class CompiledRun:
-    """The compiled graphs of one `minimize` call: start, resume, value-and-gradient."""
+    """The compiled graphs of one `minimize` call: start, resume, value-and-gradient.
+
+    Both routes run over u = position / scale (see `Minimization`) and return a
+    state with the fields `Minimization` reads (`position`, `objective_value`,
+    `objective_gradient`, `num_iterations`, `num_objective_evaluations`,
+    `converged`, `failed`):
+
+    - `line_search="initial_step"`: `keras_subset.lbfgs_loop.minimize`, which
+      accepts the initial step when it meets the Wolfe conditions and falls back
+      to TFP's Hager-Zhang line search otherwise; it starts from the value and
+      gradient `Minimization` already has, and honours the evaluation budget
+      inside the graph.
+    - `line_search="hager_zhang"`: TFP's `lbfgs_minimize` as it is (its first
+      evaluation repeats the starting point's; the budget is checked between
+      segments).
+    """
 
     def __init__(self, objective, options):
         self.objective = objective
@@ -198,28 +245,58 @@ class CompiledRun:
         self.value_and_gradient = tf.function(
             objective.value_and_gradient, jit_compile=options.jit_compile, reduce_retracing=True
         )
+        start, resume = (
+            (self._start_tfp, self._resume_tfp)
+            if options.line_search == "hager_zhang"
+            else (self._start_initial_step, self._resume_initial_step)
+        )
         if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
             # TensorFlow (2.21) cannot build a cross-worker all-reduce inside TFP's nested
             # while/cond loops (its deferred instance-key capture fails with "You must feed a value
             # for placeholder tensor ... hager_zhang/cond/while/Placeholder"), so there the L-BFGS
             # loop runs eagerly and each evaluation is one compiled call holding the all-reduce.
-            self.start, self.resume = self._start, self._resume
+            self.start, self.resume = start, resume
         else:
-            self.start = tf.function(self._start, reduce_retracing=True)
-            self.resume = tf.function(self._resume, reduce_retracing=True)
+            self.start = tf.function(start, reduce_retracing=True)
+            self.resume = tf.function(resume, reduce_retracing=True)
 
-    def _minimize(self, max_iterations, f_tolerance, scale, x, y, sample_weight, **start):
-        """TFP's L-BFGS over u = position / scale (see `Minimization`)."""
-        o = self.options
-
+    def _scaled(self, scale, x, y, sample_weight):
         def scaled_value_and_gradient(u):
             value, gradient = self.value_and_gradient(u * scale, x, y, sample_weight)
             return value, gradient * scale
 
-        return tfp.optimizer.lbfgs_minimize(
-            scaled_value_and_gradient,
+        return scaled_value_and_gradient
+
+    # -- line_search="initial_step" --------------------------------------------------------
+    def _initial_step(self, state, max_iterations, budget, f_tolerance, scale, x, y, sample_weight):
+        o = self.options
+        return lbfgs_loop.minimize(
+            self._scaled(scale, x, y, sample_weight),
+            previous_state=state,
             num_correction_pairs=o.num_correction_pairs,
             # The tolerances are stated for the position; translate them to u = position / scale.
+            tolerance=o.tolerance * scale,
+            x_tolerance=o.x_tolerance / scale,
+            f_absolute_tolerance=f_tolerance,
+            max_iterations=max_iterations,
+            max_evaluations=budget,
+            max_line_search_iterations=o.max_line_search_iterations,
+        )
+
+    def _start_initial_step(self, u, value, gradient_u, max_iterations, budget, f_tolerance, scale, x, y, sample_weight):
+        o = self.options
+        state = lbfgs_loop.state_at(u, value, gradient_u, o.num_correction_pairs, o.tolerance * scale)
+        return self._initial_step(state, max_iterations, budget, f_tolerance, scale, x, y, sample_weight)
+
+    def _resume_initial_step(self, state, max_iterations, budget, f_tolerance, scale, x, y, sample_weight):
+        return self._initial_step(state, max_iterations, budget, f_tolerance, scale, x, y, sample_weight)
+
+    # -- line_search="hager_zhang": TFP's lbfgs_minimize ------------------------------------
+    def _tfp(self, max_iterations, f_tolerance, scale, x, y, sample_weight, **start):
+        o = self.options
+        return tfp.optimizer.lbfgs_minimize(
+            self._scaled(scale, x, y, sample_weight),
+            num_correction_pairs=o.num_correction_pairs,
             tolerance=o.tolerance * scale,
             x_tolerance=o.x_tolerance / scale,
             f_relative_tolerance=0.0,
@@ -229,11 +306,13 @@ class CompiledRun:
             **start,
         )
 
-    def _start(self, position, max_iterations, f_tolerance, scale, x, y, sample_weight):
-        return self._minimize(max_iterations, f_tolerance, scale, x, y, sample_weight, initial_position=position)
+    def _start_tfp(self, u, value, gradient_u, max_iterations, budget, f_tolerance, scale, x, y, sample_weight):
+        del value, gradient_u, budget  # TFP evaluates the start itself; the budget is checked between segments
+        return self._tfp(max_iterations, f_tolerance, scale, x, y, sample_weight, initial_position=u)
 
-    def _resume(self, state, max_iterations, f_tolerance, scale, x, y, sample_weight):
-        return self._minimize(
+    def _resume_tfp(self, state, max_iterations, budget, f_tolerance, scale, x, y, sample_weight):
+        del budget
+        return self._tfp(
             max_iterations, f_tolerance, scale, x, y, sample_weight,
             initial_position=None, previous_optimizer_results=state,
         )
@@ -270,7 +349,12 @@ def compiled_run(options, model, loss):
     traced graphs; `options` keeps a weak reference to the last model it ran on.
     """
     resolved = loss if loss is not None else getattr(model, "loss", None)
-    key = (id(resolved), tuple(id(v) for v in model.trainable_variables), len(model.non_trainable_variables))
+    key = (
+        id(resolved),
+        tuple(id(v) for v in model.trainable_variables),
+        len(model.non_trainable_variables),
+        options.line_search,
+    )
     cached = getattr(options, "_cache", None)
     if cached is not None and cached[0]() is model and cached[1] == key:
         return cached[2], cached[3]

@@ -13,8 +13,12 @@ All functions are pure TensorFlow on flat vectors and a dict of state tensors,
 so the rule is testable without Keras and runs inside `fit`'s compiled step.
 """
 
-import numpy as np
 import tensorflow as tf
+
+from keras_subset import lbfgs_loop
+
+# The evaluation budget when there is none.
+_NO_BUDGET = 2**31 - 1
 
 # Sufficient decrease (Armijo) and curvature constants of the weak Wolfe conditions.
 ARMIJO = 1e-4
@@ -48,27 +52,6 @@ def initial_state(num_parameters, num_correction_pairs, dtype):
     }
 
 
-def search_direction(gradient, s_history, y_history, history_size):
-    """The L-BFGS two-loop recursion: -H g, H the inverse-Hessian estimate from the last pairs."""
-    m = s_history.shape[0]
-    valid = tf.range(m) >= m - history_size
-    sy = tf.reduce_sum(s_history * y_history, axis=1)
-    rho = tf.where(valid, 1.0 / tf.where(valid, sy, tf.ones_like(sy)), tf.zeros_like(sy))
-    q = gradient
-    alphas = [None] * m
-    for i in reversed(range(m)):
-        alphas[i] = rho[i] * tf.tensordot(s_history[i], q, 1)
-        q = q - alphas[i] * y_history[i]
-    yy = tf.tensordot(y_history[-1], y_history[-1], 1)
-    one = tf.ones_like(yy)
-    gamma = tf.where(history_size > 0, sy[-1] / tf.where(history_size > 0, yy, one), one)
-    r = gamma * q
-    for i in range(m):
-        beta = rho[i] * tf.tensordot(y_history[i], r, 1)
-        r = r + s_history[i] * (alphas[i] - beta)
-    return -r
-
-
 def _first_step_length(gradient, history_size):
     # Without curvature information, the first trial step is min(1, 1/|g|_1) * -g (PyTorch's rule).
     l1 = tf.reduce_sum(tf.abs(gradient))
@@ -76,7 +59,7 @@ def _first_step_length(gradient, history_size):
     return tf.where(history_size > 0, one, tf.minimum(one, one / tf.maximum(l1, 1e-30)))
 
 
-def step(state, position, value, gradient, tolerance, max_line_search_iterations):
+def step(state, position, value, gradient, tolerance, max_line_search_iterations, max_evaluations=None):
     """Takes the loss and gradient at `position` (the pending trial point) and picks the next one.
 
     Args:
@@ -87,36 +70,37 @@ def step(state, position, value, gradient, tolerance, max_line_search_iterations
             accepted point is at most this.
         max_line_search_iterations: Trial points per search direction before
             the history is dropped and the search restarts along -gradient.
+        max_evaluations: A budget of evaluations over the whole life of the
+            state (`evaluations`), or `None`. Once it is spent the rule holds
+            the best accepted point and counts nothing more.
 
     Returns:
         `(new_state, next_position)`: the weights to evaluate next. They equal
-        the best accepted point once converged or stalled.
+        the best accepted point once converged, stalled or out of budget.
     """
     s = dict(state)
     dtype = position.dtype
     value = tf.cast(value, dtype)
     finite = tf.math.is_finite(value) & tf.reduce_all(tf.math.is_finite(gradient))
     started = state["started"] > 0
-    done = started & ((state["converged"] > 0) | (state["stalled"] > 0))
+    budget = _NO_BUDGET if max_evaluations is None else max_evaluations
+    budget_spent = state["evaluations"] >= budget
+    done = (started & ((state["converged"] > 0) | (state["stalled"] > 0))) | budget_spent
 
     # The trial point's verdict under the weak Wolfe conditions.
     step_length, low, high = state["step"], state["low"], state["high"]
     armijo = finite & (value <= state["value"] + ARMIJO * step_length * state["slope"])
     curvature = tf.tensordot(gradient, state["direction"], 1) >= CURVATURE * state["slope"]
     accept = started & ~done & armijo & curvature
-    fresh = ~started & finite  # the first evaluation, or the first after `finalize`
+    fresh = ~started & finite & ~budget_spent  # the first evaluation, or the first after `finalize`
     new_point = accept | fresh
 
     # A new accepted point: keep the curvature pair, then the next direction.
     s_pair, y_pair = position - state["position"], gradient - state["gradient"]
-    sy = tf.tensordot(s_pair, y_pair, 1)
-    # Positive curvature, and not so small that 1 / sy overflows.
-    tiny = float(np.finfo(dtype.as_numpy_dtype).tiny)
-    keep_pair = accept & (sy > tf.maximum(1e-10 * tf.tensordot(y_pair, y_pair, 1), tiny))
-    m = state["s_history"].shape[0]
-    s_history = tf.where(keep_pair, tf.concat([state["s_history"][1:], s_pair[None]], 0), state["s_history"])
-    y_history = tf.where(keep_pair, tf.concat([state["y_history"][1:], y_pair[None]], 0), state["y_history"])
-    history_size = tf.where(keep_pair, tf.minimum(state["history_size"] + 1, m), state["history_size"])
+    keep_pair = accept & lbfgs_loop.keep_pair(s_pair, y_pair)
+    s_history, y_history, history_size = lbfgs_loop.push_pair(
+        state["s_history"], state["y_history"], state["history_size"], s_pair, y_pair, keep_pair
+    )
 
     # The line search goes on: a shorter step after too much loss, a longer one after too little slope.
     rejected = started & ~done & ~accept
@@ -142,7 +126,7 @@ def step(state, position, value, gradient, tolerance, max_line_search_iterations
     new_position = tf.where(new_point, position, state["position"])
     new_value = tf.where(new_point, value, state["value"])
     new_gradient = tf.where(new_point, gradient, state["gradient"])
-    direction = search_direction(new_gradient, s_history, y_history, history_size)
+    direction = lbfgs_loop.search_direction(new_gradient, s_history, y_history, history_size)
     slope = tf.tensordot(new_gradient, direction, 1)
     not_descent = ~(slope < 0) | ~tf.reduce_all(tf.math.is_finite(direction))
     direction = tf.where(not_descent, -new_gradient, direction)
@@ -177,8 +161,9 @@ def step(state, position, value, gradient, tolerance, max_line_search_iterations
         converged=tf.where(converged, 1, tf.where(new_point, 0, state["converged"])),
         stalled=tf.where(stalled, 1, tf.where(fresh, 0, state["stalled"])),
     )
-    finished = (s["converged"] > 0) | (s["stalled"] > 0) | ~(s["started"] > 0)
+    finished = (s["converged"] > 0) | (s["stalled"] > 0) | ~(s["started"] > 0) | (s["evaluations"] >= budget)
     next_position = tf.where(finished, s["position"], s["position"] + s["step"] * s["direction"])
-    # A point that was never finite (the first evaluation) is left as it is.
-    next_position = tf.where(~started & ~finite, position, next_position)
+    # A point that was never finite (the first evaluation), or a fresh start with no budget left,
+    # is left as it is.
+    next_position = tf.where(~started & (~finite | budget_spent), position, next_position)
     return s, next_position
