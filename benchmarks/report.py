@@ -67,6 +67,14 @@ def summary_markdown(summary):
         f"{summary['target_tolerance_pp']:g} pp. Seeds: "
         f"{', '.join(str(s) for s in summary['targets'])}; mean ± sample std over seeds.",
     ]
+    if summary["runs_missing"]:
+        lines.append(
+            f"- **Partial: this summary covers {summary['runs_done']} of "
+            f"{summary['runs_planned']} planned runs** (the invocation is still running or "
+            f"was cut short); not complete: {', '.join(summary['runs_missing'])}."
+        )
+    else:
+        lines.append(f"- This summary covers all {summary['runs_planned']} planned runs.")
     gains = summary["conventional_last_epoch_gain_pp"]
     gain_text = ", ".join(
         "n/a (1 epoch)" if g is None else f"{g:+.2f} pp" for g in gains.values()
@@ -218,14 +226,22 @@ def plot_gap_vs_q(summary, path):
     plt.close(fig)
 
 
-def write_reports(config, records):
-    """Writes `summary.json`, `summary.md` and the two plots; returns the
-    summary dict."""
-    summary = stats.summarize(config, records)
+def write_reports(config, records, planned=None):
+    """Writes `summary.json`, `summary.md` and the two plots, each atomically;
+    returns the summary dict.
+
+    Args:
+        config: The `Config`.
+        records: The complete run records so far.
+        planned: `(run name, seed)` of every planned run (see
+            `stats.summarize`).
+    """
+    summary = stats.summarize(config, records, planned)
     out = config.output_dir
     runlog.write_json(os.path.join(out, "summary.json"), summary)
-    with open(os.path.join(out, "summary.md"), "w") as f:
-        f.write(summary_markdown(summary))
-    plot_accuracy_vs_cost(summary, records, os.path.join(out, "accuracy_vs_cost.png"))
-    plot_gap_vs_q(summary, os.path.join(out, "gap_vs_q.png"))
+    runlog.write_text(os.path.join(out, "summary.md"), summary_markdown(summary))
+    with runlog.atomic_file(os.path.join(out, "accuracy_vs_cost.png")) as tmp:
+        plot_accuracy_vs_cost(summary, records, tmp)
+    with runlog.atomic_file(os.path.join(out, "gap_vs_q.png")) as tmp:
+        plot_gap_vs_q(summary, tmp)
     return summary

@@ -47,9 +47,12 @@ examples; with `--subset_augment=once` every subset example is augmented
 once, up front, into a fixed set of K examples. The Adam subset phase uses the
 same fixed examples, so both subset optimizers minimise the same objective.
 
-Outputs in `--output_dir`: `run_<name>_seed<k>.json` (rewritten after every
-point, atomically), `summary.json`, `summary.md`, `accuracy_vs_cost.png`,
-`gap_vs_q.png`.
+Outputs in `--output_dir`: `run_<name>_seed<k>.json` (written, atomically,
+when the run completes; until then the run is rewritten after every point in
+`run_<name>_seed<k>.partial.json`, so an interrupted rerun leaves an earlier
+complete result intact), and, rewritten atomically after every completed
+run, `summary.json`, `summary.md` (saying how many of the planned runs they
+cover), `accuracy_vs_cost.png`, `gap_vs_q.png`.
 """
 
 import dataclasses
@@ -544,6 +547,7 @@ def run_benchmark(config, data, build_model, evaluator_factory=None):
     """
     os.makedirs(config.output_dir, exist_ok=True)
     specs = run_specs(config)
+    planned = [(spec.name, seed) for seed in config.seed_list for spec in specs]
     records, sizes = [], None
     for seed in config.seed_list:
         setup = prepare_seed(
@@ -553,7 +557,7 @@ def run_benchmark(config, data, build_model, evaluator_factory=None):
             sizes = subset_sizes(specs, setup.model, len(data.x_train), data.num_classes)
         for spec in specs:
             records.append(run_one(config, data, setup, spec, sizes.get(spec.name)))
-            summary = report.write_reports(config, records)
+            summary = report.write_reports(config, records, planned)
     _log(f"Wrote {config.output_dir}/summary.md")
     print(report.summary_markdown(summary), flush=True)
     return records, summary

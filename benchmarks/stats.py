@@ -50,7 +50,7 @@ def plateau_gain(record):
     return 100.0 * (ends[last] - max(v for e, v in ends.items() if e < last))
 
 
-def summarize(config, records):
+def summarize(config, records, planned=None):
     """Aggregates run records over seeds into the summary dict.
 
     Per seed: the target is the conventional final test accuracy minus
@@ -61,7 +61,12 @@ def summarize(config, records):
     Args:
         config: The `Config` of the invocation (only its `target_tolerance`,
             `plateau_tolerance`, `preset` and `epochs` are read).
-        records: Run records, conventional and subset runs of every seed.
+        records: Complete run records, conventional and subset runs of every seed.
+        planned: `(run name, seed)` of every run the invocation plans (default:
+            those of `records`). The summary says how many of them it covers
+            (`runs_planned`, `runs_done`, `runs_missing`), so that one written
+            while the invocation still runs, or after it was cut short, does
+            not pass for a complete one.
 
     Returns:
         The summary dict (as written to `summary.json`).
@@ -125,6 +130,8 @@ def summarize(config, records):
             mean, std = mean_std([e.get(key) for e in per_seed])
             run[key] = {"mean": mean, "std": std}
         runs.append(run)
+    done = {(r["run"], r["seed"]) for r in records}
+    planned = list(planned) if planned is not None else [(r["run"], r["seed"]) for r in records]
     first = records[0]
     return {
         "dataset": first["dataset"],
@@ -143,5 +150,9 @@ def summarize(config, records):
         "targets": targets,
         "conventional_last_epoch_gain_pp": gains,
         "conventional_levelled_off": bool(levelled) and all(levelled),
+        "runs_planned": len(planned),
+        "runs_done": len(records),
+        "runs_missing": [f"{name} seed {seed}" for name, seed in planned
+                         if (name, seed) not in done],
         "runs": runs,
     }

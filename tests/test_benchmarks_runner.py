@@ -4,6 +4,7 @@ import itertools
 import json
 
 import numpy as np
+import pytest
 
 from benchmark_helpers import PNG_MAGIC
 from benchmarks import datasets
@@ -35,12 +36,10 @@ class _CountingLayer:
         return Counting()
 
 
-def test_cost_accounting_matches_hand_count(tmp_path):
-    import keras
-
+def _tiny_data(n_train=100, n_test=50):
+    """Random 28x28 images with 10 classes, as a `datasets.Dataset`."""
     rng = np.random.RandomState(0)
-    n_train, n_test = 100, 50
-    data = datasets.Dataset(
+    return datasets.Dataset(
         name="mnist",
         x_train=rng.rand(n_train, 28, 28, 1).astype(np.float32),
         y_train=rng.randint(0, 10, n_train).astype(np.int32),
@@ -48,6 +47,12 @@ def test_cost_accounting_matches_hand_count(tmp_path):
         y_test=rng.randint(0, 10, n_test).astype(np.int32),
         num_classes=10,
     )
+
+
+def test_cost_accounting_matches_hand_count(tmp_path):
+    import keras
+
+    data = _tiny_data()
     counter = {"examples": 0, "enabled": True}
 
     def build_model(width, input_shape, num_classes):
@@ -132,3 +137,102 @@ def test_cost_accounting_matches_hand_count(tmp_path):
     assert (tmp_path / "summary.md").exists()
     assert (tmp_path / "accuracy_vs_cost.png").read_bytes().startswith(PNG_MAGIC)
     assert (tmp_path / "gap_vs_q.png").read_bytes().startswith(PNG_MAGIC)
+
+
+# ----------------------------------------------------------------------------
+# Interrupted runs: complete results stay until their replacement is complete.
+# ----------------------------------------------------------------------------
+
+
+class _Killed(Exception):
+    """Stands for the process being killed (Ctrl-C, out of time)."""
+
+
+def _killed_after(points):
+    """An evaluator factory whose evaluators measure `points` points in all,
+    then raise `_Killed`: the invocation dies after its point number `points`."""
+    done = []
+
+    def factory(model, data, config):
+        evaluator = runner.default_evaluator(model, data, config)
+
+        class Killing:
+            sizes = evaluator.sizes
+
+            def __call__(self):
+                if len(done) == points:
+                    raise _Killed()
+                done.append(1)
+                return evaluator()
+
+        return Killing()
+
+    return factory
+
+
+def _tiny_model(width, input_shape, num_classes):
+    import keras
+
+    return keras.Sequential([
+        keras.Input(input_shape),
+        keras.layers.Conv2D(width, 3, strides=3, activation="relu"),
+        keras.layers.Flatten(),
+        keras.layers.Dense(num_classes),
+    ])
+
+
+def _tiny_config(output_dir):
+    # Two runs of two and three points: conventional (initial, epoch 1), then
+    # L-BFGS on 20 examples (initial, after L-BFGS, after fine-tuning).
+    return Config(
+        dataset="mnist", output_dir=str(output_dir), width=2, batch_size=32, epochs=1,
+        fractions=(0.2,), ratios=(), subset_optimizer=("lbfgs",), lbfgs_iterations=2,
+        finetune_epochs=1, train_eval_examples=0, eval_batch_size=64,
+    )
+
+
+def test_interrupted_rerun_keeps_complete_results(tmp_path):
+    data, config = _tiny_data(), _tiny_config(tmp_path)
+    runner.run_benchmark(config, data, _tiny_model)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert set(before) == {
+        "run_conventional_seed0.json", "run_lbfgs_f0.2_seed0.json", "summary.json",
+        "summary.md", "accuracy_vs_cost.png", "gap_vs_q.png"}
+
+    # The same command again, killed after the first point of its first run.
+    with pytest.raises(_Killed):
+        runner.run_benchmark(config, data, _tiny_model, evaluator_factory=_killed_after(1))
+    after = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    for name, content in before.items():
+        assert after.get(name) == content, name
+    # The run in progress is in its own file, marked incomplete; nothing else
+    # (no temporary file) is left.
+    assert set(after) - set(before) == {"run_conventional_seed0.partial.json"}
+    partial = json.loads(after["run_conventional_seed0.partial.json"])
+    assert partial["complete"] is False and len(partial["points"]) == 1
+
+    # A rerun that completes replaces the results and removes the partial file.
+    records, _ = runner.run_benchmark(config, data, _tiny_model)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(before)
+    on_disk = json.loads((tmp_path / "run_conventional_seed0.json").read_text())
+    assert on_disk["complete"] is True
+    assert on_disk["started"] == records[0]["started"]
+
+
+def test_summary_says_how_many_planned_runs_it_covers(tmp_path):
+    data, config = _tiny_data(), _tiny_config(tmp_path)
+    # Killed at the first point of the second run: the conventional run (two
+    # points) is complete, the L-BFGS run is not.
+    with pytest.raises(_Killed):
+        runner.run_benchmark(config, data, _tiny_model, evaluator_factory=_killed_after(2))
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert [r["run"] for r in summary["runs"]] == ["conventional"]
+    assert summary["runs_planned"] == 2 and summary["runs_done"] == 1
+    assert summary["runs_missing"] == ["lbfgs_f0.2 seed 0"]
+    table = (tmp_path / "summary.md").read_text()
+    assert "covers 1 of 2 planned runs" in table and "lbfgs_f0.2 seed 0" in table
+
+    _, summary = runner.run_benchmark(config, data, _tiny_model)
+    assert summary["runs_planned"] == summary["runs_done"] == 2
+    assert summary["runs_missing"] == []
+    assert "all 2 planned runs" in (tmp_path / "summary.md").read_text()
