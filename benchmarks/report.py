@@ -3,7 +3,9 @@
 `write_reports` writes, in the output folder, `summary.json` (the dict of
 `stats.summarize`), `summary.md` (`summary_markdown`), `accuracy_vs_cost.png`
 and `gap_vs_q.png`. `format_number` is the one formatter of numbers in the
-reports, `benchmarks.overview`'s table included.
+reports, `benchmarks.overview`'s table included. Like `stats`, this module
+imports neither TensorFlow nor Keras nor absl, so that the reports and the
+overview can be made anywhere.
 """
 
 import os
@@ -12,7 +14,6 @@ import numpy as np
 
 from benchmarks import runlog
 from benchmarks import stats
-from benchmarks.config import SUBSET_OPTIMIZERS
 
 
 def format_number(value, scale=1.0, digits=2, suffix="", missing="not reached"):
@@ -197,7 +198,8 @@ def plot_gap_vs_q(summary, path):
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     subset_runs = [r for r in summary["runs"] if r["kind"] == "subset"]
-    for opt in SUBSET_OPTIMIZERS:
+    # One line per subset optimizer, in the order of the runs (--subset_optimizer's).
+    for opt in dict.fromkeys(r["optimizer"] for r in subset_runs):
         runs = sorted((r for r in subset_runs if r["optimizer"] == opt),
                       key=lambda r: r["ratio"])
         runs = [r for r in runs if r["gap_pp"]["mean"] is not None]

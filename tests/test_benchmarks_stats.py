@@ -53,10 +53,11 @@ def test_time_to_target_and_summary():
     assert "NOT levelled off" in table and "| lbfgs_q2 |" in table
 
 
-def test_stats_imports_neither_tensorflow_nor_keras_nor_absl():
+@pytest.mark.parametrize("module", ["benchmarks.stats", "benchmarks.report", "benchmarks.overview"])
+def test_summary_modules_import_neither_tensorflow_nor_keras_nor_absl(module):
     # In a fresh interpreter (this one has imported TensorFlow already).
     code = (
-        "import sys; import benchmarks.stats; "
+        f"import sys; import {module}; "
         "print(sorted(m for m in sys.modules "
         "if m.split('.')[0] in ('tensorflow', 'keras', 'absl', 'keras_subset')))"
     )
