@@ -14,6 +14,7 @@ import dataclasses
 import os
 
 from absl import flags
+from keras_subset import checks
 
 from benchmarks import datasets
 
@@ -21,14 +22,40 @@ SUBSET_OPTIMIZERS = ("lbfgs", "adam")
 PRESET_NAMES = ("smoke", "cpu", "paper")
 
 
-def _option(default, help, **metadata):
-    """A `Config` field: its default and its flag's help text.
+class ConfigError(ValueError):
+    """A setting out of range; the message names its flag and what it accepts."""
 
-    `metadata` may add `choices` (an enum flag), `item_type` (a
-    comma-separated list flag whose items are converted by it) or
-    `flag=False` (no flag).
+
+def _option(default, help, **metadata):
+    """A `Config` field: its default, its flag's help text and what it accepts.
+
+    `metadata` may add:
+        choices: the accepted values (an enum flag, or the accepted items of
+            a list flag);
+        item_type: the type of the items of a comma-separated list flag;
+        minimum, maximum: inclusive bounds of a number (of each item);
+        above: exclusive lower bound of a number (of each item);
+        flag: `False` for a field that is no flag.
     """
     return dataclasses.field(default=default, metadata=dict(help=help, **metadata))
+
+
+def _checked(flag, kind, value, meta):
+    """`value` (of type `kind`) checked against the bounds or choices in `meta`,
+    by `keras_subset.checks`; a `ValueError` names `flag` otherwise."""
+    if "choices" in meta:
+        return checks.check_choice(flag, value, meta["choices"])
+    if kind is bool:
+        return checks.check_bool(flag, value)
+    if kind is int:
+        return checks.check_int(flag, value, meta.get("minimum"), meta.get("maximum"))
+    if kind is float:
+        if "above" in meta:
+            return checks.check_number(
+                flag, value, meta["above"], meta.get("maximum"), min_inclusive=False
+            )
+        return checks.check_number(flag, value, meta.get("minimum"), meta.get("maximum"))
+    return value
 
 
 @dataclasses.dataclass
@@ -36,6 +63,8 @@ class Config:
     """Settings of one benchmark invocation.
 
     Integers documented as "0: ..." use 0 for "all" or "the same as ...".
+    Each field says beside it what it accepts (see `_option`); any other value
+    raises `ConfigError` naming the flag, before any data is loaded.
     """
 
     dataset: str = _option("mnist", "Dataset name (set by the script).", flag=False)
@@ -57,34 +86,41 @@ class Config:
         f"fashion-mnist/*.gz; default ${datasets.ENV_VAR}. When set, tfds is not used.",
     )
     tfds_download: bool = _option(True, "Whether tensorflow-datasets may download the data.")
-    train_examples: int = _option(0, "Use only this many training examples (0: all).")
-    test_examples: int = _option(0, "Use only this many test examples (0: all).")
+    train_examples: int = _option(0, "Use only this many training examples (0: all).", minimum=0)
+    test_examples: int = _option(0, "Use only this many test examples (0: all).", minimum=0)
     train_eval_examples: int = _option(
         10000,
         "Training examples on which the training loss and accuracy are "
         "measured at each point (0: all).",
+        minimum=0,
     )
-    width: int = _option(16, "Width (filters of the first convolution) of the reference CNN.")
-    batch_size: int = _option(128, "Adam minibatch size on the full training set.")
-    epochs: int = _option(10, "Epochs of the conventional run.")
-    learning_rate: float = _option(1e-3, "Adam learning rate of the conventional run.")
+    width: int = _option(
+        16, "Width (filters of the first convolution) of the reference CNN.", minimum=1
+    )
+    batch_size: int = _option(128, "Adam minibatch size on the full training set.", minimum=1)
+    epochs: int = _option(10, "Epochs of the conventional run.", minimum=0)
+    learning_rate: float = _option(1e-3, "Adam learning rate of the conventional run.", above=0)
     ratios: tuple = _option(
         (),
         "Comma-separated target overdetermination ratios Q = K*M/P of the subsets (one subset run "
         "per value and subset optimizer).",
         item_type=float,
+        above=0,
     )
     fractions: tuple = _option(
         (),
         "Comma-separated subset sizes as fractions of the training set (instead "
         "of, or besides, --ratios).",
         item_type=float,
+        above=0,
+        maximum=1,
     )
     subset_optimizer: tuple = _option(
         ("lbfgs",),
         "Comma-separated subset-phase optimizers: lbfgs (full-batch L-BFGS), adam "
         "(minibatch Adam over the subset).",
         item_type=str,
+        choices=SUBSET_OPTIMIZERS,
     )
     subset_strategy: str = _option(
         "random",
@@ -98,76 +134,99 @@ class Config:
         choices=("none", "once"),
     )
     lbfgs_iterations: int = _option(
-        100, "Maximum L-BFGS iterations of the subset phase (all segments together)."
+        100, "Maximum L-BFGS iterations of the subset phase (all segments together).", minimum=1
     )
     lbfgs_segments: int = _option(
         1,
         "Split the L-BFGS phase into this many minimize calls (one test point after each; every "
         "call restarts L-BFGS's history).",
+        minimum=1,
     )
-    lbfgs_correction_pairs: int = _option(10, "L-BFGS history size.")
+    lbfgs_correction_pairs: int = _option(10, "L-BFGS history size.", minimum=1)
     lbfgs_chunk_size: int = _option(
         512,
         "Examples per L-BFGS forward/backward pass (0: all at once); bounds memory, not the cost.",
+        minimum=0,
     )
-    subset_epochs: int = _option(20, "Epochs of Adam over the subset (--subset_optimizer=adam).")
+    subset_epochs: int = _option(
+        20, "Epochs of Adam over the subset (--subset_optimizer=adam).", minimum=0
+    )
     subset_learning_rate: float = _option(
-        0.0, "Adam learning rate of the subset phase (0: --learning_rate)."
+        0.0, "Adam learning rate of the subset phase (0: --learning_rate).", minimum=0
     )
     subset_batch_size: int = _option(
-        0, "Adam minibatch size in the subset phase (0: --batch_size)."
+        0, "Adam minibatch size in the subset phase (0: --batch_size).", minimum=0
     )
-    subset_eval_points: int = _option(5, "Points recorded during an Adam subset phase.")
+    subset_eval_points: int = _option(5, "Points recorded during an Adam subset phase.", minimum=1)
     finetune_epochs: int = _option(
-        2, "Epochs of Adam fine-tuning on the full set after the subset phase."
+        2, "Epochs of Adam fine-tuning on the full set after the subset phase.", minimum=0
     )
     finetune_learning_rate: float = _option(
-        0.0, "Adam learning rate of fine-tuning (0: --learning_rate)."
+        0.0, "Adam learning rate of fine-tuning (0: --learning_rate).", minimum=0
     )
     augment: bool = _option(
         False, "Augment the training data (random translations; plus horizontal flips on CIFAR)."
     )
-    translation: float = _option(0.1, "Largest random translation, as a fraction of height/width.")
-    evals_per_epoch: int = _option(1, "Points (test evaluations) per epoch on the full set.")
-    eval_batch_size: int = _option(1000, "Batch size of the metric evaluations.")
+    translation: float = _option(
+        0.1, "Largest random translation, as a fraction of height/width.", minimum=0, maximum=1
+    )
+    evals_per_epoch: int = _option(
+        1, "Points (test evaluations) per epoch on the full set.", minimum=1
+    )
+    eval_batch_size: int = _option(1000, "Batch size of the metric evaluations.", minimum=1)
     target_tolerance: float = _option(
-        0.3, "Target = conventional final test accuracy minus this many percentage points."
+        0.3,
+        "Target = conventional final test accuracy minus this many percentage points.",
+        minimum=0,
+        maximum=100,
     )
     plateau_tolerance: float = _option(
         0.2,
         "The conventional run has levelled off when its last epoch gained less than this many "
         "percentage points of test accuracy.",
+        minimum=0,
+        maximum=100,
     )
     seeds: int = _option(
-        1, "Number of seeds (seed, seed+1, ...); reports mean and standard deviation."
+        1, "Number of seeds (seed, seed+1, ...); reports mean and standard deviation.", minimum=1
     )
-    seed: int = _option(0, "First seed.")
-    verbose: int = _option(0, "Keras verbosity of fit and L-BFGS (0 silent).")
+    seed: int = _option(0, "First seed.", minimum=0)
+    verbose: int = _option(0, "Keras verbosity of fit and L-BFGS (0 silent).", minimum=0, maximum=2)
 
     def __post_init__(self):
-        self.ratios = tuple(float(r) for r in self.ratios)
-        self.fractions = tuple(float(f) for f in self.fractions)
-        if isinstance(self.subset_optimizer, str):
-            self.subset_optimizer = (self.subset_optimizer,)
-        self.subset_optimizer = tuple(self.subset_optimizer)
-        for opt in self.subset_optimizer:
-            if opt not in SUBSET_OPTIMIZERS:
-                raise ValueError(
-                    f"subset_optimizer {opt!r} is not one of {SUBSET_OPTIMIZERS}"
-                )
-        if any(not r > 0 for r in self.ratios):
-            raise ValueError(f"ratios must be > 0, got {self.ratios}")
-        if any(not 0 < f <= 1 for f in self.fractions):
-            raise ValueError(f"fractions must be in (0, 1], got {self.fractions}")
-        for name in ("epochs", "finetune_epochs", "subset_epochs"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0")
-        for name in ("batch_size", "seeds", "evals_per_epoch", "lbfgs_segments",
-                     "lbfgs_iterations", "subset_eval_points", "width"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1")
+        try:
+            self._check()
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
         if not self.output_dir:
             self.output_dir = os.path.join("results", self.dataset)
+
+    def _check(self):
+        """Checks every flag field against its metadata (`_option`), and the
+        settings that depend on each other; normalizes lists to tuples."""
+        for field in _flag_fields():
+            flag, meta, value = f"--{field.name}", field.metadata, getattr(self, field.name)
+            if "item_type" in meta:
+                items = (value,) if isinstance(value, (str, int, float)) else tuple(value)
+                value = tuple(_checked(flag, meta["item_type"], v, meta) for v in items)
+                names = [f"{v:g}" if isinstance(v, float) else v for v in value]
+                twice = sorted({n for n in names if names.count(n) > 1})
+                if twice:
+                    raise ValueError(
+                        f"`{flag}` lists {', '.join(twice)} more than once; each value "
+                        "is one run, named after it."
+                    )
+            else:
+                value = _checked(flag, field.type, value, meta)
+            setattr(self, field.name, value)
+        if self.lbfgs_segments > self.lbfgs_iterations:
+            raise ValueError(
+                f"`--lbfgs_segments` must be at most `--lbfgs_iterations` "
+                f"({self.lbfgs_iterations}): every segment runs at least one iteration; "
+                f"got {self.lbfgs_segments}."
+            )
+        # The seeds seed, ..., seed + seeds - 1 must all be valid NumPy seeds.
+        checks.check_int("--seed", self.seed, 0, 2**32 - self.seeds)
 
     @property
     def seed_list(self):
@@ -189,10 +248,10 @@ def define_flags(flag_values=flags.FLAGS):
     for field in _flag_fields():
         name, meta = field.name, field.metadata
         kwargs = dict(default=None, help=meta["help"], flag_values=flag_values)
-        if "choices" in meta:
-            flags.DEFINE_enum(name, enum_values=meta["choices"], **kwargs)
-        elif "item_type" in meta:
+        if "item_type" in meta:
             flags.DEFINE_list(name, **kwargs)
+        elif "choices" in meta:
+            flags.DEFINE_enum(name, enum_values=meta["choices"], **kwargs)
         elif field.type is bool:
             flags.DEFINE_boolean(name, **kwargs)
         elif field.type is int:
@@ -215,10 +274,13 @@ def make_config(dataset, presets, preset=None, overrides=None):
 
     Returns:
         A `Config`.
+
+    Raises:
+        ConfigError: naming the flag, when a value is out of range.
     """
     preset = preset or "cpu"
     if preset not in presets:
-        raise ValueError(f"Unknown preset {preset!r}; expected one of {list(presets)}")
+        raise ConfigError(f"`--preset` must be one of {tuple(presets)}, got {preset!r}.")
     values = dict(presets[preset])
     overrides = dict(overrides or {})
     if "ratios" in overrides or "fractions" in overrides:
@@ -246,6 +308,17 @@ def config_from_flags(flag_values, dataset, presets):
             continue
         value = flag_values[name].value
         if "item_type" in field.metadata:
-            value = tuple(field.metadata["item_type"](v) for v in value)
+            value = tuple(_list_item(name, field.metadata["item_type"], v) for v in value)
         overrides[name] = value
     return make_config(dataset, presets, flag_values.preset, overrides)
+
+
+def _list_item(name, item_type, text):
+    """An item of a comma-separated list flag, converted to `item_type`."""
+    try:
+        return item_type(text)
+    except ValueError:
+        raise ConfigError(
+            f"`--{name}` must be a comma-separated list of {item_type.__name__} values, "
+            f"got {text!r} in it."
+        ) from None
