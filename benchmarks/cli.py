@@ -9,12 +9,14 @@ def main(argv):
 
 if __name__ == "__main__":
     config.define_flags()
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)
 ```
 
 `main` builds the `Config` from the parsed flags and calls `run`, which loads
-the data and runs the benchmark; a missing dataset ends the script with one
-`ERROR: ...` message saying how to get it.
+the data and runs the benchmark. A flag value out of range (`ConfigError`,
+refused before any data is loaded) or missing data ends the script with a
+non-zero status and one `ERROR: ...` message, which names the flag or says
+how to get the data; so does a value absl cannot parse (`parse_flags`).
 """
 
 import dataclasses
@@ -52,6 +54,17 @@ def run(config, build_model):
     return runner.run_benchmark(config, data, build_model)
 
 
+def parse_flags(argv):
+    """absl's flag parsing for `app.run(main, flags_parser=parse_flags)`: a value
+    absl cannot parse (`--epochs=abc`, an unknown enum value or flag) ends the
+    script with one line `ERROR: ...` naming the flag, like a value `Config`
+    refuses."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        sys.exit(f"ERROR: {e}")
+
+
 def main(argv, dataset, build_model, presets, flag_values=flags.FLAGS):
     """Body of a benchmark script, after absl parsed the flags.
 
@@ -64,8 +77,7 @@ def main(argv, dataset, build_model, presets, flag_values=flags.FLAGS):
     """
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    config = config_lib.config_from_flags(flag_values, dataset, presets)
     try:
-        run(config, build_model)
-    except datasets.DataNotFoundError as e:
+        run(config_lib.config_from_flags(flag_values, dataset, presets), build_model)
+    except (config_lib.ConfigError, datasets.DataNotFoundError) as e:
         sys.exit(f"ERROR: {e}")

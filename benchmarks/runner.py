@@ -69,6 +69,7 @@ import tensorflow as tf
 from benchmarks import datasets
 from benchmarks import report
 from benchmarks import runlog
+from benchmarks.config import ConfigError
 
 
 def _log(message):
@@ -377,8 +378,8 @@ def subset_sizes(specs, model, n_train, num_classes):
     ratio, round(fraction*N) for a fraction.
 
     Raises:
-        ValueError: naming the run, when a ratio needs more examples than
-            the training set holds.
+        ConfigError: naming the flag and the run, when a ratio needs more
+            examples than the training set holds.
     """
     sizes = {}
     for spec in specs:
@@ -390,7 +391,10 @@ def subset_sizes(specs, model, n_train, num_classes):
                 num_outputs=num_classes,
             )
         except ValueError as e:
-            raise ValueError(f"Run {spec.name}: {e}") from e
+            raise ConfigError(
+                f"`--ratios` value {spec.ratio:g} (run {spec.name}) is too large for "
+                f"this training set: {e}"
+            ) from None
     return sizes
 
 
@@ -542,7 +546,7 @@ def run_benchmark(config, data, build_model, evaluator_factory=None):
         files) and the summary dict (as written to `summary.json`).
 
     Raises:
-        ValueError: before the first run starts, when a subset run asks for
+        ConfigError: before the first run starts, when a subset run asks for
             more examples than the training set holds.
     """
     os.makedirs(config.output_dir, exist_ok=True)

@@ -16,6 +16,20 @@ from benchmark_helpers import PNG_MAGIC, REPO, data_dir
 from benchmarks import datasets
 
 
+def _run_script(script, *args, data_folder, timeout=300):
+    """Runs `python -m benchmarks.<script> ARGS` with `KERAS_SUBSET_DATA_DIR=data_folder`."""
+    env = dict(os.environ, **{datasets.ENV_VAR: str(data_folder)})
+    return subprocess.run(
+        [sys.executable, "-m", f"benchmarks.{script}", *args],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def _error_lines(proc):
+    """The `ERROR: ...` lines a script printed on stderr."""
+    return [line for line in proc.stderr.splitlines() if line.startswith("ERROR:")]
+
+
 @pytest.mark.parametrize("script,data_file", [
     ("mnist", "mnist.npz"),
     ("cifar10", "cifar10.npz"),
@@ -24,12 +38,8 @@ from benchmarks import datasets
 def test_script_smoke_end_to_end(script, data_file, tmp_path):
     folder = data_dir(data_file)
     out = tmp_path / "out"
-    env = dict(os.environ, **{datasets.ENV_VAR: folder})
-    proc = subprocess.run(
-        [sys.executable, "-m", f"benchmarks.{script}", "--preset=smoke",
-         f"--output_dir={out}"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
-    )
+    proc = _run_script(script, "--preset=smoke", f"--output_dir={out}",
+                       data_folder=folder, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
 
     for name in ("summary.md", "summary.json", "accuracy_vs_cost.png", "gap_vs_q.png"):
@@ -89,11 +99,39 @@ def test_script_smoke_end_to_end(script, data_file, tmp_path):
 
 
 def test_script_reports_missing_data(tmp_path):
-    env = dict(os.environ, **{datasets.ENV_VAR: str(tmp_path)})
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.mnist", "--preset=smoke",
-         f"--output_dir={tmp_path / 'out'}"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
-    )
+    proc = _run_script("mnist", "--preset=smoke", f"--output_dir={tmp_path / 'out'}",
+                       data_folder=tmp_path)
     assert proc.returncode != 0
     assert "mnist.npz" in proc.stderr and datasets.ENV_VAR in proc.stderr
+
+
+@pytest.mark.parametrize("args,flag", [
+    (["--ratios=-1"], "--ratios"),
+    (["--train_examples=-5"], "--train_examples"),
+    (["--epochs=abc"], "--epochs"),  # a value absl itself cannot parse
+])
+def test_script_refuses_bad_flag_value_in_one_line(args, flag, tmp_path):
+    # The data folder is empty: the value must be refused before any data is
+    # loaded (else the error would be the missing mnist.npz).
+    out = tmp_path / "out"
+    proc = _run_script("mnist", "--preset=smoke", f"--output_dir={out}", *args,
+                       data_folder=tmp_path)
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    errors = _error_lines(proc)
+    assert len(errors) == 1 and flag in errors[0], proc.stderr[-3000:]
+    assert "mnist.npz" not in proc.stderr
+    assert not out.exists()
+
+
+def test_script_refuses_ratio_beyond_the_training_set(tmp_path):
+    # Q = 1000 needs more than the 3,000 examples of the smoke preset: refused
+    # once P and N are known, before the first run starts.
+    out = tmp_path / "out"
+    proc = _run_script("mnist", "--preset=smoke", f"--output_dir={out}", "--ratios=4,1000",
+                       data_folder=data_dir("mnist.npz"))
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    errors = _error_lines(proc)
+    assert len(errors) == 1 and "`--ratios` value 1000" in errors[0], proc.stderr[-3000:]
+    assert not list(out.glob("run_*"))
