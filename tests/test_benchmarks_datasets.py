@@ -119,3 +119,57 @@ def test_pipelines_and_augmentation():
     assert once.shape == x.shape and not np.allclose(once, x)
     assert [l.__class__.__name__ for l in augmenter.layers] == ["RandomTranslation", "RandomFlip"]
     assert len(datasets.make_augmenter(flip=False).layers) == 1
+
+
+# ----------------------------------------------------------------------------
+# Damaged local files: which file, that it is damaged, how to rebuild it.
+# ----------------------------------------------------------------------------
+
+
+def _damaged_copy(folder, damage):
+    """Writes a damaged mnist.npz (from the real one) in `folder`; returns its path."""
+    original = os.path.join(data_dir("mnist.npz"), "mnist.npz")
+    with open(original, "rb") as f:
+        content = f.read()
+    path = os.path.join(folder, "mnist.npz")
+    if damage == "truncated":
+        content = content[: len(content) // 2]
+    elif damage == "garbage":
+        content = np.random.RandomState(0).bytes(5000)
+    elif damage == "overwritten":  # bytes inside x_train's compressed data
+        third = len(content) // 3
+        content = content[:third] + np.random.RandomState(0).bytes(1000) + content[third + 1000:]
+    if damage == "missing_array":
+        np.savez(path, x_train=np.zeros((2, 28, 28), np.uint8), y_train=np.zeros(2, np.uint8))
+    else:
+        with open(path, "wb") as f:
+            f.write(content)
+    return path
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "overwritten", "missing_array"])
+def test_damaged_local_file_raises_helpful_error(damage, tmp_path):
+    path = _damaged_copy(str(tmp_path), damage)
+    with pytest.raises(datasets.DataCorruptError) as info:
+        datasets.load_dataset("mnist", local_data_dir=str(tmp_path))
+    message = str(info.value)
+    assert path in message and "damaged" in message
+    assert "bash tools/setup.sh ../shared/data" in message
+    assert "SHA-256" in message and "../shared/data/README.md" in message
+    # Scripts report it like missing data.
+    assert isinstance(info.value, datasets.DataNotFoundError)
+
+
+def test_damaged_cifar10_and_fashion_mnist_say_how_to_rebuild(tmp_path):
+    (tmp_path / "cifar10.npz").write_bytes(b"not a zip file at all")
+    with pytest.raises(datasets.DataCorruptError, match="get_cifar10.sh"):
+        datasets.load_dataset("cifar10", local_data_dir=str(tmp_path))
+    folder = tmp_path / datasets.FASHION_MNIST_SUBDIR
+    folder.mkdir()
+    for key, filename in datasets.FASHION_MNIST_FILES.items():
+        _write_idx(str(folder / filename), np.zeros((3, 28, 28) if key[0] == "x" else 3))
+    labels = folder / datasets.FASHION_MNIST_FILES["y_test"]
+    labels.write_bytes(labels.read_bytes()[:-6])  # a truncated gzip file
+    with pytest.raises(datasets.DataCorruptError) as info:
+        datasets.load_dataset("fashion_mnist", local_data_dir=str(tmp_path))
+    assert str(labels) in str(info.value) and "dataset-fashion-mnist" in str(info.value)

@@ -135,3 +135,14 @@ def test_script_refuses_ratio_beyond_the_training_set(tmp_path):
     errors = _error_lines(proc)
     assert len(errors) == 1 and "`--ratios` value 1000" in errors[0], proc.stderr[-3000:]
     assert not list(out.glob("run_*"))
+
+
+def test_script_reports_damaged_data(tmp_path):
+    (tmp_path / "mnist.npz").write_bytes(b"PK\x03\x04 truncated")
+    proc = _run_script("mnist", "--preset=smoke", f"--output_dir={tmp_path / 'out'}",
+                       data_folder=tmp_path)
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    errors = _error_lines(proc)
+    assert len(errors) == 1 and "mnist.npz" in errors[0] and "damaged" in errors[0]
+    assert "tools/setup.sh" in proc.stderr
