@@ -2,7 +2,7 @@
 
 Model: `models.cifar_cnn` with 10 outputs (width 8: P = 11,162, Q of the
 50,000 training examples = 44.8; width 16: P = 33,834, Q = 14.8). See
-`benchmarks/README.md` and `benchmarks.common`.
+`benchmarks/README.md` and `benchmarks.runner`.
 
 Usage:
 
@@ -12,7 +12,10 @@ python -m benchmarks.cifar10 --preset=cpu --augment
 ```
 """
 
-from benchmarks import common
+from absl import app
+
+from benchmarks import cli
+from benchmarks import config
 from benchmarks import models
 
 PRESETS = {
@@ -41,5 +44,11 @@ PRESETS = {
 }
 """Preset values; flags given on the command line override them."""
 
+
+def main(argv):
+    cli.main(argv, "cifar10", models.cifar_cnn, PRESETS)
+
+
 if __name__ == "__main__":
-    common.run_script("cifar10", models.cifar_cnn, PRESETS)
+    config.define_flags()
+    app.run(main, flags_parser=cli.parse_flags)

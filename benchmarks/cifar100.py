@@ -2,7 +2,7 @@
 
 Model: `models.cifar_cnn` with 100 outputs (width 8: P = 57,332, Q of the
 50,000 training examples = 87.2; width 16: P = 126,084, Q = 39.7). See
-`benchmarks/README.md` and `benchmarks.common`. The local `cifar100.npz` is
+`benchmarks/README.md` and `benchmarks.runner`. The local `cifar100.npz` is
 sorted by class; the loader shuffles it (fixed seed) before any slicing.
 
 Usage:
@@ -13,8 +13,11 @@ python -m benchmarks.cifar100 --preset=cpu --augment
 ```
 """
 
+from absl import app
+
 from benchmarks import cifar10
-from benchmarks import common
+from benchmarks import cli
+from benchmarks import config
 from benchmarks import models
 
 # CIFAR-10's presets (and their measured timings), but 150 L-BFGS iterations at the `cpu`
@@ -24,5 +27,11 @@ PRESETS["cpu"]["lbfgs_iterations"] = 150
 PRESETS["paper"]["width"] = 32
 """Preset values; flags given on the command line override them."""
 
+
+def main(argv):
+    cli.main(argv, "cifar100", models.cifar_cnn, PRESETS)
+
+
 if __name__ == "__main__":
-    common.run_script("cifar100", models.cifar_cnn, PRESETS)
+    config.define_flags()
+    app.run(main, flags_parser=cli.parse_flags)

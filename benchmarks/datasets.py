@@ -16,7 +16,9 @@ Two sources, tried in this order:
    when no local folder is given. tfds downloads the data when it may reach
    the network.
 
-When neither works, `DataNotFoundError` says how to get the data.
+When neither works, `DataNotFoundError` says how to get the data; when a
+local file is there but damaged (truncated, overwritten), its subclass
+`DataCorruptError` names the file and says how to rebuild it.
 
 Every dataset comes back as float32 images of shape `(N, H, W, C)`, scaled
 to [0, 1] and then standardized per channel with the mean and standard
@@ -30,6 +32,8 @@ every run seed.
 import dataclasses
 import gzip
 import os
+import zipfile
+import zlib
 
 import numpy as np
 
@@ -60,6 +64,17 @@ DATA_SEED = 0
 
 class DataNotFoundError(FileNotFoundError):
     """Raised when a dataset can be had neither from local files nor tfds."""
+
+
+class DataCorruptError(DataNotFoundError):
+    """Raised when a local data file exists but cannot be read: truncated,
+    overwritten, or not the expected format. The message names the file and
+    says how to rebuild it; scripts report it like missing data."""
+
+
+_READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, ValueError, KeyError, OSError)
+"""What numpy, zipfile, gzip and zlib raise on a damaged file (KeyError: an
+array missing from an `.npz`; OSError includes gzip's BadGzipFile)."""
 
 
 @dataclasses.dataclass
@@ -127,6 +142,46 @@ def how_to_get(name):
     )
 
 
+def how_to_rebuild(name, path):
+    """Returns instructions to rebuild the damaged local file `path` of
+    dataset `name`, for error messages (paths from the repository root)."""
+    if name == "fashion_mnist":
+        return (
+            "Reinstall the Fashion-MNIST files: `apt-get install --reinstall "
+            "dataset-fashion-mnist` (they go to /usr/share/datasets/fashion-mnist)."
+        )
+    if name == "cifar10":
+        return (
+            f"Rebuild it: delete {path}, then run `bash ../shared/data/get_cifar10.sh "
+            f"{os.path.dirname(path) or '.'}` (needs npm; `bash tools/setup.sh "
+            "../shared/data` does the same for ./data)."
+        )
+    return (
+        f"Rebuild it: delete {path}, then re-link or re-copy {DATASETS[name][2]} from the "
+        "shared data folder (`bash tools/setup.sh ../shared/data` links it into ./data), "
+        f"and check its SHA-256 (`sha256sum {path}`) against the one in "
+        "../shared/data/README.md; if the shared copy is damaged too, get it anew."
+    )
+
+
+def _read_local_file(name, path, read):
+    """`read(path)`, with the errors of a damaged file turned into a
+    `DataCorruptError` that names the file and says how to rebuild it."""
+    try:
+        return read(path)
+    except _READ_ERRORS as e:
+        raise DataCorruptError(
+            f"{path} is damaged: it could not be read ({type(e).__name__}: "
+            f"{str(e)[:200]}).\n{how_to_rebuild(name, path)}"
+        ) from e
+
+
+def _read_npz(path):
+    """The four arrays of a local `.npz` file in the keras.datasets layout."""
+    with np.load(path) as f:
+        return {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test")}
+
+
 def read_idx(path):
     """Reads an IDX file (optionally gzip-compressed) into a numpy array.
 
@@ -169,7 +224,7 @@ def _load_local(name, folder):
                 for k, v in FASHION_MNIST_FILES.items()
             }
             if all(os.path.exists(p) for p in paths.values()):
-                arrays = {k: read_idx(p) for k, p in paths.items()}
+                arrays = {k: _read_local_file(name, p, read_idx) for k, p in paths.items()}
                 return arrays, candidate
         raise DataNotFoundError(
             f"Fashion-MNIST IDX files not found in {folder!r} or its "
@@ -181,9 +236,7 @@ def _load_local(name, folder):
             f"{path!r} not found (local data folder from --local_data_dir or "
             f"${ENV_VAR}).\n{how_to_get(name)}"
         )
-    with np.load(path) as f:
-        arrays = {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test")}
-    return arrays, path
+    return _read_local_file(name, path, _read_npz), path
 
 
 def _load_tfds(name, data_dir, download):

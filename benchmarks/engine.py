@@ -63,17 +63,24 @@ from benchmarks import models
 from keras_subset.objective import Objective
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("sizes", ["1000", "2000", "4000"], "Subset sizes K.")
-flags.DEFINE_list("models", ["mnist", "cifar10"], "Reference CNNs: mnist, cifar10, cifar100.")
-flags.DEFINE_integer("iterations", 20, "L-BFGS iterations per timed run.")
-flags.DEFINE_integer("chunk_size", keras_subset.LBFGS().chunk_size, "Examples per forward/backward pass.")
-flags.DEFINE_integer("repeats", 5, "Timed repeats of one evaluation, before and after each L-BFGS run.")
-flags.DEFINE_list("fit_batch_sizes", ["64", "128", "256", "512"], "Batch sizes tried for model.fit.")
-flags.DEFINE_string("local_data_dir", "", "Folder with the .npz files (or KERAS_SUBSET_DATA_DIR).")
-flags.DEFINE_list("chunk_sweep", [], "Only time one full-batch evaluation at the largest K with each of "
-                  "these chunk sizes (0: one pass), print, and stop.")
-flags.DEFINE_integer("memory_probe", 0, "Internal: run L-BFGS on this many examples and print peak RSS.")
-flags.DEFINE_string("memory_model", "mnist", "Internal: the model of --memory_probe.")
+
+
+def define_flags(flag_values=flags.FLAGS):
+    """Defines this script's flags in `flag_values`; `__main__` calls it (the memory probe too, as it
+    reruns this module with `-m benchmarks.engine`), so importing the module defines none."""
+    fv = {"flag_values": flag_values}
+    flags.DEFINE_list("sizes", ["1000", "2000", "4000"], "Subset sizes K.", **fv)
+    flags.DEFINE_list("models", ["mnist", "cifar10"], "Reference CNNs: mnist, cifar10, cifar100.", **fv)
+    flags.DEFINE_integer("iterations", 20, "L-BFGS iterations per timed run.", **fv)
+    flags.DEFINE_integer("chunk_size", keras_subset.LBFGS().chunk_size, "Examples per forward/backward pass.", **fv)
+    flags.DEFINE_integer("repeats", 5, "Timed repeats of one evaluation, before and after each L-BFGS run.", **fv)
+    flags.DEFINE_list("fit_batch_sizes", ["64", "128", "256", "512"], "Batch sizes tried for model.fit.", **fv)
+    flags.DEFINE_string("local_data_dir", "", "Folder with the .npz files (or KERAS_SUBSET_DATA_DIR).", **fv)
+    flags.DEFINE_list("chunk_sweep", [], "Only time one full-batch evaluation at the largest K with each of "
+                      "these chunk sizes (0: one pass), print, and stop.", **fv)
+    flags.DEFINE_integer("memory_probe", 0, "Internal: run L-BFGS on this many examples and print peak RSS.", **fv)
+    flags.DEFINE_string("memory_model", "mnist", "Internal: the model of --memory_probe.", **fv)
+
 
 _BUILDERS = {
     "mnist": (lambda: models.mnist_cnn(width=16), "mnist"),
@@ -320,4 +327,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

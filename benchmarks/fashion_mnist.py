@@ -11,11 +11,20 @@ python -m benchmarks.fashion_mnist --preset=smoke --local_data_dir=/usr/share/da
 ```
 """
 
-from benchmarks import common
+from absl import app
+
+from benchmarks import cli
+from benchmarks import config
 from benchmarks import mnist
 from benchmarks import models
 
 PRESETS = mnist.PRESETS
 
+
+def main(argv):
+    cli.main(argv, "fashion_mnist", models.mnist_cnn, PRESETS)
+
+
 if __name__ == "__main__":
-    common.run_script("fashion_mnist", models.mnist_cnn, PRESETS)
+    config.define_flags()
+    app.run(main, flags_parser=cli.parse_flags)

@@ -1,7 +1,7 @@
 """MNIST benchmark: subset pretraining + fine-tuning vs conventional training.
 
 Model: `models.mnist_cnn` (width 16: P = 12,810, Q of the 60,000 training
-examples = 46.8). See `benchmarks/README.md` and `benchmarks.common`.
+examples = 46.8). See `benchmarks/README.md` and `benchmarks.runner`.
 
 Usage:
 
@@ -11,7 +11,10 @@ python -m benchmarks.mnist --preset=cpu --ratios=2,8 --subset_optimizer=lbfgs,ad
 ```
 """
 
-from benchmarks import common
+from absl import app
+
+from benchmarks import cli
+from benchmarks import config
 from benchmarks import models
 
 PRESETS = {
@@ -39,5 +42,11 @@ PRESETS = {
 }
 """Preset values; flags given on the command line override them."""
 
+
+def main(argv):
+    cli.main(argv, "mnist", models.mnist_cnn, PRESETS)
+
+
 if __name__ == "__main__":
-    common.run_script("mnist", models.mnist_cnn, PRESETS)
+    config.define_flags()
+    app.run(main, flags_parser=cli.parse_flags)

@@ -8,9 +8,7 @@ import json
 import os
 import sys
 
-
-def _fmt(value, digits=2, suffix=""):
-    return "not reached" if value is None else f"{value:.{digits}f}{suffix}"
+from benchmarks.report import format_number
 
 
 def _conventional_at(folder, seed, cost):
@@ -35,8 +33,8 @@ def rows(folder):
         same_cost = "—" if conventional or None in same_cost else f"{100 * sum(same_cost) / len(same_cost):.2f}"
         yield (
             f"| {name} | {label} | {run['ratio']:.1f} | {run['subset_size'] or n:,} "
-            f"| {100 * run['final_test_accuracy']['mean']:.2f} | {_fmt(run['gap_pp']['mean'])} "
-            f"| {_fmt(run['ttt_evaluations_ratio']['mean'])} | {_fmt(run['ttt_seconds_ratio']['mean'])} "
+            f"| {100 * run['final_test_accuracy']['mean']:.2f} | {format_number(run['gap_pp']['mean'])} "
+            f"| {format_number(run['ttt_evaluations_ratio']['mean'])} | {format_number(run['ttt_seconds_ratio']['mean'])} "
             f"| {run['total_evaluations']['mean'] / n:.1f} | {same_cost} |"
         )
 

@@ -1,0 +1,324 @@
+"""Settings of a benchmark invocation: the `Config` dataclass, presets and flags.
+
+Every `Config` field but `dataset` is also a command-line flag of the same
+name, with the help text written beside the field. A value comes from, in
+increasing priority: the field's default here, the script's `--preset` table,
+a flag given on the command line.
+
+A script defines the flags (`define_flags()`), lets `absl.app` parse them and
+builds its `Config` with `config_from_flags(flags.FLAGS, dataset, presets)`;
+tests pass their own `flags.FlagValues()` instead of the global one.
+"""
+
+import dataclasses
+import os
+
+from absl import flags
+from keras_subset import checks
+
+from benchmarks import datasets
+
+SUBSET_OPTIMIZERS = ("lbfgs", "adam")
+PRESET_NAMES = ("smoke", "cpu", "paper")
+
+
+class ConfigError(ValueError):
+    """A setting out of range; the message names its flag and what it accepts."""
+
+
+def _option(default, help, **metadata):
+    """A `Config` field: its default, its flag's help text and what it accepts.
+
+    `metadata` may add:
+        choices: the accepted values (an enum flag, or the accepted items of
+            a list flag);
+        item_type: the type of the items of a comma-separated list flag;
+        minimum, maximum: inclusive bounds of a number (of each item);
+        above: exclusive lower bound of a number (of each item);
+        flag: `False` for a field that is no flag.
+    """
+    return dataclasses.field(default=default, metadata=dict(help=help, **metadata))
+
+
+def _checked(flag, kind, value, meta):
+    """`value` (of type `kind`) checked against the bounds or choices in `meta`,
+    by `keras_subset.checks`; a `ValueError` names `flag` otherwise."""
+    if "choices" in meta:
+        return checks.check_choice(flag, value, meta["choices"])
+    if kind is bool:
+        return checks.check_bool(flag, value)
+    if kind is int:
+        return checks.check_int(flag, value, meta.get("minimum"), meta.get("maximum"))
+    if kind is float:
+        if "above" in meta:
+            return checks.check_number(
+                flag, value, meta["above"], meta.get("maximum"), min_inclusive=False
+            )
+        return checks.check_number(flag, value, meta.get("minimum"), meta.get("maximum"))
+    return value
+
+
+@dataclasses.dataclass
+class Config:
+    """Settings of one benchmark invocation.
+
+    Integers documented as "0: ..." use 0 for "all" or "the same as ...".
+    Each field says beside it what it accepts (see `_option`); any other value
+    raises `ConfigError` naming the flag, before any data is loaded.
+    """
+
+    dataset: str = _option("mnist", "Dataset name (set by the script).", flag=False)
+    preset: str = _option(
+        "cpu",
+        "Preset of the script: smoke (CI, < 2 min), cpu (a 2-core CPU, about 20 min), paper (full "
+        "scale, for a GPU). Flags given explicitly override its values.",
+        choices=PRESET_NAMES,
+    )
+    output_dir: str = _option(
+        "", "Folder for the JSON files, table and plots (default results/<dataset>)."
+    )
+    data_dir: str = _option(
+        "", "tensorflow-datasets data folder (used only without a local data folder)."
+    )
+    local_data_dir: str = _option(
+        "",
+        "Folder with mnist.npz, cifar10.npz, cifar100.npz (keras.datasets layout) and "
+        f"fashion-mnist/*.gz; default ${datasets.ENV_VAR}. When set, tfds is not used.",
+    )
+    tfds_download: bool = _option(True, "Whether tensorflow-datasets may download the data.")
+    train_examples: int = _option(0, "Use only this many training examples (0: all).", minimum=0)
+    test_examples: int = _option(0, "Use only this many test examples (0: all).", minimum=0)
+    train_eval_examples: int = _option(
+        10000,
+        "Training examples on which the training loss and accuracy are "
+        "measured at each point (0: all).",
+        minimum=0,
+    )
+    width: int = _option(
+        16, "Width (filters of the first convolution) of the reference CNN.", minimum=1
+    )
+    batch_size: int = _option(128, "Adam minibatch size on the full training set.", minimum=1)
+    epochs: int = _option(10, "Epochs of the conventional run.", minimum=0)
+    learning_rate: float = _option(1e-3, "Adam learning rate of the conventional run.", above=0)
+    ratios: tuple = _option(
+        (),
+        "Comma-separated target overdetermination ratios Q = K*M/P of the subsets (one subset run "
+        "per value and subset optimizer).",
+        item_type=float,
+        above=0,
+    )
+    fractions: tuple = _option(
+        (),
+        "Comma-separated subset sizes as fractions of the training set (instead "
+        "of, or besides, --ratios).",
+        item_type=float,
+        above=0,
+        maximum=1,
+    )
+    subset_optimizer: tuple = _option(
+        ("lbfgs",),
+        "Comma-separated subset-phase optimizers: lbfgs (full-batch L-BFGS), adam "
+        "(minibatch Adam over the subset).",
+        item_type=str,
+        choices=SUBSET_OPTIMIZERS,
+    )
+    subset_strategy: str = _option(
+        "random",
+        "Subset selection: random or stratified (class-balanced).",
+        choices=("random", "stratified"),
+    )
+    subset_augment: str = _option(
+        "none",
+        "With --augment: none (the subset phase fits the original examples) or once (each subset "
+        "example augmented once, fixed).",
+        choices=("none", "once"),
+    )
+    lbfgs_iterations: int = _option(
+        100, "Maximum L-BFGS iterations of the subset phase (all segments together).", minimum=1
+    )
+    lbfgs_segments: int = _option(
+        1,
+        "Split the L-BFGS phase into this many minimize calls (one test point after each; every "
+        "call restarts L-BFGS's history).",
+        minimum=1,
+    )
+    lbfgs_correction_pairs: int = _option(10, "L-BFGS history size.", minimum=1)
+    lbfgs_chunk_size: int = _option(
+        512,
+        "Examples per L-BFGS forward/backward pass (0: all at once); bounds memory, not the cost.",
+        minimum=0,
+    )
+    subset_epochs: int = _option(
+        20, "Epochs of Adam over the subset (--subset_optimizer=adam).", minimum=0
+    )
+    subset_learning_rate: float = _option(
+        0.0, "Adam learning rate of the subset phase (0: --learning_rate).", minimum=0
+    )
+    subset_batch_size: int = _option(
+        0, "Adam minibatch size in the subset phase (0: --batch_size).", minimum=0
+    )
+    subset_eval_points: int = _option(5, "Points recorded during an Adam subset phase.", minimum=1)
+    finetune_epochs: int = _option(
+        2, "Epochs of Adam fine-tuning on the full set after the subset phase.", minimum=0
+    )
+    finetune_learning_rate: float = _option(
+        0.0, "Adam learning rate of fine-tuning (0: --learning_rate).", minimum=0
+    )
+    augment: bool = _option(
+        False, "Augment the training data (random translations; plus horizontal flips on CIFAR)."
+    )
+    translation: float = _option(
+        0.1, "Largest random translation, as a fraction of height/width.", minimum=0, maximum=1
+    )
+    evals_per_epoch: int = _option(
+        1, "Points (test evaluations) per epoch on the full set.", minimum=1
+    )
+    eval_batch_size: int = _option(1000, "Batch size of the metric evaluations.", minimum=1)
+    target_tolerance: float = _option(
+        0.3,
+        "Target = conventional final test accuracy minus this many percentage points.",
+        minimum=0,
+        maximum=100,
+    )
+    plateau_tolerance: float = _option(
+        0.2,
+        "The conventional run has levelled off when its last epoch gained less than this many "
+        "percentage points of test accuracy.",
+        minimum=0,
+        maximum=100,
+    )
+    seeds: int = _option(
+        1, "Number of seeds (seed, seed+1, ...); reports mean and standard deviation.", minimum=1
+    )
+    seed: int = _option(0, "First seed.", minimum=0)
+    verbose: int = _option(0, "Keras verbosity of fit and L-BFGS (0 silent).", minimum=0, maximum=2)
+
+    def __post_init__(self):
+        try:
+            self._check()
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        if not self.output_dir:
+            self.output_dir = os.path.join("results", self.dataset)
+
+    def _check(self):
+        """Checks every flag field against its metadata (`_option`), and the
+        settings that depend on each other; normalizes lists to tuples."""
+        for field in _flag_fields():
+            flag, meta, value = f"--{field.name}", field.metadata, getattr(self, field.name)
+            if "item_type" in meta:
+                items = (value,) if isinstance(value, (str, int, float)) else tuple(value)
+                value = tuple(_checked(flag, meta["item_type"], v, meta) for v in items)
+                names = [f"{v:g}" if isinstance(v, float) else v for v in value]
+                twice = sorted({n for n in names if names.count(n) > 1})
+                if twice:
+                    raise ValueError(
+                        f"`{flag}` lists {', '.join(twice)} more than once; each value "
+                        "is one run, named after it."
+                    )
+            else:
+                value = _checked(flag, field.type, value, meta)
+            setattr(self, field.name, value)
+        if self.lbfgs_segments > self.lbfgs_iterations:
+            raise ValueError(
+                f"`--lbfgs_segments` must be at most `--lbfgs_iterations` "
+                f"({self.lbfgs_iterations}): every segment runs at least one iteration; "
+                f"got {self.lbfgs_segments}."
+            )
+        # The seeds seed, ..., seed + seeds - 1 must all be valid NumPy seeds.
+        checks.check_int("--seed", self.seed, 0, 2**32 - self.seeds)
+
+    @property
+    def seed_list(self):
+        return [self.seed + i for i in range(self.seeds)]
+
+
+def _flag_fields():
+    """The `Config` fields that are flags."""
+    return [f for f in dataclasses.fields(Config) if f.metadata.get("flag", True)]
+
+
+def define_flags(flag_values=flags.FLAGS):
+    """Defines one absl flag per `Config` field (but `dataset`) in `flag_values`.
+
+    Every flag's default is `None`, so that `config_from_flags` can tell the
+    flags given on the command line from the preset's values. Defining them
+    twice in the same `FlagValues` is an error (absl's `DuplicateFlagError`).
+    """
+    for field in _flag_fields():
+        name, meta = field.name, field.metadata
+        kwargs = dict(default=None, help=meta["help"], flag_values=flag_values)
+        if "item_type" in meta:
+            flags.DEFINE_list(name, **kwargs)
+        elif "choices" in meta:
+            flags.DEFINE_enum(name, enum_values=meta["choices"], **kwargs)
+        elif field.type is bool:
+            flags.DEFINE_boolean(name, **kwargs)
+        elif field.type is int:
+            flags.DEFINE_integer(name, **kwargs)
+        elif field.type is float:
+            flags.DEFINE_float(name, **kwargs)
+        else:
+            flags.DEFINE_string(name, **kwargs)
+
+
+def make_config(dataset, presets, preset=None, overrides=None):
+    """Builds a `Config`: defaults, then `presets[preset]`, then `overrides`.
+
+    Args:
+        dataset: Dataset name.
+        presets: Dict from preset name to a dict of `Config` field values.
+        preset: Preset name (default `"cpu"`).
+        overrides: Dict of field values that win over the preset. If it sets
+            `ratios` or `fractions`, the preset's values of both are dropped.
+
+    Returns:
+        A `Config`.
+
+    Raises:
+        ConfigError: naming the flag, when a value is out of range.
+    """
+    preset = preset or "cpu"
+    if preset not in presets:
+        raise ConfigError(f"`--preset` must be one of {tuple(presets)}, got {preset!r}.")
+    values = dict(presets[preset])
+    overrides = dict(overrides or {})
+    if "ratios" in overrides or "fractions" in overrides:
+        values.pop("ratios", None)
+        values.pop("fractions", None)
+    values.update(overrides)
+    values.update(dataset=dataset, preset=preset)
+    return Config(**values)
+
+
+def config_from_flags(flag_values, dataset, presets):
+    """Builds a `Config` from parsed flags: only those given explicitly
+    override the preset.
+
+    Args:
+        flag_values: The parsed `flags.FlagValues` holding `define_flags()`'s
+            flags (a script passes `flags.FLAGS`).
+        dataset: Dataset name.
+        presets: The script's preset table (see `make_config`).
+    """
+    overrides = {}
+    for field in _flag_fields():
+        name = field.name
+        if name == "preset" or not flag_values[name].present:
+            continue
+        value = flag_values[name].value
+        if "item_type" in field.metadata:
+            value = tuple(_list_item(name, field.metadata["item_type"], v) for v in value)
+        overrides[name] = value
+    return make_config(dataset, presets, flag_values.preset, overrides)
+
+
+def _list_item(name, item_type, text):
+    """An item of a comma-separated list flag, converted to `item_type`."""
+    try:
+        return item_type(text)
+    except ValueError:
+        raise ConfigError(
+            f"`--{name}` must be a comma-separated list of {item_type.__name__} values, "
+            f"got {text!r} in it."
+        ) from None

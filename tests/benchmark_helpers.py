@@ -1,0 +1,34 @@
+"""Helpers shared by the `tests/test_benchmarks_*.py` files.
+
+The tests that read real data need the local data folder named by the
+environment variable `KERAS_SUBSET_DATA_DIR` holding `mnist.npz`,
+`cifar10.npz` and `cifar100.npz` (see `benchmarks/README.md`). Without it they
+fail, saying so.
+"""
+
+import os
+
+import pytest
+
+from benchmarks import datasets
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def data_dir(*files):
+    """The local data folder, failing the test when it or one of `files` is missing."""
+    folder = os.environ.get(datasets.ENV_VAR)
+    if not folder:
+        pytest.fail(
+            f"The environment variable {datasets.ENV_VAR} is not set: it must name "
+            "a folder holding mnist.npz, cifar10.npz and cifar100.npz "
+            "(keras.datasets layout); see benchmarks/README.md, section Data."
+        )
+    for name in files:
+        if not os.path.exists(os.path.join(folder, name)):
+            pytest.fail(
+                f"{name} is missing from {datasets.ENV_VAR}={folder}; see "
+                "benchmarks/README.md, section Data, for how to get it."
+            )
+    return folder

@@ -1,0 +1,132 @@
+"""Tests of `benchmarks.config`: presets, overrides and flags."""
+
+import os
+
+import numpy as np
+import pytest
+
+from benchmarks import config as config_lib
+from benchmarks import runner
+
+
+def test_presets_and_overrides():
+    from benchmarks import cifar10, cifar100, mnist
+
+    for module in (mnist, cifar10, cifar100):
+        assert set(module.PRESETS) == {"smoke", "cpu", "paper"}
+        for preset in module.PRESETS:
+            config = config_lib.make_config("mnist", module.PRESETS, preset)
+            assert config.ratios or config.fractions
+    config = config_lib.make_config("mnist", mnist.PRESETS, "smoke", {"epochs": 7})
+    assert config.epochs == 7 and config.width == mnist.PRESETS["smoke"]["width"]
+    # Giving fractions drops the preset's ratios.
+    config = config_lib.make_config("mnist", mnist.PRESETS, "cpu", {"fractions": (0.1,)})
+    assert config.fractions == (0.1,) and config.ratios == ()
+    assert [s.name for s in runner.run_specs(config)] == [
+        "conventional", "lbfgs_f0.1", "adam_f0.1"]
+    assert config.output_dir == os.path.join("results", "mnist")
+    with pytest.raises(ValueError):
+        config_lib.Config(subset_optimizer=("sgd",))
+
+
+def test_flags_override_only_when_given():
+    from absl import flags
+
+    from benchmarks import mnist
+
+    flag_values = flags.FlagValues()  # the test's own, not the global FLAGS
+    config_lib.define_flags(flag_values)
+    with pytest.raises(flags.DuplicateFlagError):
+        config_lib.define_flags(flag_values)
+    flag_values(["prog", "--preset=smoke", "--epochs=5", "--ratios=3,6", "--augment"])
+    config = config_lib.config_from_flags(flag_values, "mnist", mnist.PRESETS)
+    assert config.preset == "smoke"
+    assert config.epochs == 5 and config.ratios == (3.0, 6.0) and config.augment
+    assert config.width == mnist.PRESETS["smoke"]["width"]
+    assert config.train_examples == mnist.PRESETS["smoke"]["train_examples"]
+
+
+# Every setting refuses out-of-range values, naming its flag and what it accepts.
+@pytest.mark.parametrize("field,value,accepted", [
+    ("preset", "huge", "'smoke', 'cpu', 'paper'"),
+    ("tfds_download", 1, "True or False"),
+    ("train_examples", -5, "an integer >= 0"),
+    ("test_examples", -1, "an integer >= 0"),
+    ("train_eval_examples", -1, "an integer >= 0"),
+    ("width", 0, "an integer >= 1"),
+    ("batch_size", 0, "an integer >= 1"),
+    ("batch_size", 32.5, "an integer >= 1"),
+    ("epochs", -1, "an integer >= 0"),
+    ("learning_rate", 0.0, "> 0"),
+    ("learning_rate", -1e-3, "> 0"),
+    ("ratios", (-1.0,), "> 0"),
+    ("ratios", (float("nan"),), "a finite number > 0"),
+    ("fractions", (0.0,), "> 0"),
+    ("fractions", (1.5,), "<= 1"),
+    ("subset_optimizer", ("sgd",), "'lbfgs', 'adam'"),
+    ("subset_strategy", "balanced", "'random', 'stratified'"),
+    ("subset_augment", "twice", "'none', 'once'"),
+    ("lbfgs_iterations", 0, "an integer >= 1"),
+    ("lbfgs_segments", 0, "an integer >= 1"),
+    ("lbfgs_correction_pairs", 0, "an integer >= 1"),
+    ("lbfgs_chunk_size", -512, "an integer >= 0"),
+    ("subset_epochs", -1, "an integer >= 0"),
+    ("subset_learning_rate", -0.1, ">= 0"),
+    ("subset_batch_size", -1, "an integer >= 0"),
+    ("subset_eval_points", 0, "an integer >= 1"),
+    ("finetune_epochs", -2, "an integer >= 0"),
+    ("finetune_learning_rate", -1.0, ">= 0"),
+    ("augment", "yes", "True or False"),
+    ("translation", -0.1, ">= 0"),
+    ("translation", 1.5, "<= 1"),
+    ("evals_per_epoch", 0, "an integer >= 1"),
+    ("eval_batch_size", 0, "an integer >= 1"),
+    ("target_tolerance", -0.3, ">= 0"),
+    ("plateau_tolerance", -0.2, ">= 0"),
+    ("seeds", 0, "an integer >= 1"),
+    ("seed", -1, "an integer >= 0"),
+    ("verbose", 3, "<= 2"),
+])
+def test_out_of_range_settings_are_refused_naming_the_flag(field, value, accepted):
+    with pytest.raises(config_lib.ConfigError) as info:
+        config_lib.Config(**{field: value})
+    message = str(info.value)
+    assert f"`--{field}`" in message and accepted in message, message
+
+
+def test_settings_that_depend_on_each_other_are_checked():
+    with pytest.raises(config_lib.ConfigError, match="`--lbfgs_segments` must be at most"):
+        config_lib.Config(lbfgs_iterations=3, lbfgs_segments=5)
+    with pytest.raises(config_lib.ConfigError, match="`--seed`"):
+        config_lib.Config(seed=2**32 - 2, seeds=3)
+    # The same value twice would be two runs writing one file.
+    with pytest.raises(config_lib.ConfigError, match="`--ratios` lists 2 more than once"):
+        config_lib.Config(ratios=(2, 2.0))
+    with pytest.raises(config_lib.ConfigError, match="`--subset_optimizer` lists adam"):
+        config_lib.Config(subset_optimizer=("adam", "lbfgs", "adam"))
+
+
+def test_in_range_edge_values_are_accepted():
+    config = config_lib.Config(
+        train_examples=0, learning_rate=1e-9, fractions=(1.0,), translation=0.0,
+        verbose=2, subset_optimizer="adam", lbfgs_iterations=np.int64(4), lbfgs_segments=4,
+        ratios=np.array([0.5, 2]), target_tolerance=0,
+    )
+    assert config.subset_optimizer == ("adam",) and config.ratios == (0.5, 2.0)
+    assert type(config.lbfgs_iterations) is int and type(config.target_tolerance) is float
+
+
+def test_bad_flag_values_are_refused_before_anything_runs():
+    from absl import flags
+
+    from benchmarks import mnist
+
+    for argv, flag in ((["--train_examples=-5"], "--train_examples"),
+                       (["--ratios=-1"], "--ratios"),
+                       (["--ratios=2,abc"], "--ratios"),
+                       (["--preset=smoke", "--lbfgs_iterations=0"], "--lbfgs_iterations")):
+        flag_values = flags.FlagValues()
+        config_lib.define_flags(flag_values)
+        flag_values(["prog"] + argv)
+        with pytest.raises(config_lib.ConfigError, match=f"`{flag}`"):
+            config_lib.config_from_flags(flag_values, "mnist", mnist.PRESETS)

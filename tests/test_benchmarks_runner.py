@@ -1,0 +1,238 @@
+"""Tests of `benchmarks.runner`: cost accounting against a hand count, on a tiny run."""
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+
+from benchmark_helpers import PNG_MAGIC
+from benchmarks import datasets
+from benchmarks import runner
+from benchmarks.config import Config
+
+
+class _CountingLayer:
+    """Builds a Keras identity layer that counts the examples it forwards."""
+
+    def __new__(cls, counter):
+        import keras
+        import tensorflow as tf
+
+        class Counting(keras.layers.Layer):
+            def call(self, x):
+                def count(batch):
+                    if counter["enabled"]:
+                        counter["examples"] += int(batch)
+                    return np.float32(0.0)
+
+                zero = tf.py_function(count, [tf.shape(x)[0]], tf.float32)
+                zero.set_shape([])
+                return x + tf.stop_gradient(zero)
+
+            def compute_output_shape(self, input_shape):
+                return input_shape
+
+        return Counting()
+
+
+def _tiny_data(n_train=100, n_test=50):
+    """Random 28x28 images with 10 classes, as a `datasets.Dataset`."""
+    rng = np.random.RandomState(0)
+    return datasets.Dataset(
+        name="mnist",
+        x_train=rng.rand(n_train, 28, 28, 1).astype(np.float32),
+        y_train=rng.randint(0, 10, n_train).astype(np.int32),
+        x_test=rng.rand(n_test, 28, 28, 1).astype(np.float32),
+        y_test=rng.randint(0, 10, n_test).astype(np.int32),
+        num_classes=10,
+    )
+
+
+def test_cost_accounting_matches_hand_count(tmp_path):
+    import keras
+
+    data = _tiny_data()
+    counter = {"examples": 0, "enabled": True}
+
+    def build_model(width, input_shape, num_classes):
+        return keras.Sequential([
+            keras.Input(input_shape),
+            _CountingLayer(counter),
+            keras.layers.Conv2D(width, 3, strides=3, activation="relu"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(num_classes),
+        ])
+
+    # Count forward passes independently: an evaluator (through the public
+    # hook) switches the counter off while it measures the metrics, and notes
+    # the examples forwarded in training since the previous point.
+    forwarded = []
+
+    class PausingEvaluator:
+        def __init__(self, model, data, config):
+            self.evaluator = runner.default_evaluator(model, data, config)
+            self.sizes = self.evaluator.sizes
+
+        def __call__(self):
+            forwarded.append(counter["examples"])
+            counter["examples"] = 0
+            counter["enabled"] = False
+            try:
+                return self.evaluator()
+            finally:
+                counter["enabled"] = True
+
+    config = Config(
+        dataset="mnist", output_dir=str(tmp_path), width=2, batch_size=32,
+        epochs=1, learning_rate=1e-3, fractions=(0.2,), ratios=(),
+        subset_optimizer=("lbfgs", "adam"), lbfgs_iterations=3, subset_epochs=3,
+        subset_eval_points=5, finetune_epochs=1, evals_per_epoch=2,
+        train_eval_examples=0, eval_batch_size=64,
+    )
+    records, summary = runner.run_benchmark(
+        config, data, build_model, evaluator_factory=PausingEvaluator
+    )
+    by_name = {r["run"]: r for r in records}
+    assert set(by_name) == {"conventional", "lbfgs_f0.2", "adam_f0.2"}
+
+    def evals(name):
+        return [p["evaluations"] for p in by_name[name]["points"]]
+
+    # Conventional: 100 examples, batches of 32 -> 4 batches (32, 32, 32, 4);
+    # two points per epoch, after batch 2 (64 examples) and batch 4 (100).
+    assert evals("conventional") == [0, 64, 100]
+    # L-BFGS on K = 0.2 * 100 = 20 examples: e evaluations cost 20 * e; then one
+    # fine-tuning epoch on the 100 examples, with points at 64 and 100.
+    lbfgs = by_name["lbfgs_f0.2"]
+    assert lbfgs["subset"]["size"] == 20
+    e = lbfgs["phases"][0]["evaluations"]
+    assert e >= lbfgs["phases"][0]["iterations"] + 1
+    assert evals("lbfgs_f0.2") == [0, 20 * e, 20 * e + 64, 20 * e + 100]
+    # Adam on the subset: 3 epochs of 20 examples (one batch each), a point
+    # per epoch, then fine-tuning.
+    assert evals("adam_f0.2") == [0, 20, 40, 60, 124, 160]
+    # The independent count of examples forwarded in training agrees exactly:
+    # per run (in the order they ran), the examples forwarded up to each point.
+    counted = {}
+    for record in records:
+        steps = forwarded[:len(record["points"])]
+        del forwarded[:len(record["points"])]
+        counted[record["run"]] = list(itertools.accumulate(steps))
+    assert not forwarded
+    for name, record in by_name.items():
+        assert counted[name] == evals(name), name
+
+    # Seconds exclude evaluation time and grow; the files hold the same.
+    for name, record in by_name.items():
+        on_disk = json.loads((tmp_path / f"run_{name}_seed0.json").read_text())
+        assert on_disk["points"] == json.loads(json.dumps(record["points"]))
+        seconds = [p["seconds"] for p in record["points"]]
+        assert seconds == sorted(seconds)
+    runs = {r["run"]: r for r in summary["runs"]}
+    # The conventional run reaches its own target (here: already at the start,
+    # as random data keep it at chance level, so its ratio is undefined).
+    assert runs["conventional"]["reached_target"] == 1
+    assert runs["conventional"]["ttt_evaluations"]["mean"] is not None
+    assert (tmp_path / "summary.md").exists()
+    assert (tmp_path / "accuracy_vs_cost.png").read_bytes().startswith(PNG_MAGIC)
+    assert (tmp_path / "gap_vs_q.png").read_bytes().startswith(PNG_MAGIC)
+
+
+# ----------------------------------------------------------------------------
+# Interrupted runs: complete results stay until their replacement is complete.
+# ----------------------------------------------------------------------------
+
+
+class _Killed(Exception):
+    """Stands for the process being killed (Ctrl-C, out of time)."""
+
+
+def _killed_after(points):
+    """An evaluator factory whose evaluators measure `points` points in all,
+    then raise `_Killed`: the invocation dies after its point number `points`."""
+    done = []
+
+    def factory(model, data, config):
+        evaluator = runner.default_evaluator(model, data, config)
+
+        class Killing:
+            sizes = evaluator.sizes
+
+            def __call__(self):
+                if len(done) == points:
+                    raise _Killed()
+                done.append(1)
+                return evaluator()
+
+        return Killing()
+
+    return factory
+
+
+def _tiny_model(width, input_shape, num_classes):
+    import keras
+
+    return keras.Sequential([
+        keras.Input(input_shape),
+        keras.layers.Conv2D(width, 3, strides=3, activation="relu"),
+        keras.layers.Flatten(),
+        keras.layers.Dense(num_classes),
+    ])
+
+
+def _tiny_config(output_dir):
+    # Two runs of two and three points: conventional (initial, epoch 1), then
+    # L-BFGS on 20 examples (initial, after L-BFGS, after fine-tuning).
+    return Config(
+        dataset="mnist", output_dir=str(output_dir), width=2, batch_size=32, epochs=1,
+        fractions=(0.2,), ratios=(), subset_optimizer=("lbfgs",), lbfgs_iterations=2,
+        finetune_epochs=1, train_eval_examples=0, eval_batch_size=64,
+    )
+
+
+def test_interrupted_rerun_keeps_complete_results(tmp_path):
+    data, config = _tiny_data(), _tiny_config(tmp_path)
+    runner.run_benchmark(config, data, _tiny_model)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert set(before) == {
+        "run_conventional_seed0.json", "run_lbfgs_f0.2_seed0.json", "summary.json",
+        "summary.md", "accuracy_vs_cost.png", "gap_vs_q.png"}
+
+    # The same command again, killed after the first point of its first run.
+    with pytest.raises(_Killed):
+        runner.run_benchmark(config, data, _tiny_model, evaluator_factory=_killed_after(1))
+    after = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    for name, content in before.items():
+        assert after.get(name) == content, name
+    # The run in progress is in its own file, marked incomplete; nothing else
+    # (no temporary file) is left.
+    assert set(after) - set(before) == {"run_conventional_seed0.partial.json"}
+    partial = json.loads(after["run_conventional_seed0.partial.json"])
+    assert partial["complete"] is False and len(partial["points"]) == 1
+
+    # A rerun that completes replaces the results and removes the partial file.
+    records, _ = runner.run_benchmark(config, data, _tiny_model)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(before)
+    on_disk = json.loads((tmp_path / "run_conventional_seed0.json").read_text())
+    assert on_disk["complete"] is True
+    assert on_disk["started"] == records[0]["started"]
+
+
+def test_summary_says_how_many_planned_runs_it_covers(tmp_path):
+    data, config = _tiny_data(), _tiny_config(tmp_path)
+    # Killed at the first point of the second run: the conventional run (two
+    # points) is complete, the L-BFGS run is not.
+    with pytest.raises(_Killed):
+        runner.run_benchmark(config, data, _tiny_model, evaluator_factory=_killed_after(2))
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert [r["run"] for r in summary["runs"]] == ["conventional"]
+    assert summary["runs_planned"] == 2 and summary["runs_done"] == 1
+    assert summary["runs_missing"] == ["lbfgs_f0.2 seed 0"]
+    table = (tmp_path / "summary.md").read_text()
+    assert "covers 1 of 2 planned runs" in table and "lbfgs_f0.2 seed 0" in table
+
+    _, summary = runner.run_benchmark(config, data, _tiny_model)
+    assert summary["runs_planned"] == summary["runs_done"] == 2
+    assert summary["runs_missing"] == []
+    assert "all 2 planned runs" in (tmp_path / "summary.md").read_text()
