@@ -52,12 +52,15 @@ import sys
 import time
 
 import numpy as np
+import scipy.optimize
 import tensorflow as tf
 import keras
 from absl import app
 from absl import flags
 
 import keras_subset
+from keras_subset import chunking
+from keras_subset.lbfgs import LINE_SEARCHES
 from benchmarks import datasets
 from benchmarks import models
 from keras_subset.objective import Objective
@@ -70,9 +73,14 @@ def define_flags(flag_values=flags.FLAGS):
     reruns this module with `-m benchmarks.engine`), so importing the module defines none."""
     fv = {"flag_values": flag_values}
     flags.DEFINE_list("sizes", ["1000", "2000", "4000"], "Subset sizes K.", **fv)
-    flags.DEFINE_list("models", ["mnist", "cifar10"], "Reference CNNs: mnist, cifar10, cifar100.", **fv)
+    flags.DEFINE_list("models", ["mnist", "cifar10", "mlp"], "Models: the reference CNNs mnist, cifar10, "
+                      "cifar100, and mlp (MNIST, 784-128-10, small activations).", **fv)
     flags.DEFINE_integer("iterations", 20, "L-BFGS iterations per timed run.", **fv)
-    flags.DEFINE_integer("chunk_size", keras_subset.LBFGS().chunk_size, "Examples per forward/backward pass.", **fv)
+    flags.DEFINE_string("chunk_size", str(keras_subset.LBFGS().chunk_size), "Examples per forward/backward "
+                        "pass: auto (the library's rule), 0 (one pass) or a number.", **fv)
+    flags.DEFINE_enum("line_search", keras_subset.LBFGS().line_search, list(LINE_SEARCHES),
+                      "The line search of the timed runs; the other one is run once per size for comparison.", **fv)
+    flags.DEFINE_boolean("scipy", True, "Compare with SciPy's L-BFGS-B at equal evaluations.", **fv)
     flags.DEFINE_integer("repeats", 5, "Timed repeats of one evaluation, before and after each L-BFGS run.", **fv)
     flags.DEFINE_list("fit_batch_sizes", ["64", "128", "256", "512"], "Batch sizes tried for model.fit.", **fv)
     flags.DEFINE_string("local_data_dir", "", "Folder with the .npz files (or KERAS_SUBSET_DATA_DIR).", **fv)
@@ -82,12 +90,40 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_string("memory_model", "mnist", "Internal: the model of --memory_probe.", **fv)
 
 
+def _mlp():
+    return keras.Sequential(
+        [keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(128, activation="relu"),
+         keras.layers.Dense(10)],
+        name="mlp_128",
+    )
+
+
+def _chunk(value):
+    """A --chunk_size or --chunk_sweep value as LBFGS takes it: "auto", None (0: one pass) or an int."""
+    return value if value == "auto" else (int(value) or None)
+
+
 _BUILDERS = {
+    "mlp": (_mlp, "mnist"),
     "mnist": (lambda: models.mnist_cnn(width=16), "mnist"),
     "cifar10": (lambda: models.cifar_cnn(width=16, num_classes=10), "cifar10"),
     "cifar100": (lambda: models.cifar_cnn(width=16, num_classes=100), "cifar100"),
 }
 _LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def _aligned_float32(images):
+    """`images / 255` as float32 in a 64-byte aligned buffer, which TensorFlow can share without a copy.
+
+    NumPy's large arrays start 16 bytes past a 64-byte boundary, so `minimize` copies them once
+    (`keras_subset.data.to_tensor`); the memory figures measure the engine's own working memory.
+    """
+    nbytes = images.size * 4
+    buffer = np.empty(nbytes + 64, np.uint8)
+    offset = -buffer.ctypes.data % 64
+    out = buffer[offset : offset + nbytes].view(np.float32).reshape(images.shape)
+    np.divide(images, 255.0, out=out, dtype=np.float32)
+    return out
 
 
 def _model_and_data(name, size):
@@ -96,7 +132,7 @@ def _model_and_data(name, size):
     arrays, _ = datasets.load_arrays(dataset, local_data_dir=FLAGS.local_data_dir or None, download=False)
     index = np.random.default_rng(0).permutation(len(arrays["x_train"]))[:size]
     # Subset the uint8 arrays before converting, so the process holds only K float examples.
-    x, y = arrays["x_train"][index].astype("float32") / 255.0, arrays["y_train"][index]
+    x, y = _aligned_float32(arrays["x_train"][index]), arrays["y_train"][index]
     del arrays
     keras.utils.set_random_seed(0)
     model = build()
@@ -104,9 +140,9 @@ def _model_and_data(name, size):
     return model, x, y
 
 
-def _evaluation_timer(model, x, y, chunk_size=None):
+def _evaluation_timer(model, x, y, chunk_size=False):
     """Returns `time(repeats)`: the seconds of `repeats` compiled full-batch loss-and-gradient calls."""
-    objective = Objective(model, chunk_size=chunk_size or FLAGS.chunk_size)
+    objective = Objective(model, chunk_size=chunk_size if chunk_size is not False else _chunk(FLAGS.chunk_size))
     function = tf.function(objective.value_and_gradient)
     position, x, y = objective.position(), tf.constant(x), tf.constant(y)
     function(position, x, y, None)[1].numpy()  # trace
@@ -150,6 +186,37 @@ def _timed_minimize(optimizer, model, x, y, iterations, verbose=0):
     return seconds, result
 
 
+def _scipy_run(model, x, y, evaluations):
+    """SciPy's L-BFGS-B on the same float32 objective from the model's weights, for `evaluations` evaluations.
+
+    The objective is the compiled chunked one `minimize` uses, called from Python once per
+    evaluation (SciPy's loop is in Fortran and Python). Returns `(seconds, iterations, the lowest
+    loss among its first `evaluations` evaluations)`; the faster of two runs.
+    """
+    objective = Objective(model, chunk_size=_chunk(FLAGS.chunk_size))
+    function = tf.function(objective.value_and_gradient)
+    tx, ty = tf.constant(x), tf.constant(y)
+    start = objective.position().numpy().astype(np.float64)
+    function(tf.constant(start, tf.float32), tx, ty)  # trace
+    runs = []
+    for _ in range(2):
+        values = []
+
+        def value_and_gradient(position):
+            value, gradient = function(tf.constant(position, tf.float32), tx, ty)
+            values.append(float(value))
+            return values[-1], gradient.numpy().astype(np.float64)
+
+        begin = time.perf_counter()
+        result = scipy.optimize.minimize(
+            value_and_gradient, start, jac=True, method="L-BFGS-B",
+            options={"maxfun": evaluations, "maxiter": 100 * evaluations, "gtol": 0.0, "ftol": 0.0},
+        )
+        seconds = time.perf_counter() - begin
+        runs.append((seconds, int(result.nit), min(values[:evaluations]), len(values)))
+    return min(runs)
+
+
 def _dropin_seconds_per_evaluation(model, x, y):
     """Seconds per step of `model.fit` with `compile(optimizer=LBFGS())`, one full batch per step."""
     initial = model.get_weights()
@@ -171,7 +238,7 @@ def _segment_seconds():
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(10, kernel_regularizer="l2")])
     model.compile(loss=_LOSS)
-    optimizer = keras_subset.LBFGS(tolerance=0.0, progress_every=1, chunk_size=FLAGS.chunk_size)
+    optimizer = keras_subset.LBFGS(tolerance=0.0, progress_every=1, chunk_size=_chunk(FLAGS.chunk_size))
     times = {0: [], 1: []}
     for repeat in range(4):
         for verbose in (0, 1):
@@ -186,14 +253,14 @@ def _segment_seconds():
 
 
 def _peak_rss_mib(name, size):
-    """(peak RSS while minimizing, RSS just before) in MiB, of a fresh process on `size` examples."""
+    """(peak RSS while minimizing, RSS just before, data handed in) in MiB, of a fresh process on `size` examples."""
     output = subprocess.run(
         [sys.executable, "-m", "benchmarks.engine", f"--memory_probe={size}", f"--memory_model={name}",
          f"--chunk_size={FLAGS.chunk_size}", f"--local_data_dir={FLAGS.local_data_dir}"],
         check=True, capture_output=True, text=True,
     ).stdout
-    peak, before = output.strip().splitlines()[-1].split()
-    return float(peak), float(before)
+    peak, before, data = output.strip().splitlines()[-1].split()
+    return float(peak), float(before), float(data)
 
 
 def _status_mib(field):
@@ -211,37 +278,86 @@ def _memory_probe():
             clear_refs.write("5")
     except OSError:
         pass
-    keras_subset.LBFGS(max_iterations=3, chunk_size=FLAGS.chunk_size).minimize(model, x, y)
-    print(_status_mib("VmHWM"), before)
+    keras_subset.LBFGS(max_iterations=3, chunk_size=_chunk(FLAGS.chunk_size)).minimize(model, x, y)
+    print(_status_mib("VmHWM"), before, (x.nbytes + y.nbytes) / 2**20)
+
+
+def _other_line_search():
+    return next(ls for ls in LINE_SEARCHES if ls != FLAGS.line_search)
+
+
+def _measure_size(name, size):
+    """The figures of one model at one K: evaluation time, the timed L-BFGS run, both line searches, SciPy."""
+    model, x, y = _model_and_data(name, size)
+    time_evaluations = _evaluation_timer(model, x, y)
+    optimizer = keras_subset.LBFGS(
+        chunk_size=_chunk(FLAGS.chunk_size), progress_every=1, line_search=FLAGS.line_search, tolerance=0.0
+    )
+    evaluation_times = time_evaluations(FLAGS.repeats)
+    warm_seconds, warm = _timed_minimize(optimizer, model, x, y, 1)
+    # The faster of two identical runs: interference from other processes only adds time.
+    (seconds, result), _ = sorted(
+        (_timed_minimize(optimizer, model, x, y, FLAGS.iterations) for _ in range(2)), key=lambda r: r[0]
+    )
+    # Timed before and after the run, so a drift of the machine's speed affects both sides.
+    t_eval = float(np.median(evaluation_times + time_evaluations(FLAGS.repeats)))
+    row = {
+        "size": size,
+        "t_eval": t_eval,
+        "tracing_seconds": warm_seconds - warm.evaluations * t_eval,
+        "lbfgs_seconds": seconds,
+        "iterations": result.iterations,
+        "evaluations": result.evaluations,
+        "loss": result.loss,
+        "evaluations_per_iteration": result.evaluations / max(result.iterations, 1),
+        "overhead_ratio": seconds / (result.evaluations * t_eval),
+        "seconds_per_iteration": seconds / max(result.iterations, 1),
+    }
+    # The other line search, once (its graphs traced by a first short call).
+    other = keras_subset.LBFGS(
+        chunk_size=_chunk(FLAGS.chunk_size), line_search=_other_line_search(), tolerance=0.0
+    )
+    _timed_minimize(other, model, x, y, 1)
+    other_seconds, other_result = _timed_minimize(other, model, x, y, FLAGS.iterations)
+    row["other_line_search"] = {
+        "line_search": other.line_search,
+        "seconds": other_seconds,
+        "iterations": other_result.iterations,
+        "evaluations": other_result.evaluations,
+        "evaluations_per_iteration": other_result.evaluations / max(other_result.iterations, 1),
+        "loss": other_result.loss,
+    }
+    text = (f"{name} K={size}: one evaluation {t_eval:.3f} s; L-BFGS ({FLAGS.line_search}) {result.iterations} "
+            f"iterations, {result.evaluations} evaluations ({row['evaluations_per_iteration']:.2f} per "
+            f"iteration), loss {result.loss:.4g}, {seconds:.1f} s, overhead {row['overhead_ratio']:.3f} (tracing "
+            f"before it: {row['tracing_seconds']:.1f} s); {other.line_search}: {other_result.evaluations} "
+            f"evaluations ({row['other_line_search']['evaluations_per_iteration']:.2f} per iteration), loss "
+            f"{other_result.loss:.4g}, {other_seconds:.1f} s")
+    if FLAGS.scipy:
+        scipy_seconds, scipy_iterations, scipy_loss, scipy_evaluations = _scipy_run(model, x, y, result.evaluations)
+        # SciPy stops at an iteration's end once it has spent the budget: its seconds are scaled
+        # to the same number of evaluations.
+        scipy_equal_seconds = scipy_seconds * result.evaluations / scipy_evaluations
+        row.update(
+            scipy_loss=scipy_loss,
+            scipy_iterations=scipy_iterations,
+            scipy_evaluations=scipy_evaluations,
+            scipy_seconds=scipy_seconds,
+            scipy_loss_ratio=result.loss / scipy_loss,
+            scipy_seconds_ratio=seconds / scipy_equal_seconds,
+        )
+        text += (f"; SciPy L-BFGS-B {scipy_iterations} iterations in {scipy_evaluations} evaluations, best loss "
+                 f"of the first {result.evaluations} {scipy_loss:.4g} (ratio {row['scipy_loss_ratio']:.3f}), "
+                 f"seconds ratio {row['scipy_seconds_ratio']:.3f}")
+    print(text, flush=True)
+    return row, (model, x, y, optimizer)
 
 
 def _measure_model(name, sizes, segment_seconds):
     rows = []
     for size in sizes:
-        model, x, y = _model_and_data(name, size)
-        time_evaluations = _evaluation_timer(model, x, y)
-        optimizer = keras_subset.LBFGS(chunk_size=FLAGS.chunk_size, progress_every=1)
-        evaluation_times = time_evaluations(FLAGS.repeats)
-        warm_seconds, warm = _timed_minimize(optimizer, model, x, y, 1)
-        # The faster of two identical runs: interference from other processes only adds time.
-        (seconds, result), _ = sorted(
-            (_timed_minimize(optimizer, model, x, y, FLAGS.iterations) for _ in range(2)), key=lambda r: r[0]
-        )
-        # Timed before and after the run, so a drift of the machine's speed affects both sides.
-        t_eval = float(np.median(evaluation_times + time_evaluations(FLAGS.repeats)))
-        rows.append({
-            "size": size,
-            "t_eval": t_eval,
-            "tracing_seconds": warm_seconds - warm.evaluations * t_eval,
-            "lbfgs_seconds": seconds,
-            "iterations": result.iterations,
-            "evaluations": result.evaluations,
-            "overhead_ratio": seconds / (result.evaluations * t_eval),
-            "seconds_per_iteration": seconds / max(result.iterations, 1),
-        })
-        print(f"{name} K={size}: one evaluation {t_eval:.3f} s; L-BFGS {result.iterations} iterations, "
-              f"{result.evaluations} evaluations, {seconds:.1f} s, overhead {rows[-1]['overhead_ratio']:.3f} "
-              f"(tracing before it: {rows[-1]['tracing_seconds']:.1f} s)", flush=True)
+        row, (model, x, y, optimizer) = _measure_size(name, size)
+        rows.append(row)
         if size == sizes[0]:
             # Per-iteration progress against silent runs, alternating, after a traced warm-up.
             _timed_minimize(optimizer, model, x, y, 2, verbose=1)
@@ -255,11 +371,15 @@ def _measure_model(name, sizes, segment_seconds):
             dropin = _dropin_seconds_per_evaluation(model, x, y)
     eval_rate = sizes[-1] / rows[-1]["t_eval"]
     slope = float(np.polyfit(np.log(sizes), np.log([r["seconds_per_iteration"] for r in rows]), 1)[0])
-    (small, small_before), (large, large_before) = _peak_rss_mib(name, sizes[0]), _peak_rss_mib(name, 10 * sizes[0])
+    (small, small_before, small_data), (large, large_before, large_data) = (
+        _peak_rss_mib(name, sizes[0]), _peak_rss_mib(name, 10 * sizes[0])
+    )
     figures = {
         "overhead_ratio": max(r["overhead_ratio"] for r in rows),
+        "evaluations_per_iteration": max(r["evaluations_per_iteration"] for r in rows),
         "throughput_ratio": eval_rate / fit_rate,
         "memory_growth": large / small,
+        "working_memory_growth": (large - large_data) / (small - small_data),
         "scaling_exponent": slope,
         "progress_overhead": segment_seconds / rows[0]["seconds_per_iteration"],
         "progress_overhead_direct": direct,
@@ -270,14 +390,20 @@ def _measure_model(name, sizes, segment_seconds):
         "dropin_ratio": dropin / rows[-1]["t_eval"],
         "peak_rss_mib": {str(sizes[0]): small, str(10 * sizes[0]): large},
         "rss_before_minimize_mib": {str(sizes[0]): small_before, str(10 * sizes[0]): large_before},
+        "data_mib": {str(sizes[0]): small_data, str(10 * sizes[0]): large_data},
         "runs": rows,
     }
+    if FLAGS.scipy:
+        figures["scipy_loss_ratio"] = max(r["scipy_loss_ratio"] for r in rows)
+        figures["scipy_loss_ratio_geometric_mean"] = float(np.exp(np.mean([np.log(r["scipy_loss_ratio"]) for r in rows])))
+        figures["scipy_seconds_ratio"] = max(r["scipy_seconds_ratio"] for r in rows)
     print(f"{name}: full-batch {eval_rate:.0f} examples/s, fit {fit_rate:.0f} examples/s (batch {fit_batch}); "
           f"peak RSS while minimizing {small:.0f} MiB at K={sizes[0]}, {large:.0f} MiB at K={10 * sizes[0]} "
-          f"({small - small_before:.0f} and {large - large_before:.0f} MiB above the RSS before); "
-          f"time per iteration ~ K^{slope:.3f}; per-iteration progress +{100 * figures['progress_overhead']:.2f} % "
-          f"(direct: {100 * direct:+.1f} %); model.fit with LBFGS: {dropin:.3f} s per full-batch step "
-          f"({figures['dropin_ratio']:.2f} x one evaluation)", flush=True)
+          f"({small - small_before:.0f} and {large - large_before:.0f} MiB above the RSS before; data "
+          f"{small_data:.0f} and {large_data:.0f} MiB); working memory growth "
+          f"{figures['working_memory_growth']:.3f}; time per iteration ~ K^{slope:.3f}; per-iteration progress "
+          f"+{100 * figures['progress_overhead']:.2f} % (direct: {100 * direct:+.1f} %); model.fit with LBFGS: "
+          f"{dropin:.3f} s per full-batch step ({figures['dropin_ratio']:.2f} x one evaluation)", flush=True)
     return figures
 
 
@@ -286,14 +412,17 @@ def _chunk_sweep(size):
     sweep = {}
     for name in FLAGS.models:
         model, x, y = _model_and_data(name, size)
-        chunks = [int(c) for c in FLAGS.chunk_sweep]
-        timers = {c: _evaluation_timer(model, x, y, chunk_size=c or size) for c in chunks}
+        chunks = list(FLAGS.chunk_sweep)
+        timers = {c: _evaluation_timer(model, x, y, chunk_size=_chunk(c)) for c in chunks}
         times = {c: [] for c in chunks}
         for _ in range(FLAGS.repeats):
             for c in chunks:
                 times[c] += timers[c](1)
         sweep[name] = {str(c): size / float(np.median(times[c])) for c in chunks}
-        shown = ", ".join(f"{c or 'one pass'}: {rate:.0f}" for c, rate in zip(chunks, sweep[name].values()))
+        auto = chunking.auto_chunk_size(model)
+        shown = ", ".join(f"{'one pass' if c == '0' else c}: {rate:.0f}" for c, rate in zip(chunks, sweep[name].values()))
+        shown += f" (auto: {auto})"
+        sweep[name]["auto_chunk_size"] = auto
         print(f"{name} K={size}, examples/s of one evaluation by chunk size: {shown}", flush=True)
     return sweep
 
@@ -312,14 +441,24 @@ def main(argv):
     if not FLAGS.models:  # `--models=`: only the engine's own cost, measured on the small model
         return
     per_model = {name: _measure_model(name, sizes, segment_seconds) for name in FLAGS.models}
+    scipy = {}
+    if FLAGS.scipy:
+        scipy = {
+            "scipy_loss_ratio": max(m["scipy_loss_ratio"] for m in per_model.values()),
+            "scipy_seconds_ratio": max(m["scipy_seconds_ratio"] for m in per_model.values()),
+        }
     summary = {
+        **scipy,
         "overhead_ratio": max(m["overhead_ratio"] for m in per_model.values()),
+        "evaluations_per_iteration": max(m["evaluations_per_iteration"] for m in per_model.values()),
         "throughput_ratio": min(m["throughput_ratio"] for m in per_model.values()),
         "memory_growth": max(m["memory_growth"] for m in per_model.values()),
+        "working_memory_growth": max(m["working_memory_growth"] for m in per_model.values()),
         "scaling_exponent": max(m["scaling_exponent"] for m in per_model.values()),
         "progress_overhead": max(m["progress_overhead"] for m in per_model.values()),
         "progress_segment_seconds": segment_seconds,
         "chunk_size": FLAGS.chunk_size,
+        "line_search": FLAGS.line_search,
         "iterations": FLAGS.iterations,
         "models": per_model,
     }

@@ -7,6 +7,7 @@ import tensorflow as tf
 import keras
 
 from keras_subset import checks
+from keras_subset import chunking
 from keras_subset import stepwise
 from keras_subset.minimize import Minimization, Progress
 from keras_subset.objective import assign_flat, flatten
@@ -117,7 +118,7 @@ class LBFGS(keras.optimizers.Optimizer):
         f_relative_tolerance=0.0,
         max_line_search_iterations=50,
         dtype="float32",
-        chunk_size=128,
+        chunk_size="auto",
         jit_compile=False,
         training=False,
         max_restarts=2,
@@ -137,7 +138,7 @@ class LBFGS(keras.optimizers.Optimizer):
                 "max_line_search_iterations", max_line_search_iterations, minimum=1
             ),
             dtype=checks.check_choice("dtype", dtype, _DTYPES),
-            chunk_size=checks.check_int("chunk_size", chunk_size, minimum=1, allow_none=True),
+            chunk_size=chunking.check_chunk_size(chunk_size),
             jit_compile=checks.check_bool("jit_compile", jit_compile),
             training=checks.check_bool("training", training),
             max_restarts=checks.check_int("max_restarts", max_restarts, minimum=0),

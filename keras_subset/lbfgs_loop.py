@@ -39,8 +39,11 @@ APPROXIMATE_DECREASE = 0.1
 NO_DECREASE = 1  # the line search ran out of iterations without a Wolfe point
 NON_FINITE = 2  # the objective or its gradient was NaN or infinite where the search had to go
 
-# A step that is too short is extrapolated once, by at most this factor.
+# The second trial of an iteration: a too-short step is extrapolated by 2 to MAX_EXTRAPOLATION,
+# a too-long one interpolated to MIN_INTERPOLATION to MAX_INTERPOLATION times its length.
 MAX_EXTRAPOLATION = 20.0
+MIN_INTERPOLATION = 0.05
+MAX_INTERPOLATION = 0.9
 
 # A non-finite trial step is shrunk by this factor, at most this many times.
 SHRINK = 0.1
@@ -116,6 +119,32 @@ def accepts(f0, slope, step, value, derivative):
         & (derivative <= (2.0 * APPROXIMATE_DECREASE - 1.0) * slope)
     )
     return wolfe | approximate
+
+
+def next_step(f0, slope, step, value, derivative, decreased):
+    """The step length of a second trial after `step` failed the Wolfe conditions.
+
+    The minimiser of the cubic that interpolates f(0), f'(0), f(step) and f'(step)
+    (Nocedal and Wright, eq. 3.59), or of the quadratic through f(0), f'(0) and
+    f(step) when the cubic has none. After too little decrease (`decreased` false)
+    it is kept within [MIN_INTERPOLATION, MAX_INTERPOLATION] * step; after a step
+    too short within [2, MAX_EXTRAPOLATION] * step.
+    """
+    d1 = slope + derivative - 3.0 * (f0 - value) / (0.0 - step)
+    radicand = d1 * d1 - slope * derivative
+    d2 = tf.sqrt(tf.maximum(radicand, 0.0))
+    denominator = derivative - slope + 2.0 * d2
+    safe = tf.where(tf.equal(denominator, 0.0), tf.ones_like(denominator), denominator)
+    cubic = step - step * (derivative + d2 - d1) / safe
+    curvature = value - f0 - slope * step
+    quadratic = -slope * step * step / (2.0 * tf.where(curvature > 0, curvature, tf.ones_like(curvature)))
+    guess = tf.where((radicand >= 0) & (denominator != 0) & tf.math.is_finite(cubic), cubic, quadratic)
+    guess = tf.where(tf.math.is_finite(guess), guess, step * MAX_EXTRAPOLATION)
+    return tf.where(
+        decreased,
+        tf.clip_by_value(guess, 2.0 * step, MAX_EXTRAPOLATION * step),
+        tf.clip_by_value(guess, MIN_INTERPOLATION * step, MAX_INTERPOLATION * step),
+    )
 
 
 def _where(condition, a, b):
@@ -268,19 +297,19 @@ def _iteration(value_and_gradient, state, tolerance, x_tolerance, f_absolute_tol
     def has_budget(used):
         return state.num_objective_evaluations + used < budget
 
-    # Too short (the loss still falls steeply there): one extrapolated trial, where the secant of
-    # the derivative through 0 and t crosses zero, at 2 to MAX_EXTRAPOLATION times t.
-    too_short = decrease & ~wolfe & (trial.df < CURVATURE * slope) & has_budget(evaluations)
+    # One more trial before a full line search: where the cubic through f(0), f'(0), f(t), f'(t)
+    # has its minimum, inside (0, t) when the step was too long (not enough decrease), beyond t
+    # when it was too short (the loss still falls steeply there).
+    second = trial_finite & ~wolfe & has_budget(evaluations)
 
-    def extrapolate():
-        ratio = tf.where(trial.df > slope, slope / (slope - trial.df), tf.constant(MAX_EXTRAPOLATION, dtype))
-        return line(trial.x * tf.clip_by_value(ratio, 2.0, MAX_EXTRAPOLATION)), tf.constant(1)
+    def second_trial():
+        return line(next_step(f0, slope, trial.x, trial.f, trial.df, decrease)), tf.constant(1)
 
-    farther, extra = tf.cond(too_short, extrapolate, lambda: (trial, tf.constant(0)))
+    farther, extra = tf.cond(second, second_trial, lambda: (trial, tf.constant(0)))
     evaluations = evaluations + extra
-    farther_wolfe = too_short & finite(farther) & accepts(f0, slope, farther.x, farther.f, farther.df)
-    # The line search starts from the farthest finite point known.
-    start = _where(too_short & finite(farther), farther, trial)
+    farther_wolfe = second & finite(farther) & accepts(f0, slope, farther.x, farther.f, farther.df)
+    # The line search starts from the second trial when it is finite.
+    start = _where(second & finite(farther), farther, trial)
 
     def fallback():
         at_zero = _LinePoint(x=tf.zeros([], dtype), f=f0, df=slope, full_gradient=g0)
@@ -297,7 +326,7 @@ def _iteration(value_and_gradient, state, tolerance, x_tolerance, f_absolute_tol
     def no_search():
         return tf.constant(False), start, tf.constant(0), tf.constant(0)
 
-    need_search = trial_finite & ~wolfe & ~farther_wolfe & has_budget(evaluations)
+    need_search = second & ~farther_wolfe & has_budget(evaluations)
     # The search must be the false branch: with it as the true branch, TensorFlow 2.21 returned
     # empty float32 tensors for the whole loop state from a `tf.function` (eager was right).
     searched, searched_point, search_evaluations, failure = tf.cond(~need_search, no_search, fallback)

@@ -4,7 +4,7 @@ import numpy as np
 import tensorflow as tf
 import keras
 
-from keras_subset import checks
+from keras_subset import chunking
 
 # Chunks in flight at once in the chunk loop. TensorFlow's default (10) kept the activations of
 # up to 10 chunks alive: on the CIFAR-10 CNN at K=4000, chunks of 128, the gradient's peak memory
@@ -45,8 +45,9 @@ class Objective:
         model: A built Keras model.
         loss: A loss name, function or `keras.losses.Loss`; by default the
             loss `model` was compiled with.
-        chunk_size: Examples per forward/backward pass; `None` for a single
-            pass over all examples.
+        chunk_size: Examples per forward/backward pass; `"auto"` for the
+            largest that fits `keras_subset.chunking`'s activation budget;
+            `None` for a single pass over all examples.
         dtype: The dtype of the flat position, value and gradient.
         training: Whether to call the model in training mode (see above).
     """
@@ -58,7 +59,7 @@ class Objective:
                 "batch, or `model.build(input_shape)`) and make sure some layers "
                 "are trainable."
             )
-        chunk_size = checks.check_int("chunk_size", chunk_size, minimum=1, allow_none=True)
+        chunk_size = chunking.resolve_chunk_size(chunk_size, model)
         self.model = model
         self.loss_fn, self.reduction = resolve_loss(model, loss)
         self.chunk_size = None if chunk_size is None else int(chunk_size)
@@ -204,7 +205,7 @@ class Objective:
         Args:
             x: Tensors (or a nest) holding all inputs.
         """
-        layers = [l for l in _all_layers(self.model) if isinstance(l, keras.layers.BatchNormalization)]
+        layers = [l for l in chunking.all_layers(self.model) if isinstance(l, keras.layers.BatchNormalization)]
         if not layers:
             return
         stats = _population_statistics(self, layers, x)
@@ -268,13 +269,6 @@ def assign_flat(variables, flat):
     parts = tf.split(flat, [int(np.prod(v.shape)) for v in variables])
     for variable, part in zip(variables, parts):
         variable.assign(tf.cast(tf.reshape(part, variable.shape), variable.dtype))
-
-
-def _all_layers(layer):
-    """Yields every layer nested in `layer` through the public `layers` attribute."""
-    for sub in getattr(layer, "layers", []):
-        yield sub
-        yield from _all_layers(sub)
 
 
 def _broadcast_weights(weights, values):
