@@ -20,6 +20,9 @@ from convex import downsampled, flat_weights, logistic_regression, numpy_objecti
         ({"chunk_size": 0}, "chunk_size"),
         ({"tolerance": -1.0}, "tolerance"),
         ({"num_correction_pairs": 2.5}, "num_correction_pairs"),
+        ({"line_search": "more_thuente"}, "line_search"),
+        ({"max_evaluations": 0}, "max_evaluations"),
+        ({"chunk_size": "big"}, "chunk_size"),
     ],
 )
 def test_bad_constructor_arguments(kwargs, match):
@@ -32,6 +35,7 @@ def test_serialization_round_trip():
         max_iterations=7, num_correction_pairs=4, tolerance=1e-6, x_tolerance=1e-9,
         f_relative_tolerance=1e-12, max_line_search_iterations=20, dtype="float64",
         chunk_size=256, jit_compile=True, training=True, max_restarts=0, progress_every=3,
+        max_evaluations=40, line_search="hager_zhang",
     )
     config = keras.saving.serialize_keras_object(optimizer)
     restored = keras.saving.deserialize_keras_object(config)
@@ -192,3 +196,19 @@ def test_apply_refuses_a_step_without_its_loss_and_changed_variables(mnist):
         optimizer.apply(gradients[2:], model.trainable_variables)
     for a, b in zip(before, model.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_compile_fit_honours_the_evaluation_budget(mnist):
+    x, y = mnist[0][:300], mnist[1][:300]
+    model = small_cnn(seed=9)
+    optimizer = keras_subset.LBFGS(max_evaluations=7)
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
+    model.fit(x, y, batch_size=len(x), epochs=12, verbose=0)
+    results = optimizer.fit_results
+    # Exactly the budget: the later steps evaluate the best point and count nothing.
+    assert results["evaluations"] == 7 and results["budget_spent"], results
+    assert int(optimizer.iterations.numpy()) == 12
+    assert model.evaluate(x, y, verbose=0, return_dict=True)["loss"] == pytest.approx(results["loss"], rel=1e-5)
+    # A later fit spends nothing more.
+    model.fit(x, y, batch_size=len(x), epochs=2, verbose=0)
+    assert optimizer.fit_results["evaluations"] == 7

@@ -86,3 +86,18 @@ def test_step_rule_keeps_a_non_finite_start_in_place():
     state, next_position = stepwise.step(state, position, np.nan, tf.constant([np.nan, 0.0]), 0.0, 5)
     np.testing.assert_array_equal(next_position.numpy(), position.numpy())
     assert int(state["started"]) == 0
+
+
+def test_step_rule_spends_exactly_its_evaluation_budget():
+    state = stepwise.initial_state(2, 10, tf.float64)
+    position = tf.constant([-1.2, 1.0], tf.float64)
+    seen = []
+    for _ in range(40):
+        value, gradient = _rosenbrock(position)
+        seen.append(position.numpy())
+        state, position = stepwise.step(state, position, value, gradient, 1e-10, 20, max_evaluations=15)
+    assert int(state["evaluations"]) == 15
+    # From then on the rule holds the best accepted point: no new point is tried.
+    np.testing.assert_array_equal(position.numpy(), state["position"].numpy())
+    assert len({tuple(p) for p in seen[16:]}) == 1
+    assert float(state["value"]) < 24.2
