@@ -12,6 +12,7 @@ Public API:
 from keras_subset.callback import SubsetPretraining
 from keras_subset.lbfgs import LBFGS
 from keras_subset.minimize import LBFGSResult
+from keras_subset.pretrain import PretrainResult, Stage, pretrain
 from keras_subset.subset import overdetermination_ratio, select_subset, subset_size_for_ratio
 
 __version__ = "0.1.0"
@@ -20,7 +21,10 @@ __all__ = [
     "LBFGS",
     "LBFGSResult",
     "SubsetPretraining",
+    "PretrainResult",
+    "Stage",
     "overdetermination_ratio",
+    "pretrain",
     "select_subset",
     "subset_size_for_ratio",
 ]

@@ -125,6 +125,7 @@ class LBFGS(keras.optimizers.Optimizer):
         progress_every=10,
         max_evaluations=None,
         line_search="initial_step",
+        weight_decay=0.0,
         name="lbfgs",
     ):
         # Every argument is checked before anything is built.
@@ -145,6 +146,7 @@ class LBFGS(keras.optimizers.Optimizer):
             progress_every=checks.check_int("progress_every", progress_every, minimum=1),
             max_evaluations=checks.check_int("max_evaluations", max_evaluations, minimum=1, allow_none=True),
             line_search=checks.check_choice("line_search", line_search, LINE_SEARCHES),
+            weight_decay=checks.check_number("weight_decay", weight_decay, minimum=0),
         )
         # The Keras optimizer state (see `apply`); a learning rate means nothing to L-BFGS.
         super().__init__(learning_rate=1.0, name=name)
@@ -172,6 +174,7 @@ class LBFGS(keras.optimizers.Optimizer):
             "progress_every": self.progress_every,
             "max_evaluations": self.max_evaluations,
             "line_search": self.line_search,
+            "weight_decay": self.weight_decay,
             "name": self.name,
         }
 
@@ -267,10 +270,13 @@ class LBFGS(keras.optimizers.Optimizer):
             [tf.zeros_like(v.value) if g is None else tf.convert_to_tensor(g) for g, v in zip(grads, trainable_variables)],
             dtype,
         )
+        loss = self._step_loss.value
+        if self.weight_decay:
+            loss += 0.5 * self.weight_decay * tf.tensordot(position, position, 1)
+            gradient += self.weight_decay * position
         state = {key: variable.value for key, variable in self._step_state.items()}
         state, next_position = stepwise.step(
-            state, position, self._step_loss.value, gradient, self.tolerance, self.max_line_search_iterations,
-            self.max_evaluations,
+            state, position, loss, gradient, self.tolerance, self.max_line_search_iterations, self.max_evaluations
         )
         for key, variable in self._step_state.items():
             variable.assign(state[key])

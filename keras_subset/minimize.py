@@ -79,7 +79,17 @@ _NO_BUDGET = np.iinfo(np.int32).max
 class Minimization:
     """One L-BFGS minimisation, advanced in compiled segments; keeps the best point found."""
 
-    def __init__(self, options, model, x, y, sample_weight, loss):
+    def __init__(self, options, model, x, y, sample_weight, loss, history=None):
+        """Checks the inputs and evaluates the starting point (one evaluation).
+
+        Args:
+            options: The `LBFGS` whose settings apply.
+            model, x, y, sample_weight, loss: As for `LBFGS.minimize`.
+            history: A finished `Minimization` of the same model whose curvature
+                pairs (and coordinate scale) the first segment starts with, so a
+                warm start on new examples keeps its inverse-Hessian estimate
+                (`line_search="initial_step"` only; ignored otherwise).
+        """
         self.start_time = time.perf_counter()
         self.options = options
         self.objective, self.run = compiled_run(options, model, loss)
@@ -113,6 +123,11 @@ class Minimization:
         # u = position / scale, which makes the first trial step min(1, 1/|g|_1) * -g, as
         # PyTorch's L-BFGS does. Later steps are scaled by the curvature estimate anyway.
         self.scale = min(1.0, 1.0 / max(float(tf.reduce_sum(tf.abs(gradient))), 1e-30)) ** 0.5
+        self._initial_history = None
+        if history is not None and options.line_search == "initial_step" and history.pairs() is not None:
+            # The pairs live in the previous run's coordinates: keep its scale.
+            self.scale = history.scale
+            self._initial_history = history.pairs()
         self.best_position, self.best_value, self.best_gradient = position, self.initial_value, gradient
         # Counts of the runs before the latest restart; the initial check is one evaluation.
         self._iterations_before, self._evaluations_before = 0, 1
@@ -141,9 +156,11 @@ class Minimization:
             f_tolerance = tf.constant(o.f_relative_tolerance * abs(self.best_value), dtype)
             scale = tf.constant(self.scale, dtype)
             if self.state is None:
+                pairs = self._initial_history or self._no_pairs()
+                self._initial_history = None  # a restart after a failure starts with no pairs
                 self.state = self.run.start(
                     self.best_position / scale, tf.constant(self.best_value, dtype), self.best_gradient * scale,
-                    end, budget, f_tolerance, scale, *self.tensors,
+                    *pairs, end, budget, f_tolerance, scale, *self.tensors,
                 )
             else:
                 self.state = self.run.resume(self.state, end, budget, f_tolerance, scale, *self.tensors)
@@ -167,6 +184,16 @@ class Minimization:
                     self.restarts += 1
                     self._iterations_before, self._evaluations_before = self.iterations, self.evaluations
                     self.state = None
+
+    def pairs(self):
+        """The curvature pairs `(s, y, count)` of the latest segment (`initial_step` route), or `None`."""
+        if self.state is None or not hasattr(self.state, "history_size") or int(self.state.history_size) == 0:
+            return None
+        return self.state.position_deltas, self.state.gradient_deltas, self.state.history_size
+
+    def _no_pairs(self):
+        history = tf.zeros([self.options.num_correction_pairs, self.objective.num_parameters], self.objective.dtype)
+        return history, history, tf.constant(0)
 
     @staticmethod
     def _failure(state):
@@ -283,9 +310,13 @@ class CompiledRun:
             max_line_search_iterations=o.max_line_search_iterations,
         )
 
-    def _start_initial_step(self, u, value, gradient_u, max_iterations, budget, f_tolerance, scale, x, y, sample_weight):
+    def _start_initial_step(
+        self, u, value, gradient_u, s_history, y_history, history_size, max_iterations, budget, f_tolerance, scale,
+        x, y, sample_weight,
+    ):
         o = self.options
         state = lbfgs_loop.state_at(u, value, gradient_u, o.num_correction_pairs, o.tolerance * scale)
+        state = state._replace(position_deltas=s_history, gradient_deltas=y_history, history_size=history_size)
         return self._initial_step(state, max_iterations, budget, f_tolerance, scale, x, y, sample_weight)
 
     def _resume_initial_step(self, state, max_iterations, budget, f_tolerance, scale, x, y, sample_weight):
@@ -306,8 +337,12 @@ class CompiledRun:
             **start,
         )
 
-    def _start_tfp(self, u, value, gradient_u, max_iterations, budget, f_tolerance, scale, x, y, sample_weight):
-        del value, gradient_u, budget  # TFP evaluates the start itself; the budget is checked between segments
+    def _start_tfp(
+        self, u, value, gradient_u, s_history, y_history, history_size, max_iterations, budget, f_tolerance, scale,
+        x, y, sample_weight,
+    ):
+        # TFP evaluates the start itself, keeps no pairs from elsewhere; the budget is checked between segments.
+        del value, gradient_u, s_history, y_history, history_size, budget
         return self._tfp(max_iterations, f_tolerance, scale, x, y, sample_weight, initial_position=u)
 
     def _resume_tfp(self, state, max_iterations, budget, f_tolerance, scale, x, y, sample_weight):
@@ -354,12 +389,16 @@ def compiled_run(options, model, loss):
         tuple(id(v) for v in model.trainable_variables),
         len(model.non_trainable_variables),
         options.line_search,
+        options.chunk_size,
+        options.training,
+        options.weight_decay,
     )
     cached = getattr(options, "_cache", None)
     if cached is not None and cached[0]() is model and cached[1] == key:
         return cached[2], cached[3]
     objective = Objective(
-        model, loss=loss, chunk_size=options.chunk_size, dtype=options.dtype, training=options.training
+        model, loss=loss, chunk_size=options.chunk_size, dtype=options.dtype, training=options.training,
+        weight_decay=options.weight_decay,
     )
     run = CompiledRun(objective, options)
     options._cache = (weakref.ref(model), key, objective, run)

@@ -4,6 +4,7 @@ import numpy as np
 import tensorflow as tf
 import keras
 
+from keras_subset import checks
 from keras_subset import chunking
 
 # Chunks in flight at once in the chunk loop. TensorFlow's default (10) kept the activations of
@@ -50,9 +51,11 @@ class Objective:
             `None` for a single pass over all examples.
         dtype: The dtype of the flat position, value and gradient.
         training: Whether to call the model in training mode (see above).
+        weight_decay: Adds `weight_decay / 2 * |w|^2` over all trainable
+            weights `w` to the objective (an L2 penalty; 0 for none).
     """
 
-    def __init__(self, model, loss=None, chunk_size=None, dtype="float32", training=False):
+    def __init__(self, model, loss=None, chunk_size=None, dtype="float32", training=False, weight_decay=0.0):
         if not model.built or not model.trainable_variables:
             raise ValueError(
                 "`model` has no trainable weights: build it first (call it on a "
@@ -65,6 +68,7 @@ class Objective:
         self.chunk_size = None if chunk_size is None else int(chunk_size)
         self.dtype = tf.as_dtype(dtype)
         self.training = bool(training)
+        self.weight_decay = checks.check_number("weight_decay", weight_decay, minimum=0)
         self.variables = list(model.trainable_variables)
         self._shapes = [tuple(v.shape) for v in self.variables]
         self._sizes = [int(np.prod(s)) for s in self._shapes]
@@ -103,21 +107,37 @@ class Objective:
         Returns:
             A tuple `(value, gradient)` of `self.dtype`.
         """
+        value, gradient = self._summed(position, x, y, sample_weight, with_gradient=True)
+        if self.weight_decay:
+            decay = tf.cast(self.weight_decay, self.dtype)
+            value += 0.5 * decay * tf.tensordot(position, position, 1)
+            gradient += decay * position
+        return value, gradient
+
+    def value(self, position, x, y, sample_weight=None):
+        """Returns the objective's data term at `position`: the loss (and `model.losses`), no gradient.
+
+        Forward passes only, in chunks; `weight_decay` is not added (it is a term of
+        the weights, not of the examples). Used to measure a held-out loss.
+        """
+        return self._summed(position, x, y, sample_weight, with_gradient=False)[0]
+
+    def _summed(self, position, x, y, sample_weight, with_gradient):
         if not isinstance(tf.nest.flatten(x)[0], tf.distribute.DistributedValues):
             n = tf.shape(tf.nest.flatten(x)[0])[0]
-            return self._shard_value_and_gradient(position, x, y, sample_weight, n)
+            return self._shard_sum(position, x, y, sample_weight, n, with_gradient)
 
         def replica_fn(position, x, y, sample_weight):
             local = tf.shape(tf.nest.flatten(x)[0])[0]
             total = tf.distribute.get_replica_context().all_reduce("sum", local)
-            return self._shard_value_and_gradient(position, x, y, sample_weight, total)
+            return self._shard_sum(position, x, y, sample_weight, total, with_gradient)
 
         strategy = tf.distribute.get_strategy()
         value, gradient = strategy.run(replica_fn, args=(position, x, y, sample_weight))
         return strategy.reduce("sum", value, axis=None), strategy.reduce("sum", gradient, axis=None)
 
-    def _shard_value_and_gradient(self, position, x, y, sample_weight, total):
-        """The share of `x` (`total` examples in all shards) in the value and gradient."""
+    def _shard_sum(self, position, x, y, sample_weight, total, with_gradient):
+        """The share of `x` (`total` examples in all shards) in the value and (if asked) the gradient."""
         weights = self.unflatten(position)
         non_trainable = [v.value for v in self.model.non_trainable_variables]
         n = tf.shape(tf.nest.flatten(x)[0])[0]
@@ -127,6 +147,9 @@ class Objective:
         def body(i, value, gradients):
             start = i * chunk
             end = tf.minimum(start + chunk, n)
+            if not with_gradient:
+                chunk_value = self._chunk_value(weights, non_trainable, x, y, sample_weight, start, end, total)
+                return i + 1, value + tf.cast(chunk_value, self.dtype), gradients
             with tf.GradientTape() as tape:
                 tape.watch(weights)
                 chunk_value = self._chunk_value(
@@ -143,12 +166,15 @@ class Objective:
                 [a + g for a, g in zip(gradients, chunk_gradients)],
             )
 
+        gradients = [tf.zeros_like(w) for w in weights] if with_gradient else []
         _, value, gradients = tf.while_loop(
             lambda i, *_: i < num_chunks,
             body,
-            (tf.constant(0), tf.zeros([], self.dtype), [tf.zeros_like(w) for w in weights]),
+            (tf.constant(0), tf.zeros([], self.dtype), gradients),
             parallel_iterations=_PARALLEL_CHUNKS,
         )
+        if not with_gradient:
+            return value, tf.zeros([0], self.dtype)
         gradient = tf.concat([tf.reshape(tf.cast(g, self.dtype), [-1]) for g in gradients], axis=0)
         return value, gradient
 

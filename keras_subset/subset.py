@@ -85,7 +85,9 @@ def subset_size_for_ratio(model, ratio, num_outputs=None):
     return max(1, math.ceil(round(ratio * num_trainable_parameters(model) / m, 9)))
 
 
-def resolve_subset_size(num_examples, size=None, fraction=None, ratio=None, model=None, num_outputs=None):
+def resolve_subset_size(
+    num_examples, size=None, fraction=None, ratio=None, model=None, num_outputs=None, names=("size", "fraction", "ratio")
+):
     """Returns the subset size given exactly one of `size`, `fraction` or `ratio`.
 
     Args:
@@ -95,6 +97,8 @@ def resolve_subset_size(num_examples, size=None, fraction=None, ratio=None, mode
         ratio: target Q, converted with the model's P and M.
         model: The model (needed for `ratio`, and for the Q < 1 warning).
         num_outputs: M, when it cannot be read from the model.
+        names: The names of the three arguments in the caller's words (for
+            the error messages).
 
     Returns:
         K, with 1 <= K <= N.
@@ -103,42 +107,44 @@ def resolve_subset_size(num_examples, size=None, fraction=None, ratio=None, mode
         ValueError: when not exactly one of size/fraction/ratio is given, or
             the value is out of range.
     """
-    size, fraction, ratio = check_size_arguments(size, fraction, ratio)
+    size, fraction, ratio = check_size_arguments(size, fraction, ratio, names)
     num_examples = checks.check_int("num_examples", num_examples, minimum=1)
     if size is not None:
         if size > num_examples:
-            raise ValueError(f"`size` must be at most the number of training examples ({num_examples}), got {size}.")
+            raise ValueError(
+                f"`{names[0]}` must be at most the number of training examples ({num_examples}), got {size}."
+            )
         k = int(size)
     elif fraction is not None:
         k = max(1, int(round(fraction * num_examples)))
     else:
         if model is None:
-            raise ValueError("`ratio` needs the model to convert Q into a number of examples.")
+            raise ValueError(f"`{names[2]}` needs the model to convert Q into a number of examples.")
         k = subset_size_for_ratio(model, ratio, num_outputs)
         if k > num_examples:
             raise ValueError(
-                f"`ratio`={ratio} needs {k} examples but the training set has {num_examples}; "
+                f"`{names[2]}`={ratio} needs {k} examples but the training set has {num_examples}; "
                 f"the full set's Q is {overdetermination_ratio(model, num_examples, num_outputs):.3g}."
             )
     return k
 
 
-def check_size_arguments(size=None, fraction=None, ratio=None):
+def check_size_arguments(size=None, fraction=None, ratio=None, names=("size", "fraction", "ratio")):
     """Returns `(size, fraction, ratio)` as Python numbers (two of them `None`).
 
     Raises:
         ValueError: unless exactly one of them is given and valid.
     """
-    given = [name for name, v in (("size", size), ("fraction", fraction), ("ratio", ratio)) if v is not None]
+    given = [name for name, v in zip(names, (size, fraction, ratio)) if v is not None]
     if len(given) != 1:
         raise ValueError(
-            "Give exactly one of `size` (examples), `fraction` (0 < f <= 1) or `ratio` "
+            f"Give exactly one of `{names[0]}` (examples), `{names[1]}` (0 < f <= 1) or `{names[2]}` "
             f"(target Q = K*M/P); got {given or 'none'}."
         )
     return (
-        checks.check_int("size", size, minimum=1, allow_none=True),
-        checks.check_number("fraction", fraction, minimum=0, maximum=1, min_inclusive=False, allow_none=True),
-        checks.check_number("ratio", ratio, minimum=0, min_inclusive=False, allow_none=True),
+        checks.check_int(names[0], size, minimum=1, allow_none=True),
+        checks.check_number(names[1], fraction, minimum=0, maximum=1, min_inclusive=False, allow_none=True),
+        checks.check_number(names[2], ratio, minimum=0, min_inclusive=False, allow_none=True),
     )
 
 
@@ -202,6 +208,50 @@ def select_subset(examples, size, strategy="random", seed=None):
     if strategy == "random":
         return np.sort(rng.choice(n, size=size, replace=False)).astype(np.int64)
     return _stratified(labels, size, rng)
+
+
+def nested_order(examples, strategy="random", seed=None):
+    """Returns an order of all examples whose every prefix is a random (or class-balanced) subset.
+
+    Progressive subsets are prefixes of this order, so each one holds the previous one.
+
+    Args:
+        examples: The number of training examples N, or an array of their
+            targets (class labels for `"stratified"`, as `select_subset` takes).
+        strategy: `"random"`: a uniformly random permutation, so the first K
+            examples are a uniformly random subset. `"stratified"`: the classes
+            take turns in a random order, each class's examples in a random
+            order, so every prefix is class-balanced (classes differ by at most
+            one example until a class runs out).
+        seed: An int >= 0 for a reproducible order, or `None`.
+
+    Returns:
+        An int64 permutation of `range(N)`.
+    """
+    checks.check_choice("strategy", strategy, STRATEGIES)
+    seed = checks.check_seed("seed", seed)
+    if checks.is_integer(examples):
+        if strategy == "stratified":
+            raise ValueError('strategy="stratified" needs the class labels: pass them as `examples`.')
+        n, labels = int(examples), None
+    else:
+        labels = _as_class_labels(examples) if strategy == "stratified" else None
+        n = len(examples) if labels is None else len(labels)
+    if n < 1:
+        raise ValueError("`examples` is empty: there are no training examples to order.")
+    rng = np.random.default_rng(seed)
+    if labels is None:
+        return rng.permutation(n).astype(np.int64)
+    # Rank of each example within its class, in a random order; then all first-ranked examples
+    # (classes in a random order), all second-ranked ones, and so on.
+    shuffled = rng.permutation(n)
+    rank = np.empty(n, np.int64)
+    for c in np.unique(labels):
+        members = shuffled[labels[shuffled] == c]
+        rank[members] = np.arange(len(members))
+    class_turn = {c: t for t, c in enumerate(rng.permutation(np.unique(labels)))}
+    turn = np.array([class_turn[c] for c in labels], np.int64)
+    return np.lexsort((turn, rank)).astype(np.int64)
 
 
 def _stratified(labels, size, rng):

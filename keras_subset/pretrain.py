@@ -1,0 +1,607 @@
+"""`pretrain`: fit a subset of the training set, or a sequence of growing subsets, before training on all of it.
+
+One subset (`growth=None`) is the idea of Spörer et al. (KDIR 2024): the minimum of
+a subset whose overdetermination ratio Q = K*M/P clearly exceeds 1 approximates the
+full set's. Progressive subsets (`growth > 1`) follow Ada Newton (Eisen, Mokhtari,
+Ribeiro 2017) and the sample-growing L-BFGS of Byrd et al. (2012) and Bollapragada
+et al. (2018): nested subsets grow by `growth` each stage, every stage starts from
+the weights (and, with L-BFGS, the curvature pairs) of the one before, and each
+stage stops at its statistical accuracy instead of at its minimum, because a
+small subset's cross-entropy minimum lies at ever larger weights and fits the
+subset, not the data.
+
+The statistical-accuracy rule: every `check_every` L-BFGS iterations (every epoch
+with a Keras optimizer) the loss is measured on examples outside the stage's
+subset: the next stage's new examples (at most as many as the subset holds). The
+stage ends when that held-out loss has not improved by `check_tolerance`
+(relative) for `patience` checks in a row, and the model keeps the weights of
+the best held-out loss. The optimizer's own limits (`max_iterations`,
+`max_evaluations`, tolerances; `epochs`) cap every stage. A stage with no example
+outside it (the full training set) runs to those limits.
+"""
+
+import dataclasses
+import math
+import time
+
+import numpy as np
+import tensorflow as tf
+import keras
+
+from keras_subset import checks
+from keras_subset import chunking
+from keras_subset import data as data_lib
+from keras_subset import subset as subset_lib
+from keras_subset.lbfgs import LBFGS
+from keras_subset.minimize import Minimization
+from keras_subset.objective import Objective, loss_object
+
+STOP_RULES = ("held_out", "none")
+
+
+@dataclasses.dataclass
+class Stage:
+    """One stage of `pretrain`: one subset fitted.
+
+    Attributes:
+        size: K, examples in the subset.
+        ratio: Its overdetermination ratio Q = K*M/P.
+        iterations: L-BFGS iterations (or minibatch steps of a Keras optimizer).
+        evaluations: Full-subset objective evaluations (L-BFGS, line searches
+            and the stage's starting point included), or epochs of a Keras
+            optimizer.
+        loss: The subset's loss at the weights the stage ended with (weight
+            decay included when it is on).
+        held_out_loss: The loss on the held-out check examples there, or `None`
+            when the stage had none.
+        held_out_size: The number of held-out check examples.
+        reason: Why the stage ended, in words.
+        seconds: Wall-clock seconds of the stage.
+        example_gradients: Examples through a forward and backward pass:
+            `evaluations * size` for L-BFGS, `epochs * size` for a Keras optimizer.
+        example_forwards: Examples through a forward pass only (held-out checks).
+    """
+
+    size: int
+    ratio: float
+    iterations: int
+    evaluations: int
+    loss: float
+    held_out_loss: float
+    held_out_size: int
+    reason: str
+    seconds: float
+    example_gradients: int
+    example_forwards: int
+
+
+@dataclasses.dataclass
+class PretrainResult:
+    """What `pretrain` did.
+
+    Attributes:
+        stages: One `Stage` per subset, smallest first.
+        example_gradients: The training cost: examples through a forward and
+            backward pass, summed over the stages (every L-BFGS evaluation, line
+            searches included).
+        example_forwards: Examples through a forward pass only (the held-out
+            checks of the stage rule).
+        seconds: Wall-clock seconds of the whole call.
+        initial_loss: The first subset's loss at the starting weights.
+        subset_indices: The sorted indices of the last stage's subset.
+        num_examples: N, the size of the training set given.
+    """
+
+    stages: list
+    example_gradients: int
+    example_forwards: int
+    seconds: float
+    initial_loss: float
+    subset_indices: np.ndarray
+    num_examples: int
+
+    @property
+    def loss(self):
+        """The last stage's subset loss."""
+        return self.stages[-1].loss
+
+    def as_logs(self, prefix=""):
+        """The figures as a flat dict of numbers (for Keras `logs`)."""
+        last = self.stages[-1]
+        return {
+            f"{prefix}loss": last.loss,
+            f"{prefix}initial_loss": self.initial_loss,
+            f"{prefix}stages": len(self.stages),
+            f"{prefix}iterations": sum(s.iterations for s in self.stages),
+            f"{prefix}evaluations": sum(s.evaluations for s in self.stages),
+            f"{prefix}example_gradients": self.example_gradients,
+            f"{prefix}example_forwards": self.example_forwards,
+            f"{prefix}seconds": self.seconds,
+            f"{prefix}subset_size": last.size,
+            f"{prefix}ratio": last.ratio,
+        }
+
+
+def stage_sizes(first, last, growth):
+    """The subset sizes of the stages: `first`, then times `growth` (rounded up) until `last`.
+
+    Args:
+        first: The first subset's size.
+        last: The last subset's size (>= `first`); ignored when `growth` is `None`.
+        growth: The factor between stages, > 1, or `None` for one stage.
+
+    Returns:
+        A list of increasing ints ending with `last` (or `[first]`).
+    """
+    if growth is None:
+        return [first]
+    sizes = [first]
+    while sizes[-1] < last:
+        sizes.append(min(last, max(sizes[-1] + 1, math.ceil(sizes[-1] * growth))))
+    return sizes
+
+
+def pretrain(
+    model,
+    x,
+    y=None,
+    *,
+    sample_weight=None,
+    size=None,
+    fraction=None,
+    ratio=None,
+    growth=None,
+    max_size=None,
+    max_fraction=None,
+    max_ratio=None,
+    strategy="random",
+    optimizer=None,
+    epochs=None,
+    batch_size=32,
+    seed=None,
+    num_outputs=None,
+    weight_decay=0.0,
+    stop_rule="held_out",
+    check_every=5,
+    patience=2,
+    check_tolerance=1e-3,
+    carry_history=True,
+    training=None,
+    callbacks=None,
+    verbose=0,
+):
+    """Fits a subset of the training data, or nested growing subsets, before training on all of it.
+
+    The first subset's size is given by exactly one of `size`, `fraction` or
+    `ratio` (the overdetermination ratio Q = K*M/P: K examples, M outputs per
+    example, P trainable parameters). With `growth=None` that one subset is
+    fitted. With `growth > 1` the subsets are nested prefixes of one random (or
+    class-balanced) order of the examples, each `growth` times the previous one
+    (rounded up), up to the size given by at most one of `max_size`,
+    `max_fraction` or `max_ratio` (default: all the examples). Each stage starts
+    from the weights the previous one ended with; with L-BFGS
+    (`line_search="initial_step"`) and `carry_history=True` also from its
+    curvature pairs.
+
+    Each stage with examples outside it stops at its statistical accuracy (see
+    the module docstring): with `stop_rule="held_out"` when the loss on the next
+    stage's new examples stops improving, keeping the weights of its best value.
+    With `stop_rule="none"` every stage runs to the optimizer's limits (the
+    subset's minimum, as the paper fits it). The model ends with the weights of
+    the last stage.
+
+    Batch normalisation and dropout: with `training=None` the subset objective
+    runs the model in training mode when it has `BatchNormalization` or
+    `Dropout` layers (batch statistics as `fit` uses them, fixed dropout masks
+    so the objective stays deterministic), and every `BatchNormalization`
+    layer's moving statistics are set to the population statistics of the last
+    subset at the end, so `fit` and inference continue from consistent
+    statistics. `training=False` evaluates in inference mode throughout.
+
+    Args:
+        model: A compiled (with a loss), built Keras model.
+        x: Inputs: arrays, tensors (or a list/dict of them) or a finite,
+            batched `tf.data.Dataset` of `(x, y)` or `(x, y, sample_weight)`.
+        y: Targets (`None` when `x` is a dataset).
+        sample_weight: Optional non-negative per-example weights.
+        size, fraction, ratio: The first subset's size (exactly one).
+        growth: The factor between stage sizes (> 1), or `None` for one subset.
+        max_size, max_fraction, max_ratio: The last stage's size (at most one;
+            only with `growth`); default: every example.
+        strategy: `"random"` or `"stratified"` (class-balanced subsets; needs
+            class labels as `y`).
+        optimizer: A `keras_subset.LBFGS` (default `LBFGS()`), or a Keras
+            optimizer instance or name, run for at most `epochs` epochs of
+            minibatches of `batch_size` per stage. It must not be the model's
+            compiled optimizer.
+        epochs: Epochs per stage for a Keras optimizer; `None` with L-BFGS.
+        batch_size: Minibatch size for a Keras optimizer.
+        seed: Seed of the subset order and the minibatch shuffling.
+        num_outputs: M, when the model's output shape does not tell it (only
+            needed with `ratio` and `max_ratio`).
+        weight_decay: L2 penalty `weight_decay / 2 * |w|^2` added to the
+            objective of every stage but one on all the examples (L-BFGS only;
+            for a Keras optimizer set its own `weight_decay`). It gives a small
+            subset's cross-entropy a finite minimum.
+        stop_rule: `"held_out"` (the statistical-accuracy stop) or `"none"`.
+        check_every: L-BFGS iterations between held-out checks.
+        patience: Checks without improvement that end a stage.
+        check_tolerance: The relative decrease of the held-out loss that counts
+            as an improvement.
+        carry_history: Whether each L-BFGS stage starts with the previous
+            stage's curvature pairs.
+        training: Whether the subset objective runs the model in training mode;
+            `None`: when it has `BatchNormalization` or `Dropout` layers.
+        callbacks: `keras.callbacks.Callback`s told after every segment (every
+            `check_every` L-BFGS iterations, every epoch of a Keras optimizer):
+            `on_epoch_end(segment, logs)` with `stage`, `subset_size`, `ratio`,
+            `stage_iterations`, `stage_evaluations`, `example_gradients` and
+            `example_forwards` (cumulative over the stages) and `loss` (the
+            subset's). The model holds the current weights then.
+        verbose: 0 silent, 1 one line per stage and progress bars, 2 one line
+            per stage.
+
+    Returns:
+        A `PretrainResult`.
+
+    Example:
+
+    ```python
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    result = keras_subset.pretrain(model, x, y, ratio=1.0, growth=2.0, max_fraction=0.5, seed=0)
+    for stage in result.stages:
+        print(stage.size, stage.ratio, stage.evaluations, stage.loss, stage.reason)
+    model.fit(x, y, epochs=2)  # the compiled optimizer goes on from the pretrained weights
+    ```
+    """
+    start_time = time.perf_counter()
+    plan = _Plan(
+        model, x, y, sample_weight, size, fraction, ratio, growth, max_size, max_fraction, max_ratio, strategy,
+        optimizer, epochs, batch_size, seed, num_outputs, weight_decay, stop_rule, check_every, patience,
+        check_tolerance, carry_history, training, callbacks, verbose,
+    )
+    if plan.callbacks:
+        plan.callbacks.on_train_begin()
+    stages, previous, initial_loss = [], None, None
+    for k, stage_size in enumerate(plan.sizes):
+        stage, previous, first_loss = plan.run_stage(k, stage_size, previous)
+        initial_loss = first_loss if initial_loss is None else initial_loss
+        stages.append(stage)
+        if verbose:
+            print(
+                f"Stage {k + 1}/{len(plan.sizes)}: K = {stage.size}, Q = {stage.ratio:.3g}, "
+                f"{stage.iterations} iterations, {stage.evaluations} evaluations, loss {stage.loss:.4g}"
+                + ("" if stage.held_out_loss is None else f", held-out loss {stage.held_out_loss:.4g}")
+                + f"; {stage.reason}",
+                flush=True,
+            )
+    plan.finish()
+    if plan.callbacks:
+        plan.callbacks.on_train_end()
+    return PretrainResult(
+        stages=stages,
+        example_gradients=sum(s.example_gradients for s in stages),
+        example_forwards=sum(s.example_forwards for s in stages),
+        seconds=time.perf_counter() - start_time,
+        initial_loss=initial_loss,
+        subset_indices=np.sort(plan.order[: plan.sizes[-1]]),
+        num_examples=plan.n,
+    )
+
+
+class _Plan:
+    """The checked arguments of one `pretrain` call, its stage sizes and subset order, and the stages' work."""
+
+    def __init__(
+        self, model, x, y, sample_weight, size, fraction, ratio, growth, max_size, max_fraction, max_ratio,
+        strategy, optimizer, epochs, batch_size, seed, num_outputs, weight_decay, stop_rule, check_every,
+        patience, check_tolerance, carry_history, training, callbacks, verbose,
+    ):
+        # Everything that needs neither the data nor the model is checked first.
+        check_arguments(
+            size=size, fraction=fraction, ratio=ratio, growth=growth, max_size=max_size,
+            max_fraction=max_fraction, max_ratio=max_ratio, strategy=strategy, optimizer=optimizer,
+            epochs=epochs, batch_size=batch_size, seed=seed, num_outputs=num_outputs, weight_decay=weight_decay,
+            stop_rule=stop_rule, check_every=check_every, patience=patience, check_tolerance=check_tolerance,
+            carry_history=carry_history, training=training, verbose=verbose,
+        )
+        optimizer = resolve_optimizer(optimizer)
+        if optimizer is getattr(model, "optimizer", None):
+            raise ValueError("`optimizer` must not be the model's compiled optimizer: pass a new instance.")
+        self.p = subset_lib.num_trainable_parameters(model)  # refuses an unbuilt model
+        self.x, self.y, self.sample_weight = data_lib.to_arrays(x, y, sample_weight)
+        if self.y is None:
+            raise ValueError("`y` is None: pass the training targets (or a dataset of (x, y)).")
+        self.n = data_lib.num_examples(self.x)
+        first = subset_lib.resolve_subset_size(self.n, size, fraction, ratio, model, num_outputs)
+        last = self.n
+        if any(v is not None for v in (max_size, max_fraction, max_ratio)):
+            last = subset_lib.resolve_subset_size(
+                self.n, max_size, max_fraction, max_ratio, model, num_outputs, names=("max_size", "max_fraction", "max_ratio")
+            )
+            if last < first:
+                raise ValueError(
+                    f"The last stage ({last} examples, from max_size/max_fraction/max_ratio) is smaller than "
+                    f"the first ({first}): it must be at least as large."
+                )
+        self.sizes = stage_sizes(first, last, growth)
+        subset_lib.warn_if_underdetermined(model, first, num_outputs)
+        self.model, self.num_outputs = model, num_outputs
+        self.order = subset_lib.nested_order(self.y, strategy, seed)
+        self.optimizer, self.epochs, self.batch_size, self.seed = optimizer, epochs, int(batch_size), seed
+        self.weight_decay = float(weight_decay)
+        self.stop_rule, self.check_every, self.patience = stop_rule, int(check_every), int(patience)
+        self.check_tolerance, self.carry_history, self.verbose = float(check_tolerance), carry_history, verbose
+        if training is None:
+            training = any(
+                isinstance(layer, (keras.layers.BatchNormalization, keras.layers.Dropout))
+                for layer in chunking.all_layers(model)
+            )
+        self.training = bool(training)
+        self.last_subset = None
+        self._options = {}  # one LBFGS per (training, weight decay), so its traced graphs are reused
+        self.callbacks = (
+            keras.callbacks.CallbackList(list(callbacks), model=model) if callbacks else None
+        )
+        self.done, self.cost, self.segments = [], [0, 0], 0
+
+    # -- one stage -------------------------------------------------------------------------
+    def run_stage(self, k, size, previous):
+        """Fits the stage-`k` subset; returns `(Stage, what the next stage may warm-start from, first loss)`."""
+        start = time.perf_counter()
+        indices = np.sort(self.order[:size])
+        subset = tuple(data_lib.take(a, indices) for a in (self.x, self.y, self.sample_weight))
+        self.last_subset = subset
+        held_out = None
+        if self.stop_rule == "held_out" and size < self.n:
+            following = self.sizes[k + 1] if k + 1 < len(self.sizes) else self.n
+            check_size = min(max(following, size + 1) - size, size, self.n - size)
+            check_indices = np.sort(self.order[size : size + check_size])
+            held_out = tuple(data_lib.take(a, check_indices) for a in (self.x, self.y, self.sample_weight))
+        decay = self.weight_decay if size < self.n else 0.0
+        if isinstance(self.optimizer, LBFGS):
+            figures, previous, first_loss = self._lbfgs_stage(subset, held_out, decay, previous)
+        else:
+            figures, first_loss = self._keras_stage(subset, held_out)
+        q = subset_lib.overdetermination_ratio(self.model, size, self.num_outputs)
+        self.cost[0] += figures["evaluations_cost"] * size
+        self.cost[1] += figures["example_forwards"]
+        stage = Stage(
+            size=size,
+            ratio=q,
+            seconds=time.perf_counter() - start,
+            example_gradients=figures["evaluations_cost"] * size,
+            held_out_size=0 if held_out is None else data_lib.num_examples(held_out[0]),
+            **{key: figures[key] for key in ("iterations", "evaluations", "loss", "held_out_loss", "reason", "example_forwards")},
+        )
+        self.done.append(stage)
+        return stage, previous, first_loss
+
+    def _lbfgs_stage(self, subset, held_out, decay, previous):
+        size = data_lib.num_examples(subset[0])
+        options = self._lbfgs_options(decay)
+        history = previous if self.carry_history else None
+        run = Minimization(options, self.model, *subset, None, history=history)
+        checker = None if held_out is None else _HeldOut(run.objective, held_out, run.tensors)
+        progress = keras.utils.Progbar(options.max_iterations, verbose=self.verbose, unit_name="iteration") if self.verbose == 1 else None
+        stopped_by_rule = False
+        # Segments of `check_every` iterations: a held-out check (when there are held-out examples)
+        # and a report to the callbacks after each; without either, one segment.
+        segment = self.check_every if (checker is not None or self.callbacks) else options.max_iterations
+        while not run.done:
+            run.advance(min(options.max_iterations, run.iterations + segment))
+            if progress is not None:
+                progress.update(run.iterations, values=[("loss", run.best_value)])
+            bad_checks = 0
+            if checker is not None:
+                bad_checks = checker.check(run.best_position, run.best_value, run.iterations, self.check_tolerance)
+            if self.callbacks:
+                run.assign_best()  # the callbacks see the current weights
+            forwards = 0 if checker is None else checker.forwards
+            self._report(size, run.iterations, run.evaluations, run.evaluations * size, forwards, run.best_value)
+            if bad_checks >= self.patience:
+                stopped_by_rule = True
+                break
+        if checker is not None and checker.last_iteration != run.iterations:
+            checker.check(run.best_position, run.best_value, run.iterations, self.check_tolerance)
+        result = run.finish()
+        figures = {
+            "iterations": run.iterations,
+            "evaluations": run.evaluations,
+            "evaluations_cost": run.evaluations,
+            "loss": result.loss,
+            "held_out_loss": None,
+            "reason": result.reason,
+            "example_forwards": 0,
+        }
+        if checker is not None:
+            if checker.best_iteration != run.iterations:
+                # Keep the weights where the held-out loss was lowest.
+                run.objective.assign(checker.best_position)
+                figures["loss"] = checker.best_subset_loss
+                if self.training:
+                    run.objective.refresh_batch_norm_statistics(run.tensors[0])
+            if stopped_by_rule:
+                figures["reason"] = (
+                    f"statistical accuracy: the held-out loss did not improve by {self.check_tolerance:g} for "
+                    f"{self.patience} checks; kept the weights of iteration {checker.best_iteration}"
+                )
+            figures["held_out_loss"] = checker.best_value
+            figures["example_forwards"] = checker.forwards
+        return figures, run, run.initial_value
+
+    def _report(self, size, iterations, evaluations, example_gradients, example_forwards, loss):
+        """Tells the callbacks where the current stage stands (an "epoch" of `pretrain` is a segment)."""
+        if not self.callbacks:
+            return
+        logs = {
+            "stage": len(self.done),
+            "subset_size": size,
+            "ratio": subset_lib.overdetermination_ratio(self.model, size, self.num_outputs),
+            "stage_iterations": iterations,
+            "stage_evaluations": evaluations,
+            "example_gradients": self.cost[0] + example_gradients,
+            "example_forwards": self.cost[1] + example_forwards,
+            "loss": loss,
+        }
+        self.callbacks.on_epoch_end(self.segments, logs)
+        self.segments += 1
+
+    def _lbfgs_options(self, weight_decay):
+        """The user's LBFGS, or one copy of it per (training mode, weight decay) that differs."""
+        config = self.optimizer.get_config()
+        config.update(training=self.training, weight_decay=weight_decay)
+        if config == self.optimizer.get_config():
+            return self.optimizer
+        key = (self.training, weight_decay)
+        if key not in self._options:
+            self._options[key] = LBFGS.from_config(config)
+        return self._options[key]
+
+    def _keras_stage(self, subset, held_out):
+        """Minibatch epochs of a Keras optimizer over the subset, with a held-out check after each."""
+        model, optimizer = self.model, self.optimizer
+        loss = loss_object(model)
+        optimizer.build(model.trainable_variables)
+        x, y, w = subset
+
+        @tf.function
+        def step(xb, yb, wb):
+            with tf.GradientTape() as tape:
+                y_pred = model(xb, training=True)
+                value = loss(yb, y_pred, sample_weight=wb)
+                if model.losses:
+                    value = value + tf.add_n([tf.cast(l, value.dtype) for l in model.losses])
+            gradients = tape.gradient(value, model.trainable_variables)
+            optimizer.apply(gradients, model.trainable_variables)
+            return value
+
+        objective = Objective(model, chunk_size="auto", training=False)
+        tensors = tuple(None if a is None else tf.nest.map_structure(data_lib.to_tensor, a) for a in subset)
+        first_loss = float(objective.value(objective.position(), *tensors))
+        checker = None if held_out is None else _HeldOut(objective, held_out, tensors)
+        parts = (x, y) if w is None else (x, y, w)
+        size = data_lib.num_examples(x)
+        dataset = tf.data.Dataset.from_tensor_slices(parts).shuffle(size, seed=self.seed, reshuffle_each_iteration=True)
+        dataset = dataset.batch(self.batch_size)
+        steps, epochs_run, reason = 0, 0, f"epochs ({self.epochs}) done"
+        for epoch in range(self.epochs):
+            for batch in dataset:
+                step(batch[0], batch[1], batch[2] if len(batch) > 2 else None)
+                steps += 1
+            epochs_run += 1
+            subset_loss = float(objective.value(objective.position(), *tensors)) if checker or self.callbacks else None
+            bad_checks = 0
+            if checker is not None:
+                bad_checks = checker.check(objective.position(), subset_loss, epoch + 1, self.check_tolerance)
+            forwards = 0 if checker is None else checker.forwards
+            self._report(size, steps, epochs_run, epochs_run * size, forwards, subset_loss)
+            if checker is not None:
+                if bad_checks >= self.patience:
+                    reason = (
+                        f"statistical accuracy: the held-out loss did not improve by {self.check_tolerance:g} for "
+                        f"{self.patience} epochs; kept the weights of epoch {checker.best_iteration}"
+                    )
+                    break
+        figures = {
+            "iterations": steps,
+            "evaluations": epochs_run,
+            "evaluations_cost": epochs_run,
+            "loss": float(objective.value(objective.position(), *tensors)),
+            "held_out_loss": None,
+            "reason": reason,
+            "example_forwards": 0 if checker is None else checker.forwards,
+        }
+        if checker is not None:
+            objective.assign(checker.best_position)
+            figures.update(loss=checker.best_subset_loss, held_out_loss=checker.best_value)
+        return figures, first_loss
+
+    def finish(self):
+        """Population statistics of the last subset for every BatchNormalization layer (training mode)."""
+        if self.training and not isinstance(self.optimizer, LBFGS) and self.last_subset is not None:
+            objective = Objective(self.model, chunk_size="auto", training=True)
+            objective.refresh_batch_norm_statistics(tf.nest.map_structure(data_lib.to_tensor, self.last_subset[0]))
+
+
+class _HeldOut:
+    """The held-out loss of the stage rule: measured at given weights, the best one kept."""
+
+    def __init__(self, objective, held_out, subset_tensors):
+        self.objective = objective
+        tensors = tuple(None if a is None else tf.nest.map_structure(data_lib.to_tensor, a) for a in held_out)
+        strategy = tf.distribute.get_strategy()
+        if strategy.num_replicas_in_sync > 1:
+            tensors = tuple(Objective.shard(strategy, t) for t in tensors)
+        self.tensors = tensors
+        self.size = data_lib.num_examples(held_out[0])
+        self._value = tf.function(objective.value, reduce_retracing=True)
+        self.best_value, self.best_position, self.best_subset_loss, self.best_iteration = math.inf, None, None, 0
+        self.bad_checks, self.forwards, self.history, self.last_iteration = 0, 0, [], None
+
+    def check(self, position, subset_loss, iteration, tolerance):
+        """Measures the held-out loss at `position`; returns the checks in a row without improvement."""
+        value = float(self._value(tf.cast(position, self.objective.dtype), *self.tensors))
+        self.forwards += self.size
+        self.history.append((iteration, value))
+        self.last_iteration = iteration
+        improved = math.isfinite(value) and (
+            self.best_position is None or value < self.best_value - tolerance * abs(self.best_value)
+        )
+        if math.isfinite(value) and (self.best_position is None or value < self.best_value):
+            self.best_value, self.best_position = value, position
+            self.best_subset_loss, self.best_iteration = subset_loss, iteration
+        self.bad_checks = 0 if improved else self.bad_checks + 1
+        return self.bad_checks
+
+
+def resolve_optimizer(optimizer):
+    """`LBFGS()` for `None`, `keras.optimizers.get(name)` for a name, else `optimizer` itself."""
+    if optimizer is None:
+        return LBFGS()
+    if isinstance(optimizer, str):
+        return keras.optimizers.get(optimizer)
+    return optimizer
+
+
+def check_arguments(
+    *, size, fraction, ratio, growth, max_size, max_fraction, max_ratio, strategy, optimizer, epochs, batch_size,
+    seed, num_outputs, weight_decay, stop_rule, check_every, patience, check_tolerance, carry_history, training,
+    verbose,
+):
+    """Checks every argument of `pretrain` that needs neither the data nor the model; raises `ValueError`."""
+    subset_lib.check_size_arguments(size, fraction, ratio)
+    growth = checks.check_number("growth", growth, minimum=1, min_inclusive=False, allow_none=True)
+    maxima = [v for v in (max_size, max_fraction, max_ratio) if v is not None]
+    if maxima and growth is None:
+        raise ValueError("`max_size`, `max_fraction` and `max_ratio` apply with `growth` only (progressive subsets).")
+    if len(maxima) > 1:
+        raise ValueError("Give at most one of `max_size`, `max_fraction` or `max_ratio`.")
+    checks.check_int("max_size", max_size, minimum=1, allow_none=True)
+    checks.check_number("max_fraction", max_fraction, minimum=0, maximum=1, min_inclusive=False, allow_none=True)
+    checks.check_number("max_ratio", max_ratio, minimum=0, min_inclusive=False, allow_none=True)
+    checks.check_choice("strategy", strategy, subset_lib.STRATEGIES)
+    optimizer = resolve_optimizer(optimizer)
+    if isinstance(optimizer, LBFGS):
+        if epochs is not None:
+            raise ValueError("`epochs` applies to a Keras optimizer only; for LBFGS set `max_iterations`.")
+    elif isinstance(optimizer, keras.optimizers.Optimizer):
+        checks.check_int("epochs", epochs, minimum=1)
+    else:
+        raise ValueError(
+            "`optimizer` must be a keras_subset.LBFGS, a keras.optimizers.Optimizer or an optimizer name, "
+            f"got {optimizer!r}."
+        )
+    checks.check_int("batch_size", batch_size, minimum=1)
+    checks.check_seed("seed", seed)
+    checks.check_int("num_outputs", num_outputs, minimum=1, allow_none=True)
+    checks.check_number("weight_decay", weight_decay, minimum=0)
+    checks.check_choice("stop_rule", stop_rule, STOP_RULES)
+    checks.check_int("check_every", check_every, minimum=1)
+    checks.check_int("patience", patience, minimum=1)
+    checks.check_number("check_tolerance", check_tolerance, minimum=0, maximum=1, max_inclusive=False)
+    checks.check_bool("carry_history", carry_history)
+    if training is not None:
+        checks.check_bool("training", training)
+    checks.check_verbose(verbose)
+    return optimizer
