@@ -1,0 +1,204 @@
+"""keras_subset.pretrain on real MNIST (keras_subset/pretrain.py): nested stages, the stage rule, the cost."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import keras
+
+import keras_subset
+from keras_subset.pretrain import stage_sizes
+from keras_subset.objective import Objective
+
+from conftest import small_cnn
+
+
+def test_stage_sizes_grow_by_the_factor_to_the_last():
+    assert stage_sizes(100, 1000, None) == [100]
+    assert stage_sizes(100, 1000, 2.0) == [100, 200, 400, 800, 1000]
+    assert stage_sizes(100, 100, 2.0) == [100]
+    # A factor close to 1 still grows by at least one example a stage.
+    assert stage_sizes(3, 6, 1.01) == [3, 4, 5, 6]
+
+
+class _Segments(keras.callbacks.Callback):
+    """Keeps every segment's logs and the model's loss on given data then."""
+
+    def __init__(self, x=None, y=None):
+        super().__init__()
+        self.logs, self.x, self.y, self.losses = [], x, y, []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.logs.append(dict(logs))
+        if self.x is not None:
+            self.losses.append(self.model.evaluate(self.x, self.y, batch_size=len(self.x), verbose=0)[0])
+
+
+def test_progressive_stages_are_nested_warm_started_and_end_on_all_examples(mnist):
+    x, y = mnist[0][:3000], mnist[1][:3000]
+    model = small_cnn(seed=1)
+    segments = _Segments()
+    result = keras_subset.pretrain(
+        model, x, y, ratio=1.0, growth=2.0, seed=0, optimizer=keras_subset.LBFGS(max_iterations=30),
+        callbacks=[segments],
+    )
+    k0 = keras_subset.subset_size_for_ratio(model, 1.0)
+    sizes = [s.size for s in result.stages]
+    assert sizes == stage_sizes(k0, 3000, 2.0) and sizes[-1] == 3000
+    assert [s.ratio for s in result.stages] == pytest.approx([k * 10 / 1490 for k in sizes])
+    # The subsets are prefixes of one order of the examples: each holds the previous one.
+    order = keras_subset.subset.nested_order(y, "random", 0)
+    for small, large in zip(sizes, sizes[1:]):
+        assert set(order[:small]) <= set(order[:large])
+    np.testing.assert_array_equal(result.subset_indices, np.arange(3000))
+    # Every stage but the last had held-out examples (the next stage's new ones, at most K).
+    for stage, following in zip(result.stages, sizes[1:]):
+        assert stage.held_out_size == min(following - stage.size, stage.size) and stage.held_out_loss is not None
+    assert result.stages[-1].held_out_loss is None and result.stages[-1].held_out_size == 0
+    # Warm starts: each stage began at the weights the previous one ended with, so the first
+    # segment of a stage already has a loss near the previous stage's held-out loss, far below
+    # the loss at the initial weights.
+    first_of_stage = {}
+    for logs in segments.logs:
+        first_of_stage.setdefault(logs["stage"], logs)
+    assert first_of_stage[len(sizes) - 1]["loss"] < 0.5 * result.initial_loss
+    assert result.stages[-1].loss < result.stages[0].held_out_loss
+    # The model ends with the last stage's weights.
+    objective = Objective(model)
+    value, _ = objective.value_and_gradient(objective.position(), tf.constant(x), tf.constant(y))
+    assert float(value) == pytest.approx(result.stages[-1].loss, rel=1e-4)
+
+
+def test_the_stage_rule_keeps_the_weights_of_the_best_held_out_loss(mnist):
+    x, y = mnist[0][:2000], mnist[1][:2000]
+    runs = {}
+    for rule in ("held_out", "none"):
+        model = small_cnn(seed=2)
+        result = keras_subset.pretrain(
+            model, x, y, size=300, seed=3, stop_rule=rule, check_every=5,
+            optimizer=keras_subset.LBFGS(max_iterations=150),
+        )
+        runs[rule] = (model, result)
+    order = keras_subset.subset.nested_order(y, "random", 3)
+    held_out = order[300:600]  # the examples after the subset, as many as it holds
+    model, result = runs["held_out"]
+    stage = result.stages[0]
+    assert stage.held_out_size == 300
+    assert model.evaluate(x[held_out], y[held_out], batch_size=300, verbose=0)[0] == pytest.approx(
+        stage.held_out_loss, rel=1e-4
+    )
+    # 300 examples for 1,490 parameters: run to its limit, the subset's cross-entropy falls far
+    # below what the rule keeps, and the held-out loss rises above it.
+    free_model, free = runs["none"]
+    assert free.stages[0].held_out_loss is None
+    assert free.stages[0].loss < stage.loss
+    assert free_model.evaluate(x[held_out], y[held_out], batch_size=300, verbose=0)[0] > stage.held_out_loss
+    assert stage.iterations < free.stages[0].iterations
+    assert "statistical accuracy" in stage.reason
+
+
+def test_cost_is_every_evaluation_times_its_subset_plus_the_held_out_forwards(mnist):
+    x, y = mnist[0][:1200], mnist[1][:1200]
+    forwarded = {"examples": 0}
+
+    class Counting(keras.layers.Layer):
+        def call(self, inputs):
+            def count(batch):
+                forwarded["examples"] += int(batch)
+                return np.float32(0.0)
+
+            zero = tf.py_function(count, [tf.shape(inputs)[0]], tf.float32)
+            zero.set_shape([])
+            return inputs + tf.stop_gradient(zero)
+
+    keras.utils.set_random_seed(4)
+    model = keras.Sequential(
+        [keras.Input((28, 28, 1)), Counting(), keras.layers.Conv2D(2, 3, strides=3, activation="relu"),
+         keras.layers.Flatten(), keras.layers.Dense(10)]
+    )
+    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    result = keras_subset.pretrain(
+        model, x, y, size=150, growth=2.0, max_size=1000, seed=0, check_every=3,
+        optimizer=keras_subset.LBFGS(max_iterations=12),
+    )
+    assert [s.size for s in result.stages] == [150, 300, 600, 1000]
+    for stage in result.stages:
+        assert stage.example_gradients == stage.evaluations * stage.size
+        assert stage.example_forwards % stage.held_out_size == 0 if stage.held_out_size else stage.example_forwards == 0
+    assert result.example_gradients == sum(s.evaluations * s.size for s in result.stages)
+    assert result.example_forwards == sum(s.example_forwards for s in result.stages) > 0
+    # The layer counted every example the objective forwarded: each evaluation of each stage
+    # (its starting point and line searches included) and each held-out check; nothing else.
+    assert forwarded["examples"] == result.example_gradients + result.example_forwards
+
+
+def test_batch_norm_and_dropout_models_train_in_training_mode_and_end_with_population_statistics(mnist):
+    x, y = mnist[0][:1500], mnist[1][:1500]
+    model = small_cnn(seed=6, dropout=0.3, batch_norm=True)
+    result = keras_subset.pretrain(
+        model, x, y, size=500, growth=2.0, max_size=1000, seed=1, optimizer=keras_subset.LBFGS(max_iterations=20)
+    )
+    last = np.sort(keras_subset.subset.nested_order(y, "random", 1)[:1000])
+    np.testing.assert_array_equal(result.subset_indices, last)
+    bn = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)][0]
+    features = keras.Sequential(model.layers[: model.layers.index(bn)])(x[last], training=False).numpy()
+    # The moving statistics are the population statistics of the last subset at the final weights...
+    np.testing.assert_allclose(bn.moving_mean.numpy(), features.mean(axis=0), rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(bn.moving_variance.numpy(), features.var(axis=0), rtol=1e-3, atol=1e-4)
+    # ...where an inference-mode objective (training=False) leaves them at their initial values.
+    model = small_cnn(seed=6, dropout=0.3, batch_norm=True)
+    keras_subset.pretrain(model, x, y, size=500, seed=1, training=False, optimizer=keras_subset.LBFGS(max_iterations=5))
+    bn = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)][0]
+    np.testing.assert_array_equal(bn.moving_mean.numpy(), np.zeros(bn.moving_mean.shape))
+
+
+def test_keras_optimizer_stages(mnist):
+    x, y = mnist[0][:2000], mnist[1][:2000]
+    model = small_cnn(seed=7)
+    result = keras_subset.pretrain(
+        model, x, y, size=250, growth=2.0, max_size=1000, strategy="stratified", seed=2,
+        optimizer=keras.optimizers.Adam(3e-3), epochs=4, batch_size=50,
+    )
+    assert [s.size for s in result.stages] == [250, 500, 1000]
+    for stage in result.stages:
+        assert 1 <= stage.evaluations <= 4 and stage.iterations == stage.evaluations * (stage.size // 50)
+        assert stage.example_gradients == stage.evaluations * stage.size
+    # Class-balanced prefixes: 1,000 examples, 100 of each class.
+    assert np.bincount(y[result.subset_indices]).tolist() == [100] * 10
+    assert result.stages[-1].loss < result.initial_loss
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"size": 10, "growth": 1.0}, "growth"),
+        ({"size": 10, "growth": "2"}, "growth"),
+        ({"size": 10, "max_size": 100}, "apply with `growth`"),
+        ({"size": 10, "growth": 2.0, "max_size": 100, "max_fraction": 0.5}, "at most one"),
+        ({"size": 10, "growth": 2.0, "max_fraction": 1.5}, "max_fraction"),
+        ({"size": 10, "growth": 2.0, "max_ratio": -1.0}, "max_ratio"),
+        ({"size": 10, "growth": 2.0, "max_size": 0}, "max_size"),
+        ({"size": 10, "growth": 2.0, "max_size": 5}, "smaller than the first"),
+        ({"size": 10, "weight_decay": -1.0}, "weight_decay"),
+        ({"size": 10, "stop_rule": "early"}, "stop_rule"),
+        ({"size": 10, "check_every": 0}, "check_every"),
+        ({"size": 10, "patience": True}, "patience"),
+        ({"size": 10, "check_tolerance": 1.0}, "check_tolerance"),
+        ({"size": 10, "carry_history": "yes"}, "carry_history"),
+        ({"size": 10, "training": "auto"}, "training"),
+        ({"size": 10, "verbose": 3}, "verbose"),
+        ({"size": 10, "seed": "x"}, "seed"),
+        ({"size": 10, "epochs": 3}, "epochs"),
+        ({"size": 10, "optimizer": "adam"}, "epochs"),
+        ({"size": 10, "optimizer": 3}, "optimizer"),
+        ({"size": 5000}, "size"),
+        ({"ratio": 1.0, "fraction": 0.1}, "exactly one"),
+    ],
+)
+def test_bad_arguments_are_refused_before_any_work(mnist, kwargs, match):
+    x, y = mnist[0][:600], mnist[1][:600]
+    model = small_cnn(seed=8)
+    before = model.get_weights()
+    with pytest.raises(ValueError, match=match):
+        keras_subset.pretrain(model, x, y, **kwargs)
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
