@@ -108,3 +108,36 @@ def check_verbose(value, name="verbose"):
     if not is_integer(value) or value not in (0, 1, 2):
         raise ValueError(f"`{name}` must be 0, 1 or 2, got {value!r}.")
     return int(value)
+
+
+def check_sample_weight(name, weights):
+    """Returns per-example weights when they are finite, >= 0 and not all zero.
+
+    A negative weight turns the minimisation into a maximisation of that
+    example's loss (L-BFGS then "succeeds" with a loss of -1e34), a NaN or Inf
+    makes the loss non-finite, and all-zero weights leave nothing to fit.
+
+    Args:
+        name: The argument's name.
+        weights: A NumPy array of per-example weights.
+
+    Returns:
+        `weights`, unchanged.
+    """
+    weights = np.asarray(weights)
+    if weights.dtype.kind not in "biuf":
+        raise ValueError(f"`{name}` must hold numbers (integer or floating point), got dtype {weights.dtype}.")
+    if weights.size == 0:
+        return weights
+    if weights.dtype.kind == "f" and not np.all(np.isfinite(weights)):
+        bad = int(np.size(weights) - np.count_nonzero(np.isfinite(weights)))
+        raise ValueError(f"`{name}` must be finite and >= 0, but {bad} weight(s) are NaN or Inf.")
+    if np.any(weights < 0):
+        raise ValueError(
+            f"`{name}` must be finite and >= 0, but {int(np.count_nonzero(weights < 0))} weight(s) are "
+            f"negative (the smallest is {weights.min()!r}): a negative weight rewards that example's "
+            "loss for growing without bound."
+        )
+    if not np.any(weights > 0):
+        raise ValueError(f"`{name}` is zero for every example: there is nothing to fit.")
+    return weights

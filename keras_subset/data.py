@@ -4,6 +4,8 @@ import numpy as np
 import tensorflow as tf
 import keras
 
+from keras_subset import checks
+
 
 def to_arrays(x, y=None, sample_weight=None):
     """Returns `(x, y, sample_weight)` as (nests of) NumPy arrays.
@@ -22,7 +24,8 @@ def to_arrays(x, y=None, sample_weight=None):
 
     Raises:
         ValueError: for an infinite or empty dataset, `y` given together with
-            a dataset, or arrays whose first dimensions disagree.
+            a dataset, arrays whose first dimensions disagree, or sample
+            weights that are negative, NaN or Inf, or zero for every example.
     """
     if isinstance(x, tf.data.Dataset):
         if y is not None or sample_weight is not None:
@@ -43,11 +46,13 @@ def to_arrays(x, y=None, sample_weight=None):
                 f"`{name}` has {num_examples(value)} examples but `x` has {n}: "
                 "they must have the same first dimension."
             )
-    if sample_weight is not None and sample_weight.ndim != 1:
-        raise ValueError(
-            "`sample_weight` must have shape (num_examples,), got "
-            f"{sample_weight.shape}."
-        )
+    if sample_weight is not None:
+        if sample_weight.ndim != 1:
+            raise ValueError(
+                "`sample_weight` must have shape (num_examples,), got "
+                f"{sample_weight.shape}."
+            )
+        checks.check_sample_weight("sample_weight", sample_weight)
     return x, y, sample_weight
 
 

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 import keras_subset
-from keras_subset.data import to_tensor
+from keras_subset.data import to_arrays, to_tensor
 
 from conftest import small_cnn
 
@@ -42,3 +42,25 @@ def test_inputs_become_tensors_sharing_memory_where_safe(mnist):
               np.zeros((0, 3), np.float32))
     for other in others:
         np.testing.assert_array_equal(to_tensor(other).numpy(), other)
+
+
+def test_negative_non_finite_or_all_zero_sample_weights_are_refused(mnist):
+    x, y = mnist[0][:100], mnist[1][:100]
+    model = small_cnn(seed=1)
+    before = model.get_weights()
+    for weights, match in (
+        (-np.ones(100), "`sample_weight` must be finite and >= 0.*negative"),
+        (np.where(np.arange(100) == 7, np.nan, 1.0), "`sample_weight` must be finite and >= 0.*NaN or Inf"),
+        (np.where(np.arange(100) == 7, np.inf, 1.0), "`sample_weight` must be finite and >= 0.*NaN or Inf"),
+        (np.zeros(100), "`sample_weight` is zero for every example"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            keras_subset.LBFGS(max_iterations=2).minimize(model, x, y, sample_weight=weights)
+        dataset = tf.data.Dataset.from_tensor_slices((x, y, weights.astype("float32"))).batch(32)
+        with pytest.raises(ValueError, match=match):
+            to_arrays(dataset)
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    # Zero weights for some examples are fine: those examples do not count.
+    some_zero = np.where(np.arange(100) < 50, 0.0, 1.0)
+    assert to_arrays(x, y, some_zero)[2] is not None
