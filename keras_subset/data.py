@@ -23,7 +23,7 @@ def to_arrays(x, y=None, sample_weight=None):
         A tuple `(x, y, sample_weight)`; `y` and `sample_weight` may be `None`.
 
     Raises:
-        ValueError: for an infinite or empty dataset, `y` given together with
+        ValueError: for empty inputs (arrays or datasets), an infinite dataset, `y` given together with
             a dataset, arrays whose first dimensions disagree, or sample
             weights that are negative, NaN or Inf, or zero for every example.
     """
@@ -40,6 +40,8 @@ def to_arrays(x, y=None, sample_weight=None):
         if sample_weight is not None:
             sample_weight = np.asarray(sample_weight)
     n = num_examples(x)
+    if n == 0:
+        raise ValueError("`x` is empty: it holds 0 examples, so there is nothing to fit.")
     for name, value in (("y", y), ("sample_weight", sample_weight)):
         if value is not None and num_examples(value) != n:
             raise ValueError(
@@ -129,7 +131,7 @@ def _dataset_to_arrays(dataset):
         for part, value in zip(parts, keras.utils.unpack_x_y_sample_weight(element)):
             part.append(value)
     if not parts[0]:
-        raise ValueError("`x` is an empty tf.data.Dataset.")
+        raise ValueError("`x` is empty: the tf.data.Dataset yields no elements, so there is nothing to fit.")
 
     def concat(batches):
         if batches[0] is None:

@@ -64,3 +64,23 @@ def test_negative_non_finite_or_all_zero_sample_weights_are_refused(mnist):
     # Zero weights for some examples are fine: those examples do not count.
     some_zero = np.where(np.arange(100) < 50, 0.0, 1.0)
     assert to_arrays(x, y, some_zero)[2] is not None
+
+
+def test_empty_inputs_are_refused_by_every_entry_point(mnist):
+    x, y = mnist[0][:100], mnist[1][:100]
+    model = small_cnn(seed=1)
+    before = model.get_weights()
+    empties = (
+        (x[:0], y[:0]),
+        (tf.data.Dataset.from_tensor_slices((x[:0], y[:0])).batch(16),),  # no batch at all
+        (tf.data.Dataset.from_tensors((x[:0], y[:0])),),  # one batch of no examples
+    )
+    for data in empties:
+        with pytest.raises(ValueError, match="`x` is empty"):
+            keras_subset.LBFGS(max_iterations=2).minimize(model, *data)
+        with pytest.raises(ValueError, match="`x` is empty"):
+            keras_subset.LBFGS(max_iterations=2).fit(model, *data, verbose=0)
+        with pytest.raises(ValueError, match="`x` is empty"):
+            model.fit(x, y, epochs=1, verbose=0, callbacks=[keras_subset.SubsetPretraining(*data, size=1, verbose=0)])
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
