@@ -6,6 +6,13 @@ import keras
 
 from keras_subset import checks
 
+# How many bytes of examples a `tf.data.Dataset` of unknown cardinality (most
+# `from_generator` datasets, `filter`, ...) may yield before `to_arrays` stops
+# reading it: such a dataset may never end, and reading on would fill the memory.
+# A dataset of known size (`.take(n)`, `tf.data.experimental.assert_cardinality(n)`)
+# is read whole. Read at each call, so it may be changed at run time.
+MAX_UNKNOWN_CARDINALITY_BYTES = 4 * 2**30
+
 
 def to_arrays(x, y=None, sample_weight=None):
     """Returns `(x, y, sample_weight)` as (nests of) NumPy arrays.
@@ -14,7 +21,8 @@ def to_arrays(x, y=None, sample_weight=None):
         x: Input data: a NumPy array, a tensor, a list/dict of those (for
             multi-input models), or a finite, batched `tf.data.Dataset`
             yielding `(x, y)` or `(x, y, sample_weight)` as `model.fit` takes
-            it.
+            it. A dataset of unknown cardinality is read until it ends or
+            until it has yielded `MAX_UNKNOWN_CARDINALITY_BYTES` bytes.
         y: Targets, or `None` when `x` is a dataset.
         sample_weight: Per-example weights of shape `(num_examples,)`, or
             `None`.
@@ -126,10 +134,23 @@ def _dataset_to_arrays(dataset):
             "`x` is an infinite tf.data.Dataset (e.g. made with `.repeat()`); "
             "pass a finite dataset, one pass of which is the whole training set."
         )
+    limit = None
+    if int(dataset.cardinality()) == int(tf.data.UNKNOWN_CARDINALITY):
+        limit = MAX_UNKNOWN_CARDINALITY_BYTES
     parts = ([], [], [])
+    read = 0
     for element in dataset.as_numpy_iterator():
         for part, value in zip(parts, keras.utils.unpack_x_y_sample_weight(element)):
             part.append(value)
+        read += sum(np.asarray(leaf).nbytes for leaf in tf.nest.flatten(element))
+        if limit is not None and read > limit:
+            raise ValueError(
+                f"`x` is a tf.data.Dataset of unknown size that has yielded more than {limit} bytes "
+                "(keras_subset.data.MAX_UNKNOWN_CARDINALITY_BYTES) without ending: it may never end "
+                "(a generator that loops forever?). Make it finite with `.take(n)` (n batches), or, "
+                "if it does end, state its size with "
+                "`dataset.apply(tf.data.experimental.assert_cardinality(n))`."
+            )
     if not parts[0]:
         raise ValueError("`x` is empty: the tf.data.Dataset yields no elements, so there is nothing to fit.")
 

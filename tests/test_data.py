@@ -84,3 +84,27 @@ def test_empty_inputs_are_refused_by_every_entry_point(mnist):
             model.fit(x, y, epochs=1, verbose=0, callbacks=[keras_subset.SubsetPretraining(*data, size=1, verbose=0)])
     for a, b in zip(before, model.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_dataset_that_may_never_end_stops_at_the_byte_limit(mnist, monkeypatch):
+    x, y = mnist[0][:8], mnist[1][:8]
+
+    def forever():
+        while True:
+            yield x, y
+
+    spec = (tf.TensorSpec((None, 28, 28, 1), tf.float32), tf.TensorSpec((None,), tf.int32))
+    endless = tf.data.Dataset.from_generator(forever, output_signature=spec)
+    assert int(endless.cardinality()) == int(tf.data.UNKNOWN_CARDINALITY)
+    batch_bytes = x.nbytes + y.nbytes
+    monkeypatch.setattr(keras_subset.data, "MAX_UNKNOWN_CARDINALITY_BYTES", 20 * batch_bytes)
+    model = small_cnn(seed=1)
+    before = model.get_weights()
+    with pytest.raises(ValueError, match=r"may never end.*\.take\(n\).*assert_cardinality\(n\)"):
+        keras_subset.LBFGS(max_iterations=2).minimize(model, endless)
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    # A generator that ends below the limit is read whole; one of known size is not limited.
+    assert len(to_arrays(endless.take(20))[0]) == 20 * 8
+    known = endless.take(30).apply(tf.data.experimental.assert_cardinality(30))
+    assert len(to_arrays(known)[0]) == 30 * 8
