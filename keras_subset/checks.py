@@ -110,6 +110,33 @@ def check_verbose(value, name="verbose"):
     return int(value)
 
 
+# NumPy dtype kinds a model can train on: bool, signed and unsigned integers, floating point.
+NUMERIC_KINDS = "biuf"
+
+
+def check_numeric(name, array):
+    """Returns `array` when its dtype is a number type (bool, integer or floating point).
+
+    Strings (`"5"`), bytes and object arrays (ragged lists, mixed types) cannot
+    be fed to a model: TensorFlow would fail deep inside the graph with
+    "Cast string to int64 is not supported".
+
+    Args:
+        name: The argument's name.
+        array: A NumPy array.
+
+    Returns:
+        `array`, unchanged.
+    """
+    dtype = np.asarray(array).dtype
+    if dtype.kind not in NUMERIC_KINDS:
+        raise ValueError(
+            f"`{name}` must hold numbers (a bool, integer or floating-point dtype), got dtype {dtype}: "
+            "convert it first (e.g. class names to integer labels)."
+        )
+    return array
+
+
 def check_sample_weight(name, weights):
     """Returns per-example weights when they are finite, >= 0 and not all zero.
 
@@ -124,9 +151,7 @@ def check_sample_weight(name, weights):
     Returns:
         `weights`, unchanged.
     """
-    weights = np.asarray(weights)
-    if weights.dtype.kind not in "biuf":
-        raise ValueError(f"`{name}` must hold numbers (integer or floating point), got dtype {weights.dtype}.")
+    weights = check_numeric(name, np.asarray(weights))
     if weights.size == 0:
         return weights
     if weights.dtype.kind == "f" and not np.all(np.isfinite(weights)):

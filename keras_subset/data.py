@@ -31,9 +31,12 @@ def to_arrays(x, y=None, sample_weight=None):
         A tuple `(x, y, sample_weight)`; `y` and `sample_weight` may be `None`.
 
     Raises:
-        ValueError: for empty inputs (arrays or datasets), an infinite dataset, `y` given together with
-            a dataset, arrays whose first dimensions disagree, or sample
-            weights that are negative, NaN or Inf, or zero for every example.
+        ValueError: for empty inputs (arrays or datasets), an infinite
+            dataset or one of unknown size past the byte limit, `y` given
+            together with a dataset, arrays whose first dimensions disagree,
+            inputs or targets that are not numbers (strings, objects), or
+            sample weights that are negative, NaN or Inf, or zero for every
+            example.
     """
     if isinstance(x, tf.data.Dataset):
         if y is not None or sample_weight is not None:
@@ -47,6 +50,9 @@ def to_arrays(x, y=None, sample_weight=None):
         y = None if y is None else tf.nest.map_structure(np.asarray, y)
         if sample_weight is not None:
             sample_weight = np.asarray(sample_weight)
+    for name, value in (("x", x), ("y", y), ("sample_weight", sample_weight)):
+        for leaf in [] if value is None else tf.nest.flatten(value):
+            checks.check_numeric(name, leaf)
     n = num_examples(x)
     if n == 0:
         raise ValueError("`x` is empty: it holds 0 examples, so there is nothing to fit.")

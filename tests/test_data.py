@@ -108,3 +108,18 @@ def test_dataset_that_may_never_end_stops_at_the_byte_limit(mnist, monkeypatch):
     assert len(to_arrays(endless.take(20))[0]) == 20 * 8
     known = endless.take(30).apply(tf.data.experimental.assert_cardinality(30))
     assert len(to_arrays(known)[0]) == 30 * 8
+
+
+def test_non_numeric_inputs_and_targets_are_refused(mnist):
+    x, y = mnist[0][:100], mnist[1][:100]
+    model = small_cnn(seed=1)
+    before = model.get_weights()
+    words = y.astype(str)  # "5", "0", ...: NumPy strings
+    with pytest.raises(ValueError, match=r"`y` must hold numbers.*got dtype <U"):
+        keras_subset.LBFGS(max_iterations=2).minimize(model, x, words)
+    with pytest.raises(ValueError, match=r"`y` must hold numbers.*got dtype object"):
+        keras_subset.LBFGS(max_iterations=2).minimize(model, tf.data.Dataset.from_tensor_slices((x, words)).batch(50))
+    with pytest.raises(ValueError, match=r"`x` must hold numbers"):
+        keras_subset.LBFGS(max_iterations=2).minimize(model, np.full(x.shape, "a"), y)
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
