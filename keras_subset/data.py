@@ -140,6 +140,12 @@ def _dataset_to_arrays(dataset):
             "`x` is an infinite tf.data.Dataset (e.g. made with `.repeat()`); "
             "pass a finite dataset, one pass of which is the whole training set."
         )
+    batched = "it must be batched, each element a batch of examples as `model.fit` takes it (`dataset.batch(n)`)"
+    if any(
+        isinstance(spec, tf.TensorSpec) and spec.shape.rank == 0
+        for spec in tf.nest.flatten(dataset.element_spec)
+    ):
+        raise ValueError(f"`x` is a tf.data.Dataset whose elements hold scalars, so they are not batches: {batched}.")
     limit = None
     if int(dataset.cardinality()) == int(tf.data.UNKNOWN_CARDINALITY):
         limit = MAX_UNKNOWN_CARDINALITY_BYTES
@@ -165,4 +171,11 @@ def _dataset_to_arrays(dataset):
             return None
         return tf.nest.map_structure(lambda *b: np.concatenate(b, axis=0), *batches)
 
-    return tuple(concat(part) for part in parts)
+    arrays = tuple(concat(part) for part in parts)
+    sizes = {int(np.shape(leaf)[0]) for part in arrays if part is not None for leaf in tf.nest.flatten(part)}
+    if len(sizes) > 1:
+        raise ValueError(
+            f"The parts of the tf.data.Dataset `x` have different numbers of rows ({sorted(sizes)}), as "
+            f"single examples of different shapes would: is it unbatched? {batched[0].upper()}{batched[1:]}."
+        )
+    return arrays

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+import keras
 
 import keras_subset
 from keras_subset.data import to_arrays, to_tensor
@@ -123,3 +124,15 @@ def test_non_numeric_inputs_and_targets_are_refused(mnist):
         keras_subset.LBFGS(max_iterations=2).minimize(model, np.full(x.shape, "a"), y)
     for a, b in zip(before, model.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_unbatched_dataset_is_refused_with_how_to_batch_it(mnist):
+    x, y = mnist[0][:100], mnist[1][:100]
+    model = small_cnn(seed=1)
+    unbatched = tf.data.Dataset.from_tensor_slices((x, y))  # elements (28, 28, 1) and ()
+    with pytest.raises(ValueError, match=r"must be batched.*\.batch\(n\)"):
+        keras_subset.LBFGS(max_iterations=2).minimize(model, unbatched)
+    # One-hot targets have a first axis even unbatched: the examples then disagree in number.
+    one_hot = tf.data.Dataset.from_tensor_slices((x, keras.utils.to_categorical(y, 10)))
+    with pytest.raises(ValueError, match=r"\.batch\(n\)"):
+        to_arrays(one_hot)
