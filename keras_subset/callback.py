@@ -134,6 +134,8 @@ class SubsetPretraining(keras.callbacks.Callback):
             return
         if self.optimizer is getattr(self.model, "optimizer", None):
             raise ValueError("`optimizer` must not be the model's compiled optimizer: pass a new instance.")
+        # `fit` builds an unbuilt model at its first step, after this callback has run.
+        checks.check_built("model", self.model)
         x, y, sample_weight = data_lib.to_arrays(*self._data)
         if y is None:
             raise ValueError("`y` is None: pass the training targets (or a dataset of (x, y)).")

@@ -110,6 +110,22 @@ def check_verbose(value, name="verbose"):
     return int(value)
 
 
+def check_built(name, model):
+    """Returns `model` when it is built (its weights exist), or raises a `ValueError` naming `name`.
+
+    A `keras.Sequential` without `keras.Input` has no weights until it is
+    called on a batch, so neither its parameter count nor its output shape is
+    known yet.
+    """
+    if not getattr(model, "built", False):
+        raise ValueError(
+            f"`{name}` is not built, so its weights and output shape do not exist yet: give it an "
+            "input shape (`keras.Input(shape)` as the first layer of a Sequential), call it on a "
+            "batch, or call `model.build(input_shape)` first."
+        )
+    return model
+
+
 # NumPy dtype kinds a model can train on: bool, signed and unsigned integers, floating point.
 NUMERIC_KINDS = "biuf"
 

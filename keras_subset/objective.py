@@ -52,12 +52,9 @@ class Objective:
     """
 
     def __init__(self, model, loss=None, chunk_size=None, dtype="float32", training=False):
-        if not model.built or not model.trainable_variables:
-            raise ValueError(
-                "`model` has no trainable weights: build it first (call it on a "
-                "batch, or `model.build(input_shape)`) and make sure some layers "
-                "are trainable."
-            )
+        checks.check_built("model", model)
+        if not model.trainable_variables:
+            raise ValueError("`model` has no trainable weights: make some of its layers trainable.")
         chunk_size = checks.check_int("chunk_size", chunk_size, minimum=1, allow_none=True)
         self.model = model
         self.loss_fn, self.reduction = resolve_loss(model, loss)
