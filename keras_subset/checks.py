@@ -182,3 +182,42 @@ def check_sample_weight(name, weights):
     if not np.any(weights > 0):
         raise ValueError(f"`{name}` is zero for every example: there is nothing to fit.")
     return weights
+
+
+def check_class_labels(name, labels, num_classes, ignore_class=None):
+    """Returns `labels` when they are whole numbers in `[0, num_classes)` (or `ignore_class`).
+
+    What a sparse categorical loss takes: one class index per label. A label
+    outside the model's outputs fails deep inside the graph on a CPU
+    (`InvalidArgumentError`) and gives a NaN loss on a GPU.
+
+    Args:
+        name: The argument's name.
+        labels: A NumPy array of class indices (any shape).
+        num_classes: The number of classes (the model's outputs per label).
+        ignore_class: A label value the loss skips (Keras's `ignore_class`), or `None`.
+
+    Returns:
+        `labels`, unchanged.
+    """
+    values = np.asarray(labels).ravel()
+    if values.dtype.kind == "f":
+        whole = np.isfinite(values) & (values == np.round(values))
+        if not np.all(whole):
+            raise ValueError(
+                f"`{name}` must hold class indices (whole numbers in [0, {num_classes})), got "
+                f"{values[~whole][0]!r}."
+            )
+    outside = (values < 0) | (values >= num_classes)
+    if ignore_class is not None:
+        outside &= values != ignore_class
+    if np.any(outside):
+        found = np.unique(values[outside])
+        shown = ", ".join(str(v.item()) for v in found[:5]) + (", ..." if len(found) > 5 else "")
+        accepted = f"[0, {num_classes})" + ("" if ignore_class is None else f" or {ignore_class}")
+        raise ValueError(
+            f"`{name}` holds labels outside [0, {num_classes}) for a model with {num_classes} outputs "
+            f"per label: {shown} ({int(np.count_nonzero(outside))} label(s)). A sparse categorical "
+            f"loss takes class indices in {accepted}."
+        )
+    return labels

@@ -23,7 +23,7 @@ import keras
 
 from keras_subset import data as data_lib
 from keras_subset import lbfgs_loop
-from keras_subset.objective import Objective
+from keras_subset.objective import Objective, check_targets
 
 
 @dataclasses.dataclass
@@ -72,6 +72,14 @@ class LBFGSResult:
 
 
 
+def _error_line(error):
+    """The line of a TensorFlow error that says what went wrong, without the graph's traceback."""
+    lines = [l.strip() for l in error.message.splitlines() if l.strip() and not l[0].isspace()]
+    lines = [l for l in lines if not l.startswith(("Graph execution error", "Detected at node", "File "))]
+    line = lines[-1] if lines else error.message.strip()
+    return line.split("  Label values:")[0].split(" [[")[0].strip()
+
+
 # The evaluation budget when there is none: more than any run can spend.
 _NO_BUDGET = np.iinfo(np.int32).max
 
@@ -86,6 +94,7 @@ class Minimization:
         self.x, self.y, self.sample_weight = data_lib.to_arrays(x, y, sample_weight)
         if self.y is None:
             raise ValueError("`y` is None: L-BFGS needs targets (pass `y`, or a dataset of (x, y)).")
+        check_targets(model, self.y, loss)
         self.tensors = (
             tf.nest.map_structure(data_lib.to_tensor, self.x),
             tf.nest.map_structure(data_lib.to_tensor, self.y),
@@ -101,7 +110,15 @@ class Minimization:
             # Each replica keeps its own contiguous shard of the examples.
             self.tensors = tuple(Objective.shard(strategy, t) for t in self.tensors)
         position = self.objective.position()
-        value, gradient = self.run.value_and_gradient(position, *self.tensors)
+        try:
+            value, gradient = self.run.value_and_gradient(position, *self.tensors)
+        except tf.errors.InvalidArgumentError as error:
+            # What the checks above cannot see (labels of a custom loss, shapes the model refuses).
+            raise ValueError(
+                "`y` or `x` does not fit the model: the loss could not be evaluated at the starting "
+                f"weights ({_error_line(error)}). Class labels in `y` must lie within the model's "
+                "outputs, and `x` must have the shape the model takes."
+            ) from error
         self.initial_value = float(value)
         if not math.isfinite(self.initial_value) or not np.all(np.isfinite(gradient.numpy())):
             raise ValueError(

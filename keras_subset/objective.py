@@ -5,6 +5,7 @@ import tensorflow as tf
 import keras
 
 from keras_subset import checks
+from keras_subset import subset as subset_lib
 
 # Chunks in flight at once in the chunk loop. TensorFlow's default (10) kept the activations of
 # up to 10 chunks alive: on the CIFAR-10 CNN at K=4000, chunks of 128, the gradient's peak memory
@@ -325,6 +326,41 @@ def loss_object(model, loss=None):
     if callable(loss):
         return _FunctionLoss(loss)
     raise ValueError(f"`loss` must be a loss name, function or keras.losses.Loss, got {loss!r}.")
+
+
+def check_targets(model, y, loss=None, name="y"):
+    """Checks class labels against the model's outputs when the loss is a sparse categorical one.
+
+    For `sparse_categorical_crossentropy` (by name, as the function or as
+    `keras.losses.SparseCategoricalCrossentropy`, compiled or given), every
+    label must be a class index `0 <= y < C`, C the size of the model's last
+    output axis (`keras_subset.subset.num_outputs_of` for one output axis),
+    or the loss's `ignore_class`. Other losses, and models whose output
+    shape is unknown (subclassed, several outputs), are not checked here; a
+    label out of range then fails at the first evaluation.
+
+    Args:
+        model: A built Keras model.
+        y: The targets, a NumPy array (or a nest, which is not checked).
+        loss: The loss given instead of the compiled one, or `None`.
+        name: The argument's name in messages.
+
+    Raises:
+        ValueError: for a label outside the model's outputs.
+    """
+    if y is None or not isinstance(y, np.ndarray):
+        return
+    loss = loss_object(model, loss)
+    if not (
+        isinstance(loss, keras.losses.SparseCategoricalCrossentropy)
+        or getattr(loss, "fn", None) is keras.losses.sparse_categorical_crossentropy
+    ):
+        return
+    shape = subset_lib.output_shape_of(model)
+    if shape is None or len(shape) < 2:
+        return
+    ignore_class = loss.get_config().get("ignore_class") if hasattr(loss, "get_config") else None
+    checks.check_class_labels(name, y, int(shape[-1]), ignore_class=ignore_class)
 
 
 def resolve_loss(model, loss=None):

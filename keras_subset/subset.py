@@ -19,8 +19,12 @@ def num_trainable_parameters(model):
     return count
 
 
-def num_outputs_of(model):
-    """Returns M, the number of outputs per example (product of the output shape but the batch axis)."""
+def output_shape_of(model):
+    """Returns the output shape of a built single-output model, batch axis included, or `None`.
+
+    `None` when the model does not tell it (subclassed, several outputs) or when
+    an axis other than the batch axis has no fixed size.
+    """
     checks.check_built("model", model)
     try:
         shape = model.output_shape if not isinstance(model.output_shape, list) else None
@@ -30,7 +34,15 @@ def num_outputs_of(model):
         outputs = getattr(model, "outputs", None)
         if outputs and len(outputs) == 1:
             shape = tuple(outputs[0].shape)
-    if shape is None or any(d is None for d in shape[1:]):
+    if shape is None or not isinstance(shape, tuple) or any(d is None for d in shape[1:]):
+        return None
+    return shape
+
+
+def num_outputs_of(model):
+    """Returns M, the number of outputs per example (product of the output shape but the batch axis)."""
+    shape = output_shape_of(model)
+    if shape is None:
         raise ValueError(
             "Cannot read the number of outputs per example from the model (subclassed, "
             "multi-output or with a variable output shape): pass `num_outputs`."

@@ -153,3 +153,30 @@ def test_per_iteration_progress_traces_once_and_changes_nothing(mnist, capsys):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     lines = [l for l in capsys.readouterr().out.splitlines() if "/6" in l]
     assert [l.split("/")[0].strip() for l in lines[:6]] == ["1", "2", "3", "4", "5", "6"], lines
+
+
+def test_labels_outside_the_outputs_are_refused_naming_y(mnist):
+    x, y = mnist[0][:200], mnist[1][:200].copy()
+    y[17] = 12  # the model has 10 outputs
+    model = small_cnn(seed=1)
+    before = model.get_weights()
+    # The compiled loss, and the same loss given by name or as an object.
+    for loss in (None, "sparse_categorical_crossentropy", keras.losses.SparseCategoricalCrossentropy()):
+        with pytest.raises(ValueError, match=r"`y` holds labels outside \[0, 10\).*12"):
+            keras_subset.LBFGS(max_iterations=2).minimize(model, x, y, loss=loss)
+    with pytest.raises(ValueError, match=r"`y` holds labels outside \[0, 10\).*-1"):
+        keras_subset.LBFGS(max_iterations=2).minimize(model, x, np.where(y == 12, -1, y))
+    with pytest.raises(ValueError, match=r"`y` holds labels outside \[0, 10\)"):
+        keras_subset.LBFGS(max_iterations=2).fit(model, x, y, verbose=0)
+    # A loss that only calls it inside cannot be recognised: its first evaluation's error names `y`.
+    def wrapped(y_true, y_pred):
+        return 2.0 * keras.losses.sparse_categorical_crossentropy(y_true, y_pred)
+
+    with pytest.raises(ValueError, match=r"`y`.*label value of 12"):
+        keras_subset.LBFGS(max_iterations=2).minimize(model, x, y, loss=wrapped)
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    # Keras's ignore_class is a label the loss accepts.
+    ignoring = keras.losses.SparseCategoricalCrossentropy(ignore_class=-1)
+    result = keras_subset.LBFGS(max_iterations=2).minimize(model, x, np.where(y == 12, -1, y), loss=ignoring)
+    assert np.isfinite(result.loss)
