@@ -72,6 +72,42 @@ def to_arrays(x, y=None, sample_weight=None):
     return x, y, sample_weight
 
 
+def validation_arrays(validation_data):
+    """Returns `validation_data`, as `model.fit` takes it, as arrays `(x, y, sample_weight)`.
+
+    Args:
+        validation_data: `(x_val, y_val)`, `(x_val, y_val, sample_weight)` (a
+            tuple or list), or a finite, batched `tf.data.Dataset` yielding
+            those.
+
+    Returns:
+        A tuple `(x, y, sample_weight)` as `to_arrays` returns it; `y` is never
+        `None`.
+
+    Raises:
+        ValueError: naming `validation_data`, for anything `to_arrays` refuses,
+            another structure, or no targets.
+    """
+    if isinstance(validation_data, tf.data.Dataset):
+        parts = (validation_data,)
+    elif isinstance(validation_data, (tuple, list)) and len(validation_data) in (2, 3):
+        parts = tuple(validation_data)
+    else:
+        raise ValueError(
+            "`validation_data` must be (x_val, y_val), (x_val, y_val, sample_weight) or a "
+            f"tf.data.Dataset of those, as model.fit takes it; got {type(validation_data).__name__}"
+            + (f" of length {len(validation_data)}" if isinstance(validation_data, (tuple, list)) else "")
+            + "."
+        )
+    try:
+        x, y, sample_weight = to_arrays(*parts)
+    except ValueError as error:
+        raise ValueError(f"`validation_data` is not fit for evaluation: {error}") from error
+    if y is None:
+        raise ValueError("`validation_data` has no targets: the dataset must yield (x, y) or (x, y, sample_weight).")
+    return x, y, sample_weight
+
+
 # TensorFlow's CPU kernels assume buffers aligned to this many bytes (EIGEN_MAX_ALIGN_BYTES).
 _ALIGNMENT = 64
 _DLPACK_DTYPES = ("float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8")

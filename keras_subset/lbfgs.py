@@ -7,9 +7,10 @@ import tensorflow as tf
 import keras
 
 from keras_subset import checks
+from keras_subset import data as data_lib
 from keras_subset import stepwise
 from keras_subset.minimize import Minimization, Progress
-from keras_subset.objective import assign_flat, flatten
+from keras_subset.objective import assign_flat, check_targets, flatten
 
 _DTYPES = ("float32", "float64")
 LINE_SEARCHES = ("initial_step", "hager_zhang")
@@ -374,7 +375,10 @@ class LBFGS(keras.optimizers.Optimizer):
             epochs: Number of epochs.
             iterations_per_epoch: L-BFGS iterations per epoch.
             loss: A loss to minimise instead of the compiled one.
-            validation_data: `(x_val, y_val)` or `(x_val, y_val, sample_weight)`.
+            validation_data: `(x_val, y_val)`, `(x_val, y_val, sample_weight)`
+                or a finite, batched `tf.data.Dataset` of those, as `model.fit`
+                takes it; checked (converted, and one small batch evaluated)
+                before the first iteration.
             callbacks: A list of `keras.callbacks.Callback`.
             verbose: 0 silent, 1 progress bar, 2 one line per epoch.
 
@@ -393,6 +397,17 @@ class LBFGS(keras.optimizers.Optimizer):
         checks.check_int("iterations_per_epoch", iterations_per_epoch, minimum=1)
         verbose = checks.check_verbose(verbose)
         run = Minimization(self, model, x, y, sample_weight, loss)
+        validation = None
+        if validation_data is not None:
+            # Checked before the first iteration: a failure after an epoch would lose the History.
+            validation = data_lib.validation_arrays(validation_data)
+            try:
+                check_targets(model, validation[1], name="validation_data")
+                # One small batch finds what only the model can tell (shapes, dtypes).
+                model.evaluate(*(data_lib.take(part, np.arange(min(8, data_lib.num_examples(validation[0]))))
+                                 for part in validation[:2]), verbose=0)
+            except (ValueError, tf.errors.OpError) as error:
+                raise ValueError(f"`validation_data` cannot be evaluated by the model: {error}") from error
         callback_list = keras.callbacks.CallbackList(
             callbacks, add_history=True, add_progbar=verbose != 0, model=model,
             verbose=verbose, epochs=epochs, steps=1,
@@ -408,8 +423,8 @@ class LBFGS(keras.optimizers.Optimizer):
             logs = model.evaluate(run.x, run.y, sample_weight=run.sample_weight, verbose=0, return_dict=True)
             logs.update(iterations=run.iterations, evaluations=run.evaluations)
             callback_list.on_train_batch_end(0, logs)
-            if validation_data is not None:
-                val_x, val_y, val_w = keras.utils.unpack_x_y_sample_weight(tuple(validation_data))
+            if validation is not None:
+                val_x, val_y, val_w = validation
                 val = model.evaluate(val_x, val_y, sample_weight=val_w, verbose=0, return_dict=True)
                 logs.update({"val_" + k: v for k, v in val.items()})
             callback_list.on_epoch_end(epoch, logs)

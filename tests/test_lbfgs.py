@@ -192,3 +192,42 @@ def test_apply_refuses_a_step_without_its_loss_and_changed_variables(mnist):
         optimizer.apply(gradients[2:], model.trainable_variables)
     for a, b in zip(before, model.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_fit_route_takes_validation_data_as_keras_fit_does_and_checks_it_first(mnist):
+    x, y, x_val, y_val = mnist[0][:300], mnist[1][:300], mnist[2][:200], mnist[3][:200]
+    w_val = np.linspace(0.5, 1.5, 200).astype("float32")
+    val_losses = []
+    for validation_data in (
+        (x_val, y_val, w_val),
+        [x_val, y_val, w_val],
+        tf.data.Dataset.from_tensor_slices((x_val, y_val, w_val)).batch(64),
+    ):
+        model = small_cnn(seed=8)
+        history = keras_subset.LBFGS(max_iterations=10).fit(
+            model, x, y, epochs=2, iterations_per_epoch=2, validation_data=validation_data, verbose=0
+        )
+        val_losses.append(history.history["val_loss"])
+        assert history.history["val_loss"][-1] == pytest.approx(
+            model.evaluate(x_val, y_val, sample_weight=w_val, verbose=0)[0], rel=1e-5
+        )
+    np.testing.assert_allclose(val_losses[2], val_losses[0], rtol=1e-5)
+    # Validation data that cannot be evaluated is refused before the first iteration.
+    model = small_cnn(seed=8)
+    before = model.get_weights()
+    bad_labels = np.where(y_val == 3, 11, y_val)
+    for validation_data, match in (
+        (x_val, "`validation_data` must be"),
+        ((x_val,), "`validation_data` must be"),
+        (tf.data.Dataset.from_tensor_slices(x_val).batch(50), "`validation_data`.*targets"),
+        ((x_val, y_val[:10]), "`validation_data`.*same first dimension"),
+        ((x_val, y_val.astype(str)), "`validation_data`.*must hold numbers"),
+        ((x_val, bad_labels), r"`validation_data`.*labels outside \[0, 10\)"),
+        ((x_val[:, :14], y_val), "`validation_data`"),  # images of the wrong shape
+    ):
+        with pytest.raises(ValueError, match=match):
+            keras_subset.LBFGS(max_iterations=10).fit(
+                model, x, y, epochs=2, iterations_per_epoch=2, validation_data=validation_data, verbose=0
+            )
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
