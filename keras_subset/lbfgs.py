@@ -396,6 +396,11 @@ class LBFGS(keras.optimizers.Optimizer):
         checks.check_int("epochs", epochs, minimum=1)
         checks.check_int("iterations_per_epoch", iterations_per_epoch, minimum=1)
         verbose = checks.check_verbose(verbose)
+        if not getattr(model, "compiled", False):
+            raise ValueError(
+                "`model` must be compiled (`model.compile(loss=..., metrics=...)`): LBFGS.fit reports "
+                "the compiled loss and metrics at every epoch's end."
+            )
         run = Minimization(self, model, x, y, sample_weight, loss)
         validation = None
         if validation_data is not None:

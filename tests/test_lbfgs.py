@@ -231,3 +231,15 @@ def test_fit_route_takes_validation_data_as_keras_fit_does_and_checks_it_first(m
             )
     for a, b in zip(before, model.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_fit_route_refuses_an_uncompiled_model_before_training(mnist):
+    # fit reports the compiled loss and metrics each epoch: without compile it used to train
+    # the first epoch and then fail in model.evaluate.
+    x, y = mnist[0][:200], mnist[1][:200]
+    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")])
+    before = model.get_weights()
+    with pytest.raises(ValueError, match=r"`model` must be compiled"):
+        keras_subset.LBFGS(max_iterations=5).fit(model, x, y, loss="sparse_categorical_crossentropy", verbose=0)
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
