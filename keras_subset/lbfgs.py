@@ -233,7 +233,12 @@ class LBFGS(keras.optimizers.Optimizer):
         normalisation's moving statistics follow the trial points. Between steps the
         model holds the pending trial weights, so epoch-end callbacks (validation,
         `ModelCheckpoint`, `TerminateOnNaN`) see those; `fit` ends at the best accepted
-        weights.
+        weights. The first step of a run (and the first after a `fit` has ended)
+        evaluates the starting weights: when its loss or gradient is not finite (NaN
+        inputs, labels out of range), the step stops `fit` with an
+        `InvalidArgumentError` saying so, before any weight changes (under XLA,
+        which drops assertions, the weights stay as they are and `fit_results`
+        reports a NaN loss).
 
         Args:
             grads: The gradients of the step's loss, one per variable.
@@ -268,14 +273,29 @@ class LBFGS(keras.optimizers.Optimizer):
             dtype,
         )
         state = {key: variable.value for key, variable in self._step_state.items()}
-        state, next_position = stepwise.step(
-            state, position, self._step_loss.value, gradient, self.tolerance, self.max_line_search_iterations,
-            self.max_evaluations,
+        value = self._step_loss.value
+        # The first step of a run (the step rule has not started) evaluates the starting weights:
+        # there a non-finite loss or gradient means the inputs or weights are broken, and no step
+        # can follow. (Under XLA, which drops assertions, the weights stay as they are instead.)
+        starting_point_ok = tf.debugging.Assert(
+            (state["started"] > 0) | (tf.math.is_finite(value) & tf.reduce_all(tf.math.is_finite(gradient))),
+            [
+                "LBFGS (model.compile route): the loss or its gradient at the starting weights is not "
+                "finite (NaN or Inf), so L-BFGS cannot start; the weights were left as they were. Check "
+                "the inputs (NaN or Inf values, labels out of range) and the model's initial weights. Loss:",
+                value,
+            ],
         )
-        for key, variable in self._step_state.items():
-            variable.assign(state[key])
-        assign_flat(trainable_variables, next_position)
-        self._iterations.assign_add(1)
+        with tf.control_dependencies([starting_point_ok]):
+            value = tf.identity(value)
+            state, next_position = stepwise.step(
+                state, position, value, gradient, self.tolerance, self.max_line_search_iterations,
+                self.max_evaluations,
+            )
+            for key, variable in self._step_state.items():
+                variable.assign(state[key])
+            assign_flat(trainable_variables, next_position)
+            self._iterations.assign_add(1)
 
     def finalize_variable_values(self, var_list):
         """At the end of `model.fit`: the model takes the best accepted weights, not a pending trial."""
@@ -291,7 +311,8 @@ class LBFGS(keras.optimizers.Optimizer):
 
         Keys: `iterations` (accepted L-BFGS steps), `evaluations` (training steps
         until convergence or a stall; later steps re-evaluate the final point),
-        `loss` (at the best accepted weights), `restarts` (line searches that failed
+        `loss` (at the best accepted weights; NaN while no point has been
+        accepted, e.g. when the first step's loss was not finite), `restarts` (line searches that failed
         and dropped the history), `converged` (largest gradient entry at most
         `tolerance`), `stalled` (a line search failed without history to drop) and
         `budget_spent` (`max_evaluations` evaluations were made; the model then holds

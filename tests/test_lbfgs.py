@@ -243,3 +243,19 @@ def test_fit_route_refuses_an_uncompiled_model_before_training(mnist):
         keras_subset.LBFGS(max_iterations=5).fit(model, x, y, loss="sparse_categorical_crossentropy", verbose=0)
     for a, b in zip(before, model.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_compile_fit_stops_at_a_non_finite_starting_loss(mnist):
+    x, y = mnist[0][:100].copy(), mnist[1][:100]
+    x[3, 5, 5, 0] = np.nan
+    model = small_cnn(seed=2)
+    optimizer = keras_subset.LBFGS()
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
+    before = model.get_weights()
+    # Keras raises what the compiled step asserts; the message is the library's.
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"loss or its gradient at the starting weights is not finite"):
+        model.fit(x, y, batch_size=len(x), epochs=3, verbose=0)
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    # No point was ever accepted: the loss is reported as NaN, never as 0.0.
+    assert np.isnan(optimizer.fit_results["loss"]) and optimizer.fit_results["iterations"] == 0
