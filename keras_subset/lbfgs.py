@@ -16,6 +16,35 @@ _DTYPES = ("float32", "float64")
 LINE_SEARCHES = ("initial_step", "hager_zhang")
 
 
+_FROZEN_SINCE_BUILT = (
+    "LBFGS (model.compile route): layers were frozen (`trainable = False`) since the model was "
+    "compiled with this LBFGS, whose state is a flat vector over the variables trainable then; "
+    "Keras would go on training them with the step it traced. No weights were changed. Compile the "
+    "model again with a new LBFGS() after freezing or unfreezing layers."
+)
+
+
+def _enclosing_xla_context():
+    """The XLA context the current graph is traced in (under `jit_compile=True`), or `None`.
+
+    Assumes XLA when TensorFlow does not say, so that no host callback is put where XLA
+    cannot compile it.
+    """
+    get = getattr(getattr(tf, "__internal__", None), "get_enclosing_xla_context", None)
+    return True if get is None else get()
+
+
+def _all_trainable(variables):
+    """A boolean tensor, computed as the step runs: whether every one of `variables` is still trainable."""
+
+    def check():
+        return np.bool_(all(v.trainable for v in variables))
+
+    flag = tf.numpy_function(check, [], tf.bool, stateful=True)
+    flag.set_shape([])
+    return flag
+
+
 @keras.saving.register_keras_serializable(package="keras_subset")
 class LBFGS(keras.optimizers.Optimizer):
     """Full-batch L-BFGS for Keras models (TensorFlow Probability's `lbfgs_minimize`).
@@ -238,7 +267,11 @@ class LBFGS(keras.optimizers.Optimizer):
         inputs, labels out of range), the step stops `fit` with an
         `InvalidArgumentError` saying so, before any weight changes (under XLA,
         which drops assertions, the weights stay as they are and `fit_results`
-        reports a NaN loss).
+        reports a NaN loss). Keras traces the step once per `compile` and goes on
+        running it after `layer.trainable` changes, so every step also checks, as it
+        runs, that the variables it trains are still trainable, and stops `fit` the
+        same way when a layer was frozen since (not under XLA; there, and for layers
+        unfrozen since, `finalize_variable_values` warns at the end of `fit`).
 
         Args:
             grads: The gradients of the step's loss, one per variable.
@@ -286,7 +319,14 @@ class LBFGS(keras.optimizers.Optimizer):
                 value,
             ],
         )
-        with tf.control_dependencies([starting_point_ok]):
+        checks_ok = [starting_point_ok]
+        # Keras traces the training step once per compile and reuses it after `layer.trainable`
+        # changes, so the id check above runs only while tracing; frozen variables would go on
+        # training. Their `trainable` flags are Python state: read them as the step runs (not under
+        # XLA, which cannot call Python; `finalize_variable_values` then warns at the end).
+        if _enclosing_xla_context() is None:
+            checks_ok.append(tf.debugging.Assert(_all_trainable(trainable_variables), [_FROZEN_SINCE_BUILT]))
+        with tf.control_dependencies(checks_ok):
             value = tf.identity(value)
             state, next_position = stepwise.step(
                 state, position, value, gradient, self.tolerance, self.max_line_search_iterations,
@@ -298,9 +338,31 @@ class LBFGS(keras.optimizers.Optimizer):
             self._iterations.assign_add(1)
 
     def finalize_variable_values(self, var_list):
-        """At the end of `model.fit`: the model takes the best accepted weights, not a pending trial."""
+        """At the end of `model.fit`: the model takes the best accepted weights, not a pending trial.
+
+        `var_list` holds the model's trainable variables now. When layers were
+        frozen or unfrozen since LBFGS was built, Keras has gone on running the
+        step it traced with the variables of then: those take the best weights,
+        and a warning says to compile again (a frozen layer is refused at the
+        first step already, except under XLA).
+        """
+        var_list = list(var_list)
+        if self.built and [id(v) for v in var_list] != self._built_variables:
+            built = self._trainable_variables
+            frozen = [v.path for v in built if id(v) not in {id(w) for w in var_list}]
+            unfrozen = [v.path for v in var_list if id(v) not in set(self._built_variables)]
+            warnings.warn(
+                "The model's trainable variables changed since LBFGS was built (when `fit` first ran "
+                "after `compile`): Keras went on with the training step it traced then, so "
+                + (f"the variables unfrozen since ({', '.join(unfrozen)}) were not trained" if unfrozen else "")
+                + (" and " if unfrozen and frozen else "")
+                + (f"the variables frozen since ({', '.join(frozen)}) were trained" if frozen else "")
+                + ". Compile the model again with a new LBFGS() after freezing or unfreezing layers.",
+                stacklevel=2,
+            )
+            var_list = built
         if self._step_state is not None and int(self._step_state["started"].value) > 0:
-            assign_flat(list(var_list), self._step_state["position"].value)
+            assign_flat(var_list, self._step_state["position"].value)
             # The next `fit` starts afresh at the weights it finds; the curvature history is kept.
             self._step_state["started"].assign(0)
         super().finalize_variable_values(var_list)

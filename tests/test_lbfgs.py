@@ -259,3 +259,37 @@ def test_compile_fit_stops_at_a_non_finite_starting_loss(mnist):
         np.testing.assert_array_equal(a, b)
     # No point was ever accepted: the loss is reported as NaN, never as 0.0.
     assert np.isnan(optimizer.fit_results["loss"]) and optimizer.fit_results["iterations"] == 0
+
+
+def test_compile_fit_refuses_layers_frozen_since_it_was_compiled(mnist):
+    x, y = mnist[0][:200], mnist[1][:200]
+    model = small_cnn(seed=3)
+    model.compile(optimizer=keras_subset.LBFGS(), loss="sparse_categorical_crossentropy")
+    history = model.fit(x, y, batch_size=len(x), epochs=3, verbose=0)
+    conv, dense = model.layers[0], model.layers[-1]
+    conv.trainable = False
+    before = model.get_weights()
+    # Keras reuses the step it traced for the first fit, so LBFGS sees the change only as that
+    # step runs: it stops before any weight changes.
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"frozen.*since.*Compile the model again with a new LBFGS"):
+        model.fit(x, y, batch_size=len(x), epochs=2, verbose=0)
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert len(history.history["loss"]) == 3  # the first fit's History is intact
+    # Compiled again with a new LBFGS, fit trains the trainable layers only.
+    model.compile(optimizer=keras_subset.LBFGS(), loss="sparse_categorical_crossentropy")
+    model.fit(x, y, batch_size=len(x), epochs=10, verbose=0)
+    assert model.optimizer.fit_results["iterations"] > 0
+    np.testing.assert_array_equal(conv.get_weights()[0], before[0])
+    assert not np.array_equal(dense.get_weights()[0], before[2])
+
+    # A layer unfrozen since compile is not in the traced step: fit trains the others, ends at
+    # their best weights and warns instead of failing at its end.
+    conv.trainable = True
+    before = model.get_weights()
+    with pytest.warns(UserWarning, match=r"unfrozen.*were not trained.*Compile the model again"):
+        history = model.fit(x, y, batch_size=len(x), epochs=3, verbose=0)
+    assert len(history.history["loss"]) == 3
+    np.testing.assert_array_equal(conv.get_weights()[0], before[0])
+    loss = model.evaluate(x, y, verbose=0, return_dict=True)["loss"]
+    assert loss == pytest.approx(model.optimizer.fit_results["loss"], rel=1e-5)
