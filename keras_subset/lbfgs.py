@@ -253,25 +253,31 @@ class LBFGS(keras.optimizers.Optimizer):
         search cannot run inside one step. Here each step is one evaluation: it either
         accepts the weights it was evaluated at (weak Wolfe conditions) and moves on to
         the next L-BFGS direction, or picks the next trial step length; see
-        `keras_subset.stepwise`. This is L-BFGS only when every step sees the same,
-        whole training set: `model.fit(x, y, batch_size=len(x))`, or a dataset of that
-        one batch repeated with `steps_per_epoch`. With minibatches the line search
-        compares the losses of different batches and has no guarantee. The loss is the
-        one `fit` computes, in training mode: with dropout it changes from step to step
-        (use `minimize(..., training=False)` or a model without dropout), and batch
-        normalisation's moving statistics follow the trial points. Between steps the
-        model holds the pending trial weights, so epoch-end callbacks (validation,
-        `ModelCheckpoint`, `TerminateOnNaN`) see those; `fit` ends at the best accepted
-        weights. The first step of a run (and the first after a `fit` has ended)
-        evaluates the starting weights: when its loss or gradient is not finite (NaN
-        inputs, labels out of range), the step stops `fit` with an
-        `InvalidArgumentError` saying so, before any weight changes (under XLA,
-        which drops assertions, the weights stay as they are and `fit_results`
-        reports a NaN loss). Keras traces the step once per `compile` and goes on
-        running it after `layer.trainable` changes, so every step also checks, as it
-        runs, that the variables it trains are still trainable, and stops `fit` the
-        same way when a layer was frozen since (not under XLA; there, and for layers
-        unfrozen since, `finalize_variable_values` warns at the end of `fit`).
+        `keras_subset.stepwise`. The loss is the one `fit` computes, in training mode:
+        with dropout it changes from step to step (use `minimize(..., training=False)`
+        or a model without dropout), and batch normalisation's moving statistics
+        follow the trial points. Between steps the model holds the pending trial
+        weights, so epoch-end callbacks (validation, `ModelCheckpoint`,
+        `TerminateOnNaN`) see those; `fit` ends at the best accepted weights.
+
+        This is L-BFGS only when every step sees the same, whole training set:
+        `model.fit(x, y, batch_size=len(x))`, or a dataset of that one batch repeated
+        with `steps_per_epoch`: L-BFGS needs the full batch. With minibatches the line
+        search compares the losses of different batches and has no guarantee, and
+        `fit_results["loss"]` is the loss on the batch of the step that accepted the
+        point, not over the whole training set. A Keras 3 optimizer never sees the
+        dataset's size, so nothing warns about minibatches.
+
+        The first step of a run (and the first after a `fit` has ended) evaluates the
+        starting weights: when its loss or gradient is not finite (NaN inputs, labels
+        out of range), the step stops `fit` with an `InvalidArgumentError` saying so,
+        before any weight changes (under XLA, which drops assertions, the weights stay
+        as they are and `fit_results` reports a NaN loss). Keras traces the step once
+        per `compile` and goes on running it after `layer.trainable` changes, so every
+        step also checks, as it runs, that the variables it trains are still
+        trainable, and stops `fit` the same way when a layer was frozen since (not
+        under XLA; there, and for layers unfrozen since, `finalize_variable_values`
+        warns at the end of `fit`).
 
         Args:
             grads: The gradients of the step's loss, one per variable.
@@ -373,12 +379,16 @@ class LBFGS(keras.optimizers.Optimizer):
 
         Keys: `iterations` (accepted L-BFGS steps), `evaluations` (training steps
         until convergence or a stall; later steps re-evaluate the final point),
-        `loss` (at the best accepted weights; NaN while no point has been
-        accepted, e.g. when the first step's loss was not finite), `restarts` (line searches that failed
-        and dropped the history), `converged` (largest gradient entry at most
-        `tolerance`), `stalled` (a line search failed without history to drop) and
-        `budget_spent` (`max_evaluations` evaluations were made; the model then holds
-        the best accepted point).
+        `loss`, `restarts` (line searches that failed and dropped the history),
+        `converged` (largest gradient entry at most `tolerance`), `stalled` (a line
+        search failed without history to drop) and `budget_spent` (`max_evaluations`
+        evaluations were made; the model then holds the best accepted point).
+
+        `loss` is the loss at the best accepted weights as `fit` computed it in the
+        step that accepted them, on that step's batch: the loss of the whole training
+        set only with a full batch (`batch_size=len(x)`, which L-BFGS needs anyway);
+        with minibatches, one batch's loss. It is NaN while no point has been
+        accepted (e.g. when the first step's loss was not finite).
         """
         if self._step_state is None:
             return {}

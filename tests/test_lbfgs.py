@@ -293,3 +293,27 @@ def test_compile_fit_refuses_layers_frozen_since_it_was_compiled(mnist):
     np.testing.assert_array_equal(conv.get_weights()[0], before[0])
     loss = model.evaluate(x, y, verbose=0, return_dict=True)["loss"]
     assert loss == pytest.approx(model.optimizer.fit_results["loss"], rel=1e-5)
+
+
+def test_compile_fit_with_minibatches_reports_the_loss_of_the_batch_it_accepted_on(mnist):
+    # An optimizer never sees the dataset's size in Keras 3: with minibatches, fit_results' loss
+    # is the loss on the batch of the step that accepted the point, as the docstrings say.
+    x, y = mnist[0][:1000], mnist[1][:1000]
+    model = small_cnn(seed=5)
+    optimizer = keras_subset.LBFGS()
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
+    accepted_on = []
+
+    class Accepted(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            accepted_on.append(optimizer.fit_results["iterations"])
+
+    model.fit(x, y, batch_size=100, epochs=2, shuffle=False, verbose=0, callbacks=[Accepted()])
+    last = int(np.flatnonzero(np.diff([0] + accepted_on))[-1]) % 10  # the batch of the last accepting step
+    batch = slice(100 * last, 100 * (last + 1))
+    reported = optimizer.fit_results["loss"]
+    assert model.evaluate(x[batch], y[batch], verbose=0, return_dict=True)["loss"] == pytest.approx(reported, rel=1e-5)
+    assert abs(model.evaluate(x, y, verbose=0, return_dict=True)["loss"] - reported) > 1e-3
+    for doc in (keras_subset.LBFGS.fit_results.__doc__, keras_subset.LBFGS.apply.__doc__):
+        doc = " ".join(doc.split())
+        assert "full batch" in doc and "the whole training set" in doc and "one batch" in doc, doc
