@@ -137,6 +137,8 @@ class Minimization:
         self.state, self.converged, self.failed, self.done = None, False, False, False
         self.budget_spent = False
         self.failures = []  # why each failed segment failed, in words
+        # Non-finite evaluations of the objective up to the last failure (see `_failure`).
+        self._non_finite_before = int(self.objective.non_finite_evaluations.numpy())
 
     def advance(self, until_iteration):
         """Runs L-BFGS until `until_iteration` total iterations, convergence, the budget or final failure."""
@@ -185,15 +187,22 @@ class Minimization:
                     self._iterations_before, self._evaluations_before = self.iterations, self.evaluations
                     self.state = None
 
-    @staticmethod
-    def _failure(state):
-        """Why a segment failed, in words (TFP's own loop does not say which of the two it was)."""
-        failure = int(getattr(state, "failure", 0))
-        if failure == lbfgs_loop.NON_FINITE:
+    def _failure(self, state):
+        """Why a segment failed, in words: a non-finite loss, or no further decrease.
+
+        Neither loop's state can tell on its own: TFP's (`line_search="hager_zhang"`)
+        says only `failed`, and `lbfgs_loop` says `NON_FINITE` whenever TFP's
+        Hager-Zhang search reports `failed`, which that search also does when it runs
+        out of iterations or its interval stops shrinking with every value finite.
+        So a failure is put down to a non-finite loss only when the objective counted
+        a non-finite evaluation since the previous failure (or the start) and the
+        loop did not itself report `NO_DECREASE`.
+        """
+        count = int(self.objective.non_finite_evaluations.numpy())
+        non_finite_seen, self._non_finite_before = count > self._non_finite_before, count
+        if non_finite_seen and int(getattr(state, "failure", 0)) != lbfgs_loop.NO_DECREASE:
             return "the loss or its gradient became non-finite (NaN or Inf) along the search direction"
-        if failure == lbfgs_loop.NO_DECREASE:
-            return "the line search found no point meeting the Wolfe conditions (no further decrease)"
-        return "the line search found no further decrease, or the loss became non-finite"
+        return "the line search found no further decrease (no point meeting the Wolfe conditions)"
 
     def assign_best(self):
         """Writes the best weights found so far into the model."""

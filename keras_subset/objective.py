@@ -66,6 +66,11 @@ class Objective:
         self._shapes = [tuple(v.shape) for v in self.variables]
         self._sizes = [int(np.prod(s)) for s in self._shapes]
         self.num_parameters = sum(self._sizes)
+        # Evaluations whose value or gradient was NaN or Inf, counted by `value_and_gradient` inside
+        # the compiled loops, so that a failed line search can be put down to the right cause.
+        self.non_finite_evaluations = tf.Variable(
+            0, dtype=tf.int64, trainable=False, name="non_finite_evaluations"
+        )
 
     # -- flat vector <-> model weights ---------------------------------------------------
     def position(self):
@@ -98,11 +103,12 @@ class Objective:
         replicas.
 
         Returns:
-            A tuple `(value, gradient)` of `self.dtype`.
+            A tuple `(value, gradient)` of `self.dtype`. An evaluation where either
+            is not finite adds one to `non_finite_evaluations`.
         """
         if not isinstance(tf.nest.flatten(x)[0], tf.distribute.DistributedValues):
             n = tf.shape(tf.nest.flatten(x)[0])[0]
-            return self._shard_value_and_gradient(position, x, y, sample_weight, n)
+            return self._counted(*self._shard_value_and_gradient(position, x, y, sample_weight, n))
 
         def replica_fn(position, x, y, sample_weight):
             local = tf.shape(tf.nest.flatten(x)[0])[0]
@@ -111,7 +117,14 @@ class Objective:
 
         strategy = tf.distribute.get_strategy()
         value, gradient = strategy.run(replica_fn, args=(position, x, y, sample_weight))
-        return strategy.reduce("sum", value, axis=None), strategy.reduce("sum", gradient, axis=None)
+        return self._counted(strategy.reduce("sum", value, axis=None), strategy.reduce("sum", gradient, axis=None))
+
+    def _counted(self, value, gradient):
+        """`(value, gradient)`, after counting the evaluation in `non_finite_evaluations` if not finite."""
+        finite = tf.math.is_finite(value) & tf.reduce_all(tf.math.is_finite(gradient))
+        counted = self.non_finite_evaluations.assign_add(tf.cast(~finite, tf.int64))
+        with tf.control_dependencies([counted]):
+            return tf.identity(value), tf.identity(gradient)
 
     def _shard_value_and_gradient(self, position, x, y, sample_weight, total):
         """The share of `x` (`total` examples in all shards) in the value and gradient."""

@@ -51,7 +51,8 @@ def test_jit_compile_gives_the_same_result(mnist):
     assert losses[1] == pytest.approx(losses[0], rel=1e-4)
 
 
-def test_nan_during_run_never_leaves_nan_weights(mnist):
+@pytest.mark.parametrize("line_search", keras_subset.lbfgs.LINE_SEARCHES)
+def test_nan_during_run_never_leaves_nan_weights(mnist, line_search):
     x, y = mnist[0][:300], mnist[1][:300]
 
     def loss(y_true, y_pred):
@@ -62,8 +63,11 @@ def test_nan_during_run_never_leaves_nan_weights(mnist):
         return tf.where(confident, tf.fill(tf.shape(ce), np.nan), ce)
 
     model = small_cnn(seed=5)
-    result = keras_subset.LBFGS(max_iterations=50, max_restarts=1).minimize(model, x, y, loss=loss)
+    optimizer = keras_subset.LBFGS(max_iterations=50, max_restarts=1, line_search=line_search)
+    result = optimizer.minimize(model, x, y, loss=loss)
     assert result.failed and result.restarts == 1, result  # it did run into the NaN region
+    # The reason says which of the two failures it was.
+    assert "non-finite" in result.reason and "no further decrease" not in result.reason, result.reason
     assert all(np.all(np.isfinite(w)) for w in model.get_weights())
     assert np.isfinite(result.loss) and result.loss <= result.initial_loss
     objective = Objective(model, loss=loss)
@@ -82,7 +86,8 @@ def test_non_finite_initial_loss_is_an_error(mnist):
         np.testing.assert_array_equal(a, b)
 
 
-def test_failed_line_search_restarts_then_keeps_the_best_weights(mnist):
+@pytest.mark.parametrize("line_search", keras_subset.lbfgs.LINE_SEARCHES)
+def test_failed_line_search_restarts_then_keeps_the_best_weights(mnist, line_search):
     x, y = mnist[0][:200], mnist[1][:200]
 
     def misleading(y_true, y_pred):
@@ -92,9 +97,12 @@ def test_failed_line_search_restarts_then_keeps_the_best_weights(mnist):
 
     model = small_cnn(seed=4)
     before = model.get_weights()
-    result = keras_subset.LBFGS(max_iterations=20, max_restarts=2).minimize(model, x, y, loss=misleading)
+    optimizer = keras_subset.LBFGS(max_iterations=20, max_restarts=2, line_search=line_search)
+    result = optimizer.minimize(model, x, y, loss=misleading)
     assert result.failed and not result.converged and result.restarts == 2, result
     assert "starting weights were kept" in result.reason
+    # Every value was finite: the reason must not blame a non-finite loss.
+    assert "no further decrease" in result.reason and "non-finite" not in result.reason, result.reason
     assert result.loss == result.initial_loss
     for a, b in zip(before, model.get_weights()):
         np.testing.assert_array_equal(a, b)
