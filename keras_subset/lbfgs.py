@@ -272,7 +272,7 @@ class LBFGS(keras.optimizers.Optimizer):
         starting weights: when its loss or gradient is not finite (NaN inputs, labels
         out of range), the step stops `fit` with an `InvalidArgumentError` saying so,
         before any weight changes (under XLA, which drops assertions, the weights stay
-        as they are and `fit_results` reports a NaN loss). Keras traces the step once
+        as they are, `fit_results` reports a NaN loss and `fit` warns at its end). Keras traces the step once
         per `compile` and goes on running it after `layer.trainable` changes, so every
         step also checks, as it runs, that the variables it trains are still
         trainable, and stops `fit` the same way when a layer was frozen since (not
@@ -350,7 +350,9 @@ class LBFGS(keras.optimizers.Optimizer):
         frozen or unfrozen since LBFGS was built, Keras has gone on running the
         step it traced with the variables of then: those take the best weights,
         and a warning says to compile again (a frozen layer is refused at the
-        first step already, except under XLA).
+        first step already, except under XLA). A fit that never accepted a
+        point (under XLA, a non-finite loss at the starting weights) leaves the
+        weights as they are and warns.
         """
         var_list = list(var_list)
         if self.built and [id(v) for v in var_list] != self._built_variables:
@@ -371,6 +373,14 @@ class LBFGS(keras.optimizers.Optimizer):
             assign_flat(var_list, self._step_state["position"].value)
             # The next `fit` starts afresh at the weights it finds; the curvature history is kept.
             self._step_state["started"].assign(0)
+        elif self._step_state is not None and not self.fit_results["budget_spent"]:
+            # Only under XLA, which drops the assertion in `apply`, does a fit get here.
+            warnings.warn(
+                "LBFGS: no step of this fit had a finite loss and gradient at the starting weights, "
+                "so L-BFGS never started and the weights were left as they were. Check the inputs "
+                "(NaN or Inf values, labels out of range) and the model's initial weights.",
+                stacklevel=2,
+            )
         super().finalize_variable_values(var_list)
 
     @property

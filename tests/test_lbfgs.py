@@ -245,16 +245,23 @@ def test_fit_route_refuses_an_uncompiled_model_before_training(mnist):
         np.testing.assert_array_equal(a, b)
 
 
-def test_compile_fit_stops_at_a_non_finite_starting_loss(mnist):
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_compile_fit_stops_at_a_non_finite_starting_loss(mnist, jit_compile):
     x, y = mnist[0][:100].copy(), mnist[1][:100]
     x[3, 5, 5, 0] = np.nan
     model = small_cnn(seed=2)
     optimizer = keras_subset.LBFGS()
-    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
+    # jit_compile="auto" means XLA on a GPU: both are tested wherever the tests run.
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", jit_compile=jit_compile)
     before = model.get_weights()
-    # Keras raises what the compiled step asserts; the message is the library's.
-    with pytest.raises(tf.errors.InvalidArgumentError, match=r"loss or its gradient at the starting weights is not finite"):
-        model.fit(x, y, batch_size=len(x), epochs=3, verbose=0)
+    if jit_compile:
+        # XLA drops assertions: the step keeps the weights, and fit warns at its end.
+        with pytest.warns(UserWarning, match=r"no step of this fit had a finite loss and gradient"):
+            model.fit(x, y, batch_size=len(x), epochs=3, verbose=0)
+    else:
+        # Keras raises what the compiled step asserts; the message is the library's.
+        with pytest.raises(tf.errors.InvalidArgumentError, match=r"loss or its gradient at the starting weights is not finite"):
+            model.fit(x, y, batch_size=len(x), epochs=3, verbose=0)
     for a, b in zip(before, model.get_weights()):
         np.testing.assert_array_equal(a, b)
     # No point was ever accepted: the loss is reported as NaN, never as 0.0.
@@ -264,7 +271,8 @@ def test_compile_fit_stops_at_a_non_finite_starting_loss(mnist):
 def test_compile_fit_refuses_layers_frozen_since_it_was_compiled(mnist):
     x, y = mnist[0][:200], mnist[1][:200]
     model = small_cnn(seed=3)
-    model.compile(optimizer=keras_subset.LBFGS(), loss="sparse_categorical_crossentropy")
+    # Not XLA (the default on a GPU), which cannot call back into Python: see the test below.
+    model.compile(optimizer=keras_subset.LBFGS(), loss="sparse_categorical_crossentropy", jit_compile=False)
     history = model.fit(x, y, batch_size=len(x), epochs=3, verbose=0)
     conv, dense = model.layers[0], model.layers[-1]
     conv.trainable = False
@@ -277,7 +285,7 @@ def test_compile_fit_refuses_layers_frozen_since_it_was_compiled(mnist):
         np.testing.assert_array_equal(a, b)
     assert len(history.history["loss"]) == 3  # the first fit's History is intact
     # Compiled again with a new LBFGS, fit trains the trainable layers only.
-    model.compile(optimizer=keras_subset.LBFGS(), loss="sparse_categorical_crossentropy")
+    model.compile(optimizer=keras_subset.LBFGS(), loss="sparse_categorical_crossentropy", jit_compile=False)
     model.fit(x, y, batch_size=len(x), epochs=10, verbose=0)
     assert model.optimizer.fit_results["iterations"] > 0
     np.testing.assert_array_equal(conv.get_weights()[0], before[0])
@@ -291,6 +299,21 @@ def test_compile_fit_refuses_layers_frozen_since_it_was_compiled(mnist):
         history = model.fit(x, y, batch_size=len(x), epochs=3, verbose=0)
     assert len(history.history["loss"]) == 3
     np.testing.assert_array_equal(conv.get_weights()[0], before[0])
+    loss = model.evaluate(x, y, verbose=0, return_dict=True)["loss"]
+    assert loss == pytest.approx(model.optimizer.fit_results["loss"], rel=1e-5)
+
+
+def test_compile_fit_under_xla_warns_about_layers_frozen_since_compile(mnist):
+    x, y = mnist[0][:200], mnist[1][:200]
+    model = small_cnn(seed=3)
+    model.compile(optimizer=keras_subset.LBFGS(), loss="sparse_categorical_crossentropy", jit_compile=True)
+    model.fit(x, y, batch_size=len(x), epochs=3, verbose=0)
+    model.layers[0].trainable = False
+    # The XLA step cannot read the flags as it runs: the frozen layer trains, fit ends at the
+    # best point of all the variables it trained, keeps its History and says what happened.
+    with pytest.warns(UserWarning, match=r"frozen since \(.*conv2d.*/kernel.*were trained.*Compile the model again"):
+        history = model.fit(x, y, batch_size=len(x), epochs=5, verbose=0)
+    assert len(history.history["loss"]) == 5
     loss = model.evaluate(x, y, verbose=0, return_dict=True)["loss"]
     assert loss == pytest.approx(model.optimizer.fit_results["loss"], rel=1e-5)
 
