@@ -272,12 +272,12 @@ class LBFGS(keras.optimizers.Optimizer):
         starting weights: when its loss or gradient is not finite (NaN inputs, labels
         out of range), the step stops `fit` with an `InvalidArgumentError` saying so,
         before any weight changes (under XLA, which drops assertions, the weights stay
-        as they are, `fit_results` reports a NaN loss and `fit` warns at its end). Keras traces the step once
-        per `compile` and goes on running it after `layer.trainable` changes, so every
-        step also checks, as it runs, that the variables it trains are still
-        trainable, and stops `fit` the same way when a layer was frozen since (not
-        under XLA; there, and for layers unfrozen since, `finalize_variable_values`
-        warns at the end of `fit`).
+        as they are, `fit_results` reports a NaN loss and `fit` warns at its end).
+        Keras traces the step once per `compile` and goes on running it after
+        `layer.trainable` changes, so every step also checks, as it runs, that the
+        variables it trains are still trainable, and stops `fit` the same way when a
+        layer was frozen since (not under XLA; there, and for layers unfrozen since,
+        `finalize_variable_values` warns at the end of `fit`).
 
         Args:
             grads: The gradients of the step's loss, one per variable.
