@@ -9,7 +9,7 @@ from keras_subset import checks
 from keras_subset import data as data_lib
 from keras_subset import subset as subset_lib
 from keras_subset.lbfgs import LBFGS
-from keras_subset.objective import loss_object
+from keras_subset.objective import check_targets, loss_object
 
 LOG_PREFIX = "pretraining_"
 
@@ -134,9 +134,12 @@ class SubsetPretraining(keras.callbacks.Callback):
             return
         if self.optimizer is getattr(self.model, "optimizer", None):
             raise ValueError("`optimizer` must not be the model's compiled optimizer: pass a new instance.")
+        # `fit` builds an unbuilt model at its first step, after this callback has run.
+        checks.check_built("model", self.model)
         x, y, sample_weight = data_lib.to_arrays(*self._data)
         if y is None:
             raise ValueError("`y` is None: pass the training targets (or a dataset of (x, y)).")
+        check_targets(self.model, y)
         n = data_lib.num_examples(x)
         k = subset_lib.resolve_subset_size(n, self.size, self.fraction, self.ratio, self.model, self.num_outputs)
         q = subset_lib.warn_if_underdetermined(self.model, k, self.num_outputs)

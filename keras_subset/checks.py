@@ -108,3 +108,116 @@ def check_verbose(value, name="verbose"):
     if not is_integer(value) or value not in (0, 1, 2):
         raise ValueError(f"`{name}` must be 0, 1 or 2, got {value!r}.")
     return int(value)
+
+
+def check_built(name, model):
+    """Returns `model` when it is built (its weights exist), or raises a `ValueError` naming `name`.
+
+    A `keras.Sequential` without `keras.Input` has no weights until it is
+    called on a batch, so neither its parameter count nor its output shape is
+    known yet.
+    """
+    if not getattr(model, "built", False):
+        raise ValueError(
+            f"`{name}` is not built, so its weights and output shape do not exist yet: give it an "
+            "input shape (`keras.Input(shape)` as the first layer of a Sequential), call it on a "
+            "batch, or call `model.build(input_shape)` first."
+        )
+    return model
+
+
+# NumPy dtype kinds a model can train on: bool, signed and unsigned integers, floating point.
+NUMERIC_KINDS = "biuf"
+
+
+def check_numeric(name, array):
+    """Returns `array` when its dtype is a number type (bool, integer or floating point).
+
+    Strings (`"5"`), bytes and object arrays (ragged lists, mixed types) cannot
+    be fed to a model: TensorFlow would fail deep inside the graph with
+    "Cast string to int64 is not supported".
+
+    Args:
+        name: The argument's name.
+        array: A NumPy array.
+
+    Returns:
+        `array`, unchanged.
+    """
+    dtype = np.asarray(array).dtype
+    if dtype.kind not in NUMERIC_KINDS:
+        raise ValueError(
+            f"`{name}` must hold numbers (a bool, integer or floating-point dtype), got dtype {dtype}: "
+            "convert it first (e.g. class names to integer labels)."
+        )
+    return array
+
+
+def check_sample_weight(name, weights):
+    """Returns per-example weights when they are finite, >= 0 and not all zero.
+
+    A negative weight turns the minimisation into a maximisation of that
+    example's loss (L-BFGS then "succeeds" with a loss of -1e34), a NaN or Inf
+    makes the loss non-finite, and all-zero weights leave nothing to fit.
+
+    Args:
+        name: The argument's name.
+        weights: A NumPy array of per-example weights.
+
+    Returns:
+        `weights`, unchanged.
+    """
+    weights = check_numeric(name, np.asarray(weights))
+    if weights.size == 0:
+        return weights
+    if weights.dtype.kind == "f" and not np.all(np.isfinite(weights)):
+        bad = int(np.size(weights) - np.count_nonzero(np.isfinite(weights)))
+        raise ValueError(f"`{name}` must be finite and >= 0, but {bad} weight(s) are NaN or Inf.")
+    if np.any(weights < 0):
+        raise ValueError(
+            f"`{name}` must be finite and >= 0, but {int(np.count_nonzero(weights < 0))} weight(s) are "
+            f"negative (the smallest is {weights.min()!r}): a negative weight rewards that example's "
+            "loss for growing without bound."
+        )
+    if not np.any(weights > 0):
+        raise ValueError(f"`{name}` is zero for every example: there is nothing to fit.")
+    return weights
+
+
+def check_class_labels(name, labels, num_classes, ignore_class=None):
+    """Returns `labels` when they are whole numbers in `[0, num_classes)` (or `ignore_class`).
+
+    What a sparse categorical loss takes: one class index per label. A label
+    outside the model's outputs fails deep inside the graph on a CPU
+    (`InvalidArgumentError`) and gives a NaN loss on a GPU.
+
+    Args:
+        name: The argument's name.
+        labels: A NumPy array of class indices (any shape).
+        num_classes: The number of classes (the model's outputs per label).
+        ignore_class: A label value the loss skips (Keras's `ignore_class`), or `None`.
+
+    Returns:
+        `labels`, unchanged.
+    """
+    values = np.asarray(labels).ravel()
+    if values.dtype.kind == "f":
+        whole = np.isfinite(values) & (values == np.round(values))
+        if not np.all(whole):
+            raise ValueError(
+                f"`{name}` must hold class indices (whole numbers in [0, {num_classes})), got "
+                f"{values[~whole][0]!r}."
+            )
+    outside = (values < 0) | (values >= num_classes)
+    if ignore_class is not None:
+        outside &= values != ignore_class
+    if np.any(outside):
+        found = np.unique(values[outside])
+        shown = ", ".join(str(v.item()) for v in found[:5]) + (", ..." if len(found) > 5 else "")
+        accepted = f"[0, {num_classes})" + ("" if ignore_class is None else f" or {ignore_class}")
+        raise ValueError(
+            f"`{name}` holds labels outside [0, {num_classes}) for a model with {num_classes} outputs "
+            f"per label: {shown} ({int(np.count_nonzero(outside))} label(s)). A sparse categorical "
+            f"loss takes class indices in {accepted}."
+        )
+    return labels

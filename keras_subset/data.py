@@ -4,6 +4,15 @@ import numpy as np
 import tensorflow as tf
 import keras
 
+from keras_subset import checks
+
+# How many bytes of examples a `tf.data.Dataset` of unknown cardinality (most
+# `from_generator` datasets, `filter`, ...) may yield before `to_arrays` stops
+# reading it: such a dataset may never end, and reading on would fill the memory.
+# A dataset of known size (`.take(n)`, `tf.data.experimental.assert_cardinality(n)`)
+# is read whole. Read at each call, so it may be changed at run time.
+MAX_UNKNOWN_CARDINALITY_BYTES = 4 * 2**30
+
 
 def to_arrays(x, y=None, sample_weight=None):
     """Returns `(x, y, sample_weight)` as (nests of) NumPy arrays.
@@ -12,7 +21,8 @@ def to_arrays(x, y=None, sample_weight=None):
         x: Input data: a NumPy array, a tensor, a list/dict of those (for
             multi-input models), or a finite, batched `tf.data.Dataset`
             yielding `(x, y)` or `(x, y, sample_weight)` as `model.fit` takes
-            it.
+            it. A dataset of unknown cardinality is read until it ends or
+            until it has yielded `MAX_UNKNOWN_CARDINALITY_BYTES` bytes.
         y: Targets, or `None` when `x` is a dataset.
         sample_weight: Per-example weights of shape `(num_examples,)`, or
             `None`.
@@ -21,8 +31,12 @@ def to_arrays(x, y=None, sample_weight=None):
         A tuple `(x, y, sample_weight)`; `y` and `sample_weight` may be `None`.
 
     Raises:
-        ValueError: for an infinite or empty dataset, `y` given together with
-            a dataset, or arrays whose first dimensions disagree.
+        ValueError: for empty inputs (arrays or datasets), an infinite
+            dataset or one of unknown size past the byte limit, `y` given
+            together with a dataset, arrays whose first dimensions disagree,
+            inputs or targets that are not numbers (strings, objects), or
+            sample weights that are negative, NaN or Inf, or zero for every
+            example.
     """
     if isinstance(x, tf.data.Dataset):
         if y is not None or sample_weight is not None:
@@ -36,18 +50,61 @@ def to_arrays(x, y=None, sample_weight=None):
         y = None if y is None else tf.nest.map_structure(np.asarray, y)
         if sample_weight is not None:
             sample_weight = np.asarray(sample_weight)
+    for name, value in (("x", x), ("y", y), ("sample_weight", sample_weight)):
+        for leaf in [] if value is None else tf.nest.flatten(value):
+            checks.check_numeric(name, leaf)
     n = num_examples(x)
+    if n == 0:
+        raise ValueError("`x` is empty: it holds 0 examples, so there is nothing to fit.")
     for name, value in (("y", y), ("sample_weight", sample_weight)):
         if value is not None and num_examples(value) != n:
             raise ValueError(
                 f"`{name}` has {num_examples(value)} examples but `x` has {n}: "
                 "they must have the same first dimension."
             )
-    if sample_weight is not None and sample_weight.ndim != 1:
+    if sample_weight is not None:
+        if sample_weight.ndim != 1:
+            raise ValueError(
+                "`sample_weight` must have shape (num_examples,), got "
+                f"{sample_weight.shape}."
+            )
+        checks.check_sample_weight("sample_weight", sample_weight)
+    return x, y, sample_weight
+
+
+def validation_arrays(validation_data):
+    """Returns `validation_data`, as `model.fit` takes it, as arrays `(x, y, sample_weight)`.
+
+    Args:
+        validation_data: `(x_val, y_val)`, `(x_val, y_val, sample_weight)` (a
+            tuple or list), or a finite, batched `tf.data.Dataset` yielding
+            those.
+
+    Returns:
+        A tuple `(x, y, sample_weight)` as `to_arrays` returns it; `y` is never
+        `None`.
+
+    Raises:
+        ValueError: naming `validation_data`, for anything `to_arrays` refuses,
+            another structure, or no targets.
+    """
+    if isinstance(validation_data, tf.data.Dataset):
+        parts = (validation_data,)
+    elif isinstance(validation_data, (tuple, list)) and len(validation_data) in (2, 3):
+        parts = tuple(validation_data)
+    else:
         raise ValueError(
-            "`sample_weight` must have shape (num_examples,), got "
-            f"{sample_weight.shape}."
+            "`validation_data` must be (x_val, y_val), (x_val, y_val, sample_weight) or a "
+            f"tf.data.Dataset of those, as model.fit takes it; got {type(validation_data).__name__}"
+            + (f" of length {len(validation_data)}" if isinstance(validation_data, (tuple, list)) else "")
+            + "."
         )
+    try:
+        x, y, sample_weight = to_arrays(*parts)
+    except ValueError as error:
+        raise ValueError(f"`validation_data` is not fit for evaluation: {error}") from error
+    if y is None:
+        raise ValueError("`validation_data` has no targets: the dataset must yield (x, y) or (x, y, sample_weight).")
     return x, y, sample_weight
 
 
@@ -119,16 +176,42 @@ def _dataset_to_arrays(dataset):
             "`x` is an infinite tf.data.Dataset (e.g. made with `.repeat()`); "
             "pass a finite dataset, one pass of which is the whole training set."
         )
+    batched = "it must be batched, each element a batch of examples as `model.fit` takes it (`dataset.batch(n)`)"
+    if any(
+        isinstance(spec, tf.TensorSpec) and spec.shape.rank == 0
+        for spec in tf.nest.flatten(dataset.element_spec)
+    ):
+        raise ValueError(f"`x` is a tf.data.Dataset whose elements hold scalars, so they are not batches: {batched}.")
+    limit = None
+    if int(dataset.cardinality()) == int(tf.data.UNKNOWN_CARDINALITY):
+        limit = MAX_UNKNOWN_CARDINALITY_BYTES
     parts = ([], [], [])
+    read = 0
     for element in dataset.as_numpy_iterator():
         for part, value in zip(parts, keras.utils.unpack_x_y_sample_weight(element)):
             part.append(value)
+        read += sum(np.asarray(leaf).nbytes for leaf in tf.nest.flatten(element))
+        if limit is not None and read > limit:
+            raise ValueError(
+                f"`x` is a tf.data.Dataset of unknown size that has yielded more than {limit} bytes "
+                "(keras_subset.data.MAX_UNKNOWN_CARDINALITY_BYTES) without ending: it may never end "
+                "(a generator that loops forever?). Make it finite with `.take(n)` (n batches), or, "
+                "if it does end, state its size with "
+                "`dataset.apply(tf.data.experimental.assert_cardinality(n))`."
+            )
     if not parts[0]:
-        raise ValueError("`x` is an empty tf.data.Dataset.")
+        raise ValueError("`x` is empty: the tf.data.Dataset yields no elements, so there is nothing to fit.")
 
     def concat(batches):
         if batches[0] is None:
             return None
         return tf.nest.map_structure(lambda *b: np.concatenate(b, axis=0), *batches)
 
-    return tuple(concat(part) for part in parts)
+    arrays = tuple(concat(part) for part in parts)
+    sizes = {int(np.shape(leaf)[0]) for part in arrays if part is not None for leaf in tf.nest.flatten(part)}
+    if len(sizes) > 1:
+        raise ValueError(
+            f"The parts of the tf.data.Dataset `x` have different numbers of rows ({sorted(sizes)}), as "
+            f"single examples of different shapes would: is it unbatched? {batched[0].upper()}{batched[1:]}."
+        )
+    return arrays

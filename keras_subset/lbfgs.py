@@ -8,12 +8,42 @@ import keras
 
 from keras_subset import checks
 from keras_subset import chunking
+from keras_subset import data as data_lib
 from keras_subset import stepwise
 from keras_subset.minimize import Minimization, Progress
-from keras_subset.objective import assign_flat, flatten
+from keras_subset.objective import assign_flat, check_targets, flatten
 
 _DTYPES = ("float32", "float64")
 LINE_SEARCHES = ("initial_step", "hager_zhang")
+
+
+_FROZEN_SINCE_BUILT = (
+    "LBFGS (model.compile route): layers were frozen (`trainable = False`) since the model was "
+    "compiled with this LBFGS, whose state is a flat vector over the variables trainable then; "
+    "Keras would go on training them with the step it traced. No weights were changed. Compile the "
+    "model again with a new LBFGS() after freezing or unfreezing layers."
+)
+
+
+def _enclosing_xla_context():
+    """The XLA context the current graph is traced in (under `jit_compile=True`), or `None`.
+
+    Assumes XLA when TensorFlow does not say, so that no host callback is put where XLA
+    cannot compile it.
+    """
+    get = getattr(getattr(tf, "__internal__", None), "get_enclosing_xla_context", None)
+    return True if get is None else get()
+
+
+def _all_trainable(variables):
+    """A boolean tensor, computed as the step runs: whether every one of `variables` is still trainable."""
+
+    def check():
+        return np.bool_(all(v.trainable for v in variables))
+
+    flag = tf.numpy_function(check, [], tf.bool, stateful=True)
+    flag.set_shape([])
+    return flag
 
 
 @keras.saving.register_keras_serializable(package="keras_subset")
@@ -227,16 +257,31 @@ class LBFGS(keras.optimizers.Optimizer):
         search cannot run inside one step. Here each step is one evaluation: it either
         accepts the weights it was evaluated at (weak Wolfe conditions) and moves on to
         the next L-BFGS direction, or picks the next trial step length; see
-        `keras_subset.stepwise`. This is L-BFGS only when every step sees the same,
-        whole training set: `model.fit(x, y, batch_size=len(x))`, or a dataset of that
-        one batch repeated with `steps_per_epoch`. With minibatches the line search
-        compares the losses of different batches and has no guarantee. The loss is the
-        one `fit` computes, in training mode: with dropout it changes from step to step
-        (use `minimize(..., training=False)` or a model without dropout), and batch
-        normalisation's moving statistics follow the trial points. Between steps the
-        model holds the pending trial weights, so epoch-end callbacks (validation,
-        `ModelCheckpoint`, `TerminateOnNaN`) see those; `fit` ends at the best accepted
-        weights.
+        `keras_subset.stepwise`. The loss is the one `fit` computes, in training mode:
+        with dropout it changes from step to step (use `minimize(..., training=False)`
+        or a model without dropout), and batch normalisation's moving statistics
+        follow the trial points. Between steps the model holds the pending trial
+        weights, so epoch-end callbacks (validation, `ModelCheckpoint`,
+        `TerminateOnNaN`) see those; `fit` ends at the best accepted weights.
+
+        This is L-BFGS only when every step sees the same, whole training set:
+        `model.fit(x, y, batch_size=len(x))`, or a dataset of that one batch repeated
+        with `steps_per_epoch`: L-BFGS needs the full batch. With minibatches the line
+        search compares the losses of different batches and has no guarantee, and
+        `fit_results["loss"]` is the loss on the batch of the step that accepted the
+        point, not over the whole training set. A Keras 3 optimizer never sees the
+        dataset's size, so nothing warns about minibatches.
+
+        The first step of a run (and the first after a `fit` has ended) evaluates the
+        starting weights: when its loss or gradient is not finite (NaN inputs, labels
+        out of range), the step stops `fit` with an `InvalidArgumentError` saying so,
+        before any weight changes (under XLA, which drops assertions, the weights stay
+        as they are, `fit_results` reports a NaN loss and `fit` warns at its end).
+        Keras traces the step once per `compile` and goes on running it after
+        `layer.trainable` changes, so every step also checks, as it runs, that the
+        variables it trains are still trainable, and stops `fit` the same way when a
+        layer was frozen since (not under XLA; there, and for layers unfrozen since,
+        `finalize_variable_values` warns at the end of `fit`).
 
         Args:
             grads: The gradients of the step's loss, one per variable.
@@ -275,20 +320,75 @@ class LBFGS(keras.optimizers.Optimizer):
             loss += 0.5 * self.weight_decay * tf.tensordot(position, position, 1)
             gradient += self.weight_decay * position
         state = {key: variable.value for key, variable in self._step_state.items()}
-        state, next_position = stepwise.step(
-            state, position, loss, gradient, self.tolerance, self.max_line_search_iterations, self.max_evaluations
+        value = loss
+        # The first step of a run (the step rule has not started) evaluates the starting weights:
+        # there a non-finite loss or gradient means the inputs or weights are broken, and no step
+        # can follow. (Under XLA, which drops assertions, the weights stay as they are instead.)
+        starting_point_ok = tf.debugging.Assert(
+            (state["started"] > 0) | (tf.math.is_finite(value) & tf.reduce_all(tf.math.is_finite(gradient))),
+            [
+                "LBFGS (model.compile route): the loss or its gradient at the starting weights is not "
+                "finite (NaN or Inf), so L-BFGS cannot start; the weights were left as they were. Check "
+                "the inputs (NaN or Inf values, labels out of range) and the model's initial weights. Loss:",
+                value,
+            ],
         )
-        for key, variable in self._step_state.items():
-            variable.assign(state[key])
-        assign_flat(trainable_variables, next_position)
-        self._iterations.assign_add(1)
+        checks_ok = [starting_point_ok]
+        # Keras traces the training step once per compile and reuses it after `layer.trainable`
+        # changes, so the id check above runs only while tracing; frozen variables would go on
+        # training. Their `trainable` flags are Python state: read them as the step runs (not under
+        # XLA, which cannot call Python; `finalize_variable_values` then warns at the end).
+        if _enclosing_xla_context() is None:
+            checks_ok.append(tf.debugging.Assert(_all_trainable(trainable_variables), [_FROZEN_SINCE_BUILT]))
+        with tf.control_dependencies(checks_ok):
+            value = tf.identity(value)
+            state, next_position = stepwise.step(
+                state, position, value, gradient, self.tolerance, self.max_line_search_iterations,
+                self.max_evaluations,
+            )
+            for key, variable in self._step_state.items():
+                variable.assign(state[key])
+            assign_flat(trainable_variables, next_position)
+            self._iterations.assign_add(1)
 
     def finalize_variable_values(self, var_list):
-        """At the end of `model.fit`: the model takes the best accepted weights, not a pending trial."""
+        """At the end of `model.fit`: the model takes the best accepted weights, not a pending trial.
+
+        `var_list` holds the model's trainable variables now. When layers were
+        frozen or unfrozen since LBFGS was built, Keras has gone on running the
+        step it traced with the variables of then: those take the best weights,
+        and a warning says to compile again (a frozen layer is refused at the
+        first step already, except under XLA). A fit that never accepted a
+        point (under XLA, a non-finite loss at the starting weights) leaves the
+        weights as they are and warns.
+        """
+        var_list = list(var_list)
+        if self.built and [id(v) for v in var_list] != self._built_variables:
+            built = self._trainable_variables
+            frozen = [v.path for v in built if id(v) not in {id(w) for w in var_list}]
+            unfrozen = [v.path for v in var_list if id(v) not in set(self._built_variables)]
+            warnings.warn(
+                "The model's trainable variables changed since LBFGS was built (when `fit` first ran "
+                "after `compile`): Keras went on with the training step it traced then, so "
+                + (f"the variables unfrozen since ({', '.join(unfrozen)}) were not trained" if unfrozen else "")
+                + (" and " if unfrozen and frozen else "")
+                + (f"the variables frozen since ({', '.join(frozen)}) were trained" if frozen else "")
+                + ". Compile the model again with a new LBFGS() after freezing or unfreezing layers.",
+                stacklevel=2,
+            )
+            var_list = built
         if self._step_state is not None and int(self._step_state["started"].value) > 0:
-            assign_flat(list(var_list), self._step_state["position"].value)
+            assign_flat(var_list, self._step_state["position"].value)
             # The next `fit` starts afresh at the weights it finds; the curvature history is kept.
             self._step_state["started"].assign(0)
+        elif self._step_state is not None and not self.fit_results["budget_spent"]:
+            # Only under XLA, which drops the assertion in `apply`, does a fit get here.
+            warnings.warn(
+                "LBFGS: no step of this fit had a finite loss and gradient at the starting weights, "
+                "so L-BFGS never started and the weights were left as they were. Check the inputs "
+                "(NaN or Inf values, labels out of range) and the model's initial weights.",
+                stacklevel=2,
+            )
         super().finalize_variable_values(var_list)
 
     @property
@@ -297,11 +397,16 @@ class LBFGS(keras.optimizers.Optimizer):
 
         Keys: `iterations` (accepted L-BFGS steps), `evaluations` (training steps
         until convergence or a stall; later steps re-evaluate the final point),
-        `loss` (at the best accepted weights), `restarts` (line searches that failed
-        and dropped the history), `converged` (largest gradient entry at most
-        `tolerance`), `stalled` (a line search failed without history to drop) and
-        `budget_spent` (`max_evaluations` evaluations were made; the model then holds
-        the best accepted point).
+        `loss`, `restarts` (line searches that failed and dropped the history),
+        `converged` (largest gradient entry at most `tolerance`), `stalled` (a line
+        search failed without history to drop) and `budget_spent` (`max_evaluations`
+        evaluations were made; the model then holds the best accepted point).
+
+        `loss` is the loss at the best accepted weights as `fit` computed it in the
+        step that accepted them, on that step's batch: the loss of the whole training
+        set only with a full batch (`batch_size=len(x)`, which L-BFGS needs anyway);
+        with minibatches, one batch's loss. It is NaN while no point has been
+        accepted (e.g. when the first step's loss was not finite).
         """
         if self._step_state is None:
             return {}
@@ -381,7 +486,10 @@ class LBFGS(keras.optimizers.Optimizer):
             epochs: Number of epochs.
             iterations_per_epoch: L-BFGS iterations per epoch.
             loss: A loss to minimise instead of the compiled one.
-            validation_data: `(x_val, y_val)` or `(x_val, y_val, sample_weight)`.
+            validation_data: `(x_val, y_val)`, `(x_val, y_val, sample_weight)`
+                or a finite, batched `tf.data.Dataset` of those, as `model.fit`
+                takes it; checked (converted, and one small batch evaluated)
+                before the first iteration.
             callbacks: A list of `keras.callbacks.Callback`.
             verbose: 0 silent, 1 progress bar, 2 one line per epoch.
 
@@ -399,7 +507,23 @@ class LBFGS(keras.optimizers.Optimizer):
         checks.check_int("epochs", epochs, minimum=1)
         checks.check_int("iterations_per_epoch", iterations_per_epoch, minimum=1)
         verbose = checks.check_verbose(verbose)
+        if not getattr(model, "compiled", False):
+            raise ValueError(
+                "`model` must be compiled (`model.compile(loss=..., metrics=...)`): LBFGS.fit reports "
+                "the compiled loss and metrics at every epoch's end."
+            )
         run = Minimization(self, model, x, y, sample_weight, loss)
+        validation = None
+        if validation_data is not None:
+            # Checked before the first iteration: a failure after an epoch would lose the History.
+            validation = data_lib.validation_arrays(validation_data)
+            try:
+                check_targets(model, validation[1], name="validation_data")
+                # One small batch finds what only the model can tell (shapes, dtypes).
+                model.evaluate(*(data_lib.take(part, np.arange(min(8, data_lib.num_examples(validation[0]))))
+                                 for part in validation[:2]), verbose=0)
+            except (ValueError, tf.errors.OpError) as error:
+                raise ValueError(f"`validation_data` cannot be evaluated by the model: {error}") from error
         callback_list = keras.callbacks.CallbackList(
             callbacks, add_history=True, add_progbar=verbose != 0, model=model,
             verbose=verbose, epochs=epochs, steps=1,
@@ -415,8 +539,8 @@ class LBFGS(keras.optimizers.Optimizer):
             logs = model.evaluate(run.x, run.y, sample_weight=run.sample_weight, verbose=0, return_dict=True)
             logs.update(iterations=run.iterations, evaluations=run.evaluations)
             callback_list.on_train_batch_end(0, logs)
-            if validation_data is not None:
-                val_x, val_y, val_w = keras.utils.unpack_x_y_sample_weight(tuple(validation_data))
+            if validation is not None:
+                val_x, val_y, val_w = validation
                 val = model.evaluate(val_x, val_y, sample_weight=val_w, verbose=0, return_dict=True)
                 logs.update({"val_" + k: v for k, v in val.items()})
             callback_list.on_epoch_end(epoch, logs)

@@ -37,7 +37,9 @@ APPROXIMATE_WOLFE_THRESHOLD = 1e-6
 APPROXIMATE_DECREASE = 0.1
 # Values of `LoopState.failure`.
 NO_DECREASE = 1  # the line search ran out of iterations without a Wolfe point
-NON_FINITE = 2  # the objective or its gradient was NaN or infinite where the search had to go
+NON_FINITE = 2  # every trial step, shrunk tenfold MAX_SHRINKS times, had a NaN or infinite objective
+SEARCH_FAILED = 3  # TFP's Hager-Zhang search reported `failed`: a non-finite value met, or its
+# bracket exhausted or collapsed in round-off; the state cannot tell which (see minimize.py)
 
 # The second trial of an iteration: a too-short step is extrapolated by 2 to MAX_EXTRAPOLATION,
 # a too-long one interpolated to MIN_INTERPOLATION to MAX_INTERPOLATION times its length.
@@ -54,7 +56,7 @@ LoopState = collections.namedtuple(
     [
         "converged",  # a convergence criterion was met
         "failed",  # the line search failed or the objective stopped being finite
-        "failure",  # why it failed: 0 it did not, NO_DECREASE or NON_FINITE
+        "failure",  # why it failed: 0 it did not, NO_DECREASE, NON_FINITE or SEARCH_FAILED
         "num_iterations",
         "num_objective_evaluations",
         "num_initial_steps_accepted",  # iterations that took the initial step without a line search
@@ -320,7 +322,7 @@ def _iteration(value_and_gradient, state, tolerance, x_tolerance, f_absolute_tol
             value_at_initial_step=start,
             max_iterations=tf.maximum(tf.minimum(max_ls, remaining), 1),
         )
-        failure = tf.where(result.failed, NON_FINITE, tf.where(result.converged, 0, NO_DECREASE))
+        failure = tf.where(result.failed, SEARCH_FAILED, tf.where(result.converged, 0, NO_DECREASE))
         return result.converged & ~result.failed, result.left, result.func_evals, failure
 
     def no_search():

@@ -23,7 +23,7 @@ import keras
 
 from keras_subset import data as data_lib
 from keras_subset import lbfgs_loop
-from keras_subset.objective import Objective
+from keras_subset.objective import Objective, check_targets
 
 
 @dataclasses.dataclass
@@ -72,6 +72,14 @@ class LBFGSResult:
 
 
 
+def _error_line(error):
+    """The line of a TensorFlow error that says what went wrong, without the graph's traceback."""
+    lines = [l.strip() for l in error.message.splitlines() if l.strip() and not l[0].isspace()]
+    lines = [l for l in lines if not l.startswith(("Graph execution error", "Detected at node", "File "))]
+    line = lines[-1] if lines else error.message.strip()
+    return line.split("  Label values:")[0].split(" [[")[0].strip()
+
+
 # The evaluation budget when there is none: more than any run can spend.
 _NO_BUDGET = np.iinfo(np.int32).max
 
@@ -96,6 +104,7 @@ class Minimization:
         self.x, self.y, self.sample_weight = data_lib.to_arrays(x, y, sample_weight)
         if self.y is None:
             raise ValueError("`y` is None: L-BFGS needs targets (pass `y`, or a dataset of (x, y)).")
+        check_targets(model, self.y, loss)
         self.tensors = (
             tf.nest.map_structure(data_lib.to_tensor, self.x),
             tf.nest.map_structure(data_lib.to_tensor, self.y),
@@ -111,7 +120,15 @@ class Minimization:
             # Each replica keeps its own contiguous shard of the examples.
             self.tensors = tuple(Objective.shard(strategy, t) for t in self.tensors)
         position = self.objective.position()
-        value, gradient = self.run.value_and_gradient(position, *self.tensors)
+        try:
+            value, gradient = self.run.value_and_gradient(position, *self.tensors)
+        except tf.errors.InvalidArgumentError as error:
+            # What the checks above cannot see (labels of a custom loss, shapes the model refuses).
+            raise ValueError(
+                "`y` or `x` does not fit the model: the loss could not be evaluated at the starting "
+                f"weights ({_error_line(error)}). Class labels in `y` must lie within the model's "
+                "outputs, and `x` must have the shape the model takes."
+            ) from error
         self.initial_value = float(value)
         if not math.isfinite(self.initial_value) or not np.all(np.isfinite(gradient.numpy())):
             raise ValueError(
@@ -135,6 +152,8 @@ class Minimization:
         self.state, self.converged, self.failed, self.done = None, False, False, False
         self.budget_spent = False
         self.failures = []  # why each failed segment failed, in words
+        # Non-finite evaluations of the objective up to the last failure (see `_failure`).
+        self._non_finite_before = int(self.objective.non_finite_evaluations.numpy())
 
     def advance(self, until_iteration):
         """Runs L-BFGS until `until_iteration` total iterations, convergence, the budget or final failure."""
@@ -195,15 +214,22 @@ class Minimization:
         history = tf.zeros([self.options.num_correction_pairs, self.objective.num_parameters], self.objective.dtype)
         return history, history, tf.constant(0)
 
-    @staticmethod
-    def _failure(state):
-        """Why a segment failed, in words (TFP's own loop does not say which of the two it was)."""
+    def _failure(self, state):
+        """Why a segment failed, in words: a non-finite loss, or no further decrease.
+
+        `lbfgs_loop` says `NON_FINITE` when every shrunk trial step was non-finite and
+        `NO_DECREASE` when its line search ran out of iterations; when TFP's
+        Hager-Zhang search reports `failed` (`SEARCH_FAILED`), and on TFP's own loop
+        (`line_search="hager_zhang"`), which says only `failed`, the cause is a
+        non-finite loss when the objective counted a non-finite evaluation since the
+        previous failure (or the start), and no further decrease otherwise.
+        """
+        count = int(self.objective.non_finite_evaluations.numpy())
+        non_finite_seen, self._non_finite_before = count > self._non_finite_before, count
         failure = int(getattr(state, "failure", 0))
-        if failure == lbfgs_loop.NON_FINITE:
+        if failure == lbfgs_loop.NON_FINITE or (non_finite_seen and failure != lbfgs_loop.NO_DECREASE):
             return "the loss or its gradient became non-finite (NaN or Inf) along the search direction"
-        if failure == lbfgs_loop.NO_DECREASE:
-            return "the line search found no point meeting the Wolfe conditions (no further decrease)"
-        return "the line search found no further decrease, or the loss became non-finite"
+        return "the line search found no further decrease (no point meeting the Wolfe conditions)"
 
     def assign_best(self):
         """Writes the best weights found so far into the model."""

@@ -6,6 +6,7 @@ import keras
 
 from keras_subset import checks
 from keras_subset import chunking
+from keras_subset import subset as subset_lib
 
 # Chunks in flight at once in the chunk loop. TensorFlow's default (10) kept the activations of
 # up to 10 chunks alive: on the CIFAR-10 CNN at K=4000, chunks of 128, the gradient's peak memory
@@ -56,12 +57,9 @@ class Objective:
     """
 
     def __init__(self, model, loss=None, chunk_size=None, dtype="float32", training=False, weight_decay=0.0):
-        if not model.built or not model.trainable_variables:
-            raise ValueError(
-                "`model` has no trainable weights: build it first (call it on a "
-                "batch, or `model.build(input_shape)`) and make sure some layers "
-                "are trainable."
-            )
+        checks.check_built("model", model)
+        if not model.trainable_variables:
+            raise ValueError("`model` has no trainable weights: make some of its layers trainable.")
         chunk_size = chunking.resolve_chunk_size(chunk_size, model)
         self.model = model
         self.loss_fn, self.reduction = resolve_loss(model, loss)
@@ -73,6 +71,11 @@ class Objective:
         self._shapes = [tuple(v.shape) for v in self.variables]
         self._sizes = [int(np.prod(s)) for s in self._shapes]
         self.num_parameters = sum(self._sizes)
+        # Evaluations whose value or gradient was NaN or Inf, counted by `value_and_gradient` inside
+        # the compiled loops, so that a failed line search can be put down to the right cause.
+        self.non_finite_evaluations = tf.Variable(
+            0, dtype=tf.int64, trainable=False, name="non_finite_evaluations"
+        )
 
     # -- flat vector <-> model weights ---------------------------------------------------
     def position(self):
@@ -105,9 +108,10 @@ class Objective:
         replicas.
 
         Returns:
-            A tuple `(value, gradient)` of `self.dtype`.
+            A tuple `(value, gradient)` of `self.dtype`. An evaluation where either
+            is not finite adds one to `non_finite_evaluations`.
         """
-        value, gradient = self._summed(position, x, y, sample_weight, with_gradient=True)
+        value, gradient = self._counted(*self._summed(position, x, y, sample_weight, with_gradient=True))
         if self.weight_decay:
             decay = tf.cast(self.weight_decay, self.dtype)
             value += 0.5 * decay * tf.tensordot(position, position, 1)
@@ -135,6 +139,13 @@ class Objective:
         strategy = tf.distribute.get_strategy()
         value, gradient = strategy.run(replica_fn, args=(position, x, y, sample_weight))
         return strategy.reduce("sum", value, axis=None), strategy.reduce("sum", gradient, axis=None)
+
+    def _counted(self, value, gradient):
+        """`(value, gradient)`, after counting the evaluation in `non_finite_evaluations` if not finite."""
+        finite = tf.math.is_finite(value) & tf.reduce_all(tf.math.is_finite(gradient))
+        counted = self.non_finite_evaluations.assign_add(tf.cast(~finite, tf.int64))
+        with tf.control_dependencies([counted]):
+            return tf.identity(value), tf.identity(gradient)
 
     def _shard_sum(self, position, x, y, sample_weight, total, with_gradient):
         """The share of `x` (`total` examples in all shards) in the value and (if asked) the gradient."""
@@ -348,6 +359,41 @@ def loss_object(model, loss=None):
     if callable(loss):
         return _FunctionLoss(loss)
     raise ValueError(f"`loss` must be a loss name, function or keras.losses.Loss, got {loss!r}.")
+
+
+def check_targets(model, y, loss=None, name="y"):
+    """Checks class labels against the model's outputs when the loss is a sparse categorical one.
+
+    For `sparse_categorical_crossentropy` (by name, as the function or as
+    `keras.losses.SparseCategoricalCrossentropy`, compiled or given), every
+    label must be a class index `0 <= y < C`, C the size of the model's last
+    output axis (`keras_subset.subset.num_outputs_of` for one output axis),
+    or the loss's `ignore_class`. Other losses, and models whose output
+    shape is unknown (subclassed, several outputs), are not checked here; a
+    label out of range then fails at the first evaluation.
+
+    Args:
+        model: A built Keras model.
+        y: The targets, a NumPy array (or a nest, which is not checked).
+        loss: The loss given instead of the compiled one, or `None`.
+        name: The argument's name in messages.
+
+    Raises:
+        ValueError: for a label outside the model's outputs.
+    """
+    if y is None or not isinstance(y, np.ndarray):
+        return
+    loss = loss_object(model, loss)
+    if not (
+        isinstance(loss, keras.losses.SparseCategoricalCrossentropy)
+        or getattr(loss, "fn", None) is keras.losses.sparse_categorical_crossentropy
+    ):
+        return
+    shape = subset_lib.output_shape_of(model)
+    if shape is None or len(shape) < 2:
+        return
+    ignore_class = loss.get_config().get("ignore_class") if hasattr(loss, "get_config") else None
+    checks.check_class_labels(name, y, int(shape[-1]), ignore_class=ignore_class)
 
 
 def resolve_loss(model, loss=None):

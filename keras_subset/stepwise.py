@@ -33,7 +33,7 @@ def initial_state(num_parameters, num_correction_pairs, dtype):
     return {
         "started": tf.constant(0, tf.int32),  # 0: the next evaluation is at a fresh point
         "position": zeros,  # the last accepted point (the best so far)
-        "value": scalar,
+        "value": tf.constant(float("nan"), dtype),  # its loss; NaN until a point is accepted
         "gradient": zeros,
         "direction": zeros,
         "slope": scalar,  # gradient . direction at `position`

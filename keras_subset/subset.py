@@ -12,19 +12,20 @@ STRATEGIES = ("random", "stratified")
 
 def num_trainable_parameters(model):
     """Returns P, the number of trainable parameters of a built model."""
-    if not model.built:
-        raise ValueError(
-            "`model` is not built, so its parameter count is unknown: call it on a batch "
-            "or `model.build(input_shape)` first."
-        )
+    checks.check_built("model", model)
     count = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
     if count == 0:
         raise ValueError("`model` has no trainable weights.")
     return count
 
 
-def num_outputs_of(model):
-    """Returns M, the number of outputs per example (product of the output shape but the batch axis)."""
+def output_shape_of(model):
+    """Returns the output shape of a built single-output model, batch axis included, or `None`.
+
+    `None` when the model does not tell it (subclassed, several outputs) or when
+    an axis other than the batch axis has no fixed size.
+    """
+    checks.check_built("model", model)
     try:
         shape = model.output_shape if not isinstance(model.output_shape, list) else None
     except (AttributeError, ValueError, RuntimeError):
@@ -33,7 +34,15 @@ def num_outputs_of(model):
         outputs = getattr(model, "outputs", None)
         if outputs and len(outputs) == 1:
             shape = tuple(outputs[0].shape)
-    if shape is None or any(d is None for d in shape[1:]):
+    if shape is None or not isinstance(shape, tuple) or any(d is None for d in shape[1:]):
+        return None
+    return shape
+
+
+def num_outputs_of(model):
+    """Returns M, the number of outputs per example (product of the output shape but the batch axis)."""
+    shape = output_shape_of(model)
+    if shape is None:
         raise ValueError(
             "Cannot read the number of outputs per example from the model (subclassed, "
             "multi-output or with a variable output shape): pass `num_outputs`."
@@ -64,8 +73,9 @@ def overdetermination_ratio(model, num_examples, num_outputs=None):
     58.6
     """
     num_examples = checks.check_int("num_examples", num_examples, minimum=1)
+    p = num_trainable_parameters(model)
     m = num_outputs_of(model) if num_outputs is None else checks.check_int("num_outputs", num_outputs, minimum=1)
-    return num_examples * m / num_trainable_parameters(model)
+    return num_examples * m / p
 
 
 def subset_size_for_ratio(model, ratio, num_outputs=None):
@@ -80,9 +90,10 @@ def subset_size_for_ratio(model, ratio, num_outputs=None):
         The subset size K as an int.
     """
     ratio = checks.check_number("ratio", ratio, minimum=0, min_inclusive=False)
+    p = num_trainable_parameters(model)
     m = num_outputs_of(model) if num_outputs is None else checks.check_int("num_outputs", num_outputs, minimum=1)
     # Round first so that e.g. 4.0 * P / M that is an integer up to float error stays one.
-    return max(1, math.ceil(round(ratio * num_trainable_parameters(model) / m, 9)))
+    return max(1, math.ceil(round(ratio * p / m, 9)))
 
 
 def resolve_subset_size(

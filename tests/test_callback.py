@@ -122,3 +122,28 @@ def test_bad_inputs_fail_at_fit_and_leave_weights(mnist):
         model.fit(x, y, epochs=1, verbose=0, callbacks=[keras_subset.SubsetPretraining(infinite, size=10)])
     for a, b in zip(before, model.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_unbuilt_model_is_named_as_such(mnist):
+    x, y = mnist[0][:200], mnist[1][:200]
+    # No keras.Input: the model has no weights until it is called on a batch.
+    model = keras.Sequential([keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    for kwargs in ({"size": 100}, {"fraction": 0.5}, {"ratio": 2.0}, {"size": 100, "num_outputs": 10}):
+        pretraining = keras_subset.SubsetPretraining(x, y, verbose=0, **kwargs)
+        with pytest.raises(ValueError, match=r"`model` is not built.*keras.Input.*model.build\(input_shape\)"):
+            model.fit(x, y, epochs=1, verbose=0, callbacks=[pretraining])
+    assert pretraining.result is None and not model.built
+
+
+def test_labels_outside_the_outputs_fail_before_pretraining(mnist):
+    x, y = mnist[0][:300], mnist[1][:300].copy()
+    y[5] = 10  # the model has 10 outputs: labels 0..9
+    model = small_cnn(seed=14)
+    before = model.get_weights()
+    for optimizer, epochs in ((None, None), (keras.optimizers.Adam(), 1)):
+        pretraining = keras_subset.SubsetPretraining(x, y, fraction=1.0, optimizer=optimizer, epochs=epochs, verbose=0)
+        with pytest.raises(ValueError, match=r"`y` holds labels outside \[0, 10\)"):
+            model.fit(x, mnist[1][:300], epochs=1, verbose=0, callbacks=[pretraining])
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)

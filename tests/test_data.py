@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+import keras
 
 import keras_subset
-from keras_subset.data import to_tensor
+from keras_subset.data import to_arrays, to_tensor
 
 from conftest import small_cnn
 
@@ -42,3 +43,96 @@ def test_inputs_become_tensors_sharing_memory_where_safe(mnist):
               np.zeros((0, 3), np.float32))
     for other in others:
         np.testing.assert_array_equal(to_tensor(other).numpy(), other)
+
+
+def test_negative_non_finite_or_all_zero_sample_weights_are_refused(mnist):
+    x, y = mnist[0][:100], mnist[1][:100]
+    model = small_cnn(seed=1)
+    before = model.get_weights()
+    for weights, match in (
+        (-np.ones(100), "`sample_weight` must be finite and >= 0.*negative"),
+        (np.where(np.arange(100) == 7, np.nan, 1.0), "`sample_weight` must be finite and >= 0.*NaN or Inf"),
+        (np.where(np.arange(100) == 7, np.inf, 1.0), "`sample_weight` must be finite and >= 0.*NaN or Inf"),
+        (np.zeros(100), "`sample_weight` is zero for every example"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            keras_subset.LBFGS(max_iterations=2).minimize(model, x, y, sample_weight=weights)
+        dataset = tf.data.Dataset.from_tensor_slices((x, y, weights.astype("float32"))).batch(32)
+        with pytest.raises(ValueError, match=match):
+            to_arrays(dataset)
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    # Zero weights for some examples are fine: those examples do not count.
+    some_zero = np.where(np.arange(100) < 50, 0.0, 1.0)
+    assert to_arrays(x, y, some_zero)[2] is not None
+
+
+def test_empty_inputs_are_refused_by_every_entry_point(mnist):
+    x, y = mnist[0][:100], mnist[1][:100]
+    model = small_cnn(seed=1)
+    before = model.get_weights()
+    empties = (
+        (x[:0], y[:0]),
+        (tf.data.Dataset.from_tensor_slices((x[:0], y[:0])).batch(16),),  # no batch at all
+        (tf.data.Dataset.from_tensors((x[:0], y[:0])),),  # one batch of no examples
+    )
+    for data in empties:
+        with pytest.raises(ValueError, match="`x` is empty"):
+            keras_subset.LBFGS(max_iterations=2).minimize(model, *data)
+        with pytest.raises(ValueError, match="`x` is empty"):
+            keras_subset.LBFGS(max_iterations=2).fit(model, *data, verbose=0)
+        with pytest.raises(ValueError, match="`x` is empty"):
+            model.fit(x, y, epochs=1, verbose=0, callbacks=[keras_subset.SubsetPretraining(*data, size=1, verbose=0)])
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_dataset_that_may_never_end_stops_at_the_byte_limit(mnist, monkeypatch):
+    x, y = mnist[0][:8], mnist[1][:8]
+
+    def forever():
+        while True:
+            yield x, y
+
+    spec = (tf.TensorSpec((None, 28, 28, 1), tf.float32), tf.TensorSpec((None,), tf.int32))
+    endless = tf.data.Dataset.from_generator(forever, output_signature=spec)
+    assert int(endless.cardinality()) == int(tf.data.UNKNOWN_CARDINALITY)
+    batch_bytes = x.nbytes + y.nbytes
+    monkeypatch.setattr(keras_subset.data, "MAX_UNKNOWN_CARDINALITY_BYTES", 20 * batch_bytes)
+    model = small_cnn(seed=1)
+    before = model.get_weights()
+    with pytest.raises(ValueError, match=r"may never end.*\.take\(n\).*assert_cardinality\(n\)"):
+        keras_subset.LBFGS(max_iterations=2).minimize(model, endless)
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    # A generator that ends below the limit is read whole; one of known size is not limited.
+    assert len(to_arrays(endless.take(20))[0]) == 20 * 8
+    known = endless.take(30).apply(tf.data.experimental.assert_cardinality(30))
+    assert len(to_arrays(known)[0]) == 30 * 8
+
+
+def test_non_numeric_inputs_and_targets_are_refused(mnist):
+    x, y = mnist[0][:100], mnist[1][:100]
+    model = small_cnn(seed=1)
+    before = model.get_weights()
+    words = y.astype(str)  # "5", "0", ...: NumPy strings
+    with pytest.raises(ValueError, match=r"`y` must hold numbers.*got dtype <U"):
+        keras_subset.LBFGS(max_iterations=2).minimize(model, x, words)
+    with pytest.raises(ValueError, match=r"`y` must hold numbers.*got dtype object"):
+        keras_subset.LBFGS(max_iterations=2).minimize(model, tf.data.Dataset.from_tensor_slices((x, words)).batch(50))
+    with pytest.raises(ValueError, match=r"`x` must hold numbers"):
+        keras_subset.LBFGS(max_iterations=2).minimize(model, np.full(x.shape, "a"), y)
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_unbatched_dataset_is_refused_with_how_to_batch_it(mnist):
+    x, y = mnist[0][:100], mnist[1][:100]
+    model = small_cnn(seed=1)
+    unbatched = tf.data.Dataset.from_tensor_slices((x, y))  # elements (28, 28, 1) and ()
+    with pytest.raises(ValueError, match=r"must be batched.*\.batch\(n\)"):
+        keras_subset.LBFGS(max_iterations=2).minimize(model, unbatched)
+    # One-hot targets have a first axis even unbatched: the examples then disagree in number.
+    one_hot = tf.data.Dataset.from_tensor_slices((x, keras.utils.to_categorical(y, 10)))
+    with pytest.raises(ValueError, match=r"\.batch\(n\)"):
+        to_arrays(one_hot)

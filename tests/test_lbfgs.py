@@ -212,3 +212,151 @@ def test_compile_fit_honours_the_evaluation_budget(mnist):
     # A later fit spends nothing more.
     model.fit(x, y, batch_size=len(x), epochs=2, verbose=0)
     assert optimizer.fit_results["evaluations"] == 7
+
+
+def test_fit_route_takes_validation_data_as_keras_fit_does_and_checks_it_first(mnist):
+    x, y, x_val, y_val = mnist[0][:300], mnist[1][:300], mnist[2][:200], mnist[3][:200]
+    w_val = np.linspace(0.5, 1.5, 200).astype("float32")
+    val_losses = []
+    for validation_data in (
+        (x_val, y_val, w_val),
+        [x_val, y_val, w_val],
+        tf.data.Dataset.from_tensor_slices((x_val, y_val, w_val)).batch(64),
+    ):
+        model = small_cnn(seed=8)
+        history = keras_subset.LBFGS(max_iterations=10).fit(
+            model, x, y, epochs=2, iterations_per_epoch=2, validation_data=validation_data, verbose=0
+        )
+        val_losses.append(history.history["val_loss"])
+        assert history.history["val_loss"][-1] == pytest.approx(
+            model.evaluate(x_val, y_val, sample_weight=w_val, verbose=0)[0], rel=1e-5
+        )
+    np.testing.assert_allclose(val_losses[2], val_losses[0], rtol=1e-5)
+    # Validation data that cannot be evaluated is refused before the first iteration.
+    model = small_cnn(seed=8)
+    before = model.get_weights()
+    bad_labels = np.where(y_val == 3, 11, y_val)
+    for validation_data, match in (
+        (x_val, "`validation_data` must be"),
+        ((x_val,), "`validation_data` must be"),
+        (tf.data.Dataset.from_tensor_slices(x_val).batch(50), "`validation_data`.*targets"),
+        ((x_val, y_val[:10]), "`validation_data`.*same first dimension"),
+        ((x_val, y_val.astype(str)), "`validation_data`.*must hold numbers"),
+        ((x_val, bad_labels), r"`validation_data`.*labels outside \[0, 10\)"),
+        ((x_val[:, :14], y_val), "`validation_data`"),  # images of the wrong shape
+    ):
+        with pytest.raises(ValueError, match=match):
+            keras_subset.LBFGS(max_iterations=10).fit(
+                model, x, y, epochs=2, iterations_per_epoch=2, validation_data=validation_data, verbose=0
+            )
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_fit_route_refuses_an_uncompiled_model_before_training(mnist):
+    # fit reports the compiled loss and metrics each epoch: without compile it used to train
+    # the first epoch and then fail in model.evaluate.
+    x, y = mnist[0][:200], mnist[1][:200]
+    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")])
+    before = model.get_weights()
+    with pytest.raises(ValueError, match=r"`model` must be compiled"):
+        keras_subset.LBFGS(max_iterations=5).fit(model, x, y, loss="sparse_categorical_crossentropy", verbose=0)
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_compile_fit_stops_at_a_non_finite_starting_loss(mnist, jit_compile):
+    x, y = mnist[0][:100].copy(), mnist[1][:100]
+    x[3, 5, 5, 0] = np.nan
+    model = small_cnn(seed=2)
+    optimizer = keras_subset.LBFGS()
+    # jit_compile="auto" means XLA on a GPU: both are tested wherever the tests run.
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", jit_compile=jit_compile)
+    before = model.get_weights()
+    if jit_compile:
+        # XLA drops assertions: the step keeps the weights, and fit warns at its end.
+        with pytest.warns(UserWarning, match=r"no step of this fit had a finite loss and gradient"):
+            model.fit(x, y, batch_size=len(x), epochs=3, verbose=0)
+    else:
+        # Keras raises what the compiled step asserts; the message is the library's.
+        with pytest.raises(tf.errors.InvalidArgumentError, match=r"loss or its gradient at the starting weights is not finite"):
+            model.fit(x, y, batch_size=len(x), epochs=3, verbose=0)
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    # No point was ever accepted: the loss is reported as NaN, never as 0.0.
+    assert np.isnan(optimizer.fit_results["loss"]) and optimizer.fit_results["iterations"] == 0
+
+
+def test_compile_fit_refuses_layers_frozen_since_it_was_compiled(mnist):
+    x, y = mnist[0][:200], mnist[1][:200]
+    model = small_cnn(seed=3)
+    # Not XLA (the default on a GPU), which cannot call back into Python: see the test below.
+    model.compile(optimizer=keras_subset.LBFGS(), loss="sparse_categorical_crossentropy", jit_compile=False)
+    history = model.fit(x, y, batch_size=len(x), epochs=3, verbose=0)
+    conv, dense = model.layers[0], model.layers[-1]
+    conv.trainable = False
+    before = model.get_weights()
+    # Keras reuses the step it traced for the first fit, so LBFGS sees the change only as that
+    # step runs: it stops before any weight changes.
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"frozen.*since.*Compile the model again with a new LBFGS"):
+        model.fit(x, y, batch_size=len(x), epochs=2, verbose=0)
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert len(history.history["loss"]) == 3  # the first fit's History is intact
+    # Compiled again with a new LBFGS, fit trains the trainable layers only.
+    model.compile(optimizer=keras_subset.LBFGS(), loss="sparse_categorical_crossentropy", jit_compile=False)
+    model.fit(x, y, batch_size=len(x), epochs=10, verbose=0)
+    assert model.optimizer.fit_results["iterations"] > 0
+    np.testing.assert_array_equal(conv.get_weights()[0], before[0])
+    assert not np.array_equal(dense.get_weights()[0], before[2])
+
+    # A layer unfrozen since compile is not in the traced step: fit trains the others, ends at
+    # their best weights and warns instead of failing at its end.
+    conv.trainable = True
+    before = model.get_weights()
+    with pytest.warns(UserWarning, match=r"unfrozen.*were not trained.*Compile the model again"):
+        history = model.fit(x, y, batch_size=len(x), epochs=3, verbose=0)
+    assert len(history.history["loss"]) == 3
+    np.testing.assert_array_equal(conv.get_weights()[0], before[0])
+    loss = model.evaluate(x, y, verbose=0, return_dict=True)["loss"]
+    assert loss == pytest.approx(model.optimizer.fit_results["loss"], rel=1e-5)
+
+
+def test_compile_fit_under_xla_warns_about_layers_frozen_since_compile(mnist):
+    x, y = mnist[0][:200], mnist[1][:200]
+    model = small_cnn(seed=3)
+    model.compile(optimizer=keras_subset.LBFGS(), loss="sparse_categorical_crossentropy", jit_compile=True)
+    model.fit(x, y, batch_size=len(x), epochs=3, verbose=0)
+    model.layers[0].trainable = False
+    # The XLA step cannot read the flags as it runs: the frozen layer trains, fit ends at the
+    # best point of all the variables it trained, keeps its History and says what happened.
+    with pytest.warns(UserWarning, match=r"frozen since \(.*conv2d.*/kernel.*were trained.*Compile the model again"):
+        history = model.fit(x, y, batch_size=len(x), epochs=5, verbose=0)
+    assert len(history.history["loss"]) == 5
+    loss = model.evaluate(x, y, verbose=0, return_dict=True)["loss"]
+    assert loss == pytest.approx(model.optimizer.fit_results["loss"], rel=1e-5)
+
+
+def test_compile_fit_with_minibatches_reports_the_loss_of_the_batch_it_accepted_on(mnist):
+    # An optimizer never sees the dataset's size in Keras 3: with minibatches, fit_results' loss
+    # is the loss on the batch of the step that accepted the point, as the docstrings say.
+    x, y = mnist[0][:1000], mnist[1][:1000]
+    model = small_cnn(seed=5)
+    optimizer = keras_subset.LBFGS()
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
+    accepted_on = []
+
+    class Accepted(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            accepted_on.append(optimizer.fit_results["iterations"])
+
+    model.fit(x, y, batch_size=100, epochs=2, shuffle=False, verbose=0, callbacks=[Accepted()])
+    last = int(np.flatnonzero(np.diff([0] + accepted_on))[-1]) % 10  # the batch of the last accepting step
+    batch = slice(100 * last, 100 * (last + 1))
+    reported = optimizer.fit_results["loss"]
+    assert model.evaluate(x[batch], y[batch], verbose=0, return_dict=True)["loss"] == pytest.approx(reported, rel=1e-5)
+    assert abs(model.evaluate(x, y, verbose=0, return_dict=True)["loss"] - reported) > 1e-3
+    for doc in (keras_subset.LBFGS.fit_results.__doc__, keras_subset.LBFGS.apply.__doc__):
+        doc = " ".join(doc.split())
+        assert "full batch" in doc and "the whole training set" in doc and "one batch" in doc, doc

@@ -62,7 +62,8 @@ def test_jit_compile_gives_the_same_result(mnist):
     assert losses[1] == pytest.approx(losses[0], rel=1e-3)
 
 
-def test_nan_during_run_never_leaves_nan_weights(mnist):
+@pytest.mark.parametrize("line_search", keras_subset.lbfgs.LINE_SEARCHES)
+def test_nan_during_run_never_leaves_nan_weights(mnist, line_search):
     x, y = mnist[0][:300], mnist[1][:300]
 
     def loss(y_true, y_pred):
@@ -73,8 +74,11 @@ def test_nan_during_run_never_leaves_nan_weights(mnist):
         return tf.where(confident, tf.fill(tf.shape(ce), np.nan), ce)
 
     model = small_cnn(seed=5)
-    result = keras_subset.LBFGS(max_iterations=50, max_restarts=1).minimize(model, x, y, loss=loss)
+    optimizer = keras_subset.LBFGS(max_iterations=50, max_restarts=1, line_search=line_search)
+    result = optimizer.minimize(model, x, y, loss=loss)
     assert result.failed and result.restarts == 1, result  # it did run into the NaN region
+    # The reason says which of the two failures it was.
+    assert "non-finite" in result.reason and "no further decrease" not in result.reason, result.reason
     assert all(np.all(np.isfinite(w)) for w in model.get_weights())
     assert np.isfinite(result.loss) and result.loss <= result.initial_loss
     objective = Objective(model, loss=loss)
@@ -93,7 +97,8 @@ def test_non_finite_initial_loss_is_an_error(mnist):
         np.testing.assert_array_equal(a, b)
 
 
-def test_failed_line_search_restarts_then_keeps_the_best_weights(mnist):
+@pytest.mark.parametrize("line_search", keras_subset.lbfgs.LINE_SEARCHES)
+def test_failed_line_search_restarts_then_keeps_the_best_weights(mnist, line_search):
     x, y = mnist[0][:200], mnist[1][:200]
 
     def misleading(y_true, y_pred):
@@ -103,9 +108,12 @@ def test_failed_line_search_restarts_then_keeps_the_best_weights(mnist):
 
     model = small_cnn(seed=4)
     before = model.get_weights()
-    result = keras_subset.LBFGS(max_iterations=20, max_restarts=2).minimize(model, x, y, loss=misleading)
+    optimizer = keras_subset.LBFGS(max_iterations=20, max_restarts=2, line_search=line_search)
+    result = optimizer.minimize(model, x, y, loss=misleading)
     assert result.failed and not result.converged and result.restarts == 2, result
     assert "starting weights were kept" in result.reason
+    # Every value was finite: the reason must not blame a non-finite loss.
+    assert "no further decrease" in result.reason and "non-finite" not in result.reason, result.reason
     assert result.loss == result.initial_loss
     for a, b in zip(before, model.get_weights()):
         np.testing.assert_array_equal(a, b)
@@ -183,3 +191,30 @@ def test_evaluation_budget_is_honoured(mnist, line_search):
     assert result.loss < result.initial_loss
     # The model holds the weights of the reported loss.
     assert model.evaluate(x, y, batch_size=400, verbose=0)[0] == pytest.approx(result.loss, rel=1e-5)
+
+
+def test_labels_outside_the_outputs_are_refused_naming_y(mnist):
+    x, y = mnist[0][:200], mnist[1][:200].copy()
+    y[17] = 12  # the model has 10 outputs
+    model = small_cnn(seed=1)
+    before = model.get_weights()
+    # The compiled loss, and the same loss given by name or as an object.
+    for loss in (None, "sparse_categorical_crossentropy", keras.losses.SparseCategoricalCrossentropy()):
+        with pytest.raises(ValueError, match=r"`y` holds labels outside \[0, 10\).*12"):
+            keras_subset.LBFGS(max_iterations=2).minimize(model, x, y, loss=loss)
+    with pytest.raises(ValueError, match=r"`y` holds labels outside \[0, 10\).*-1"):
+        keras_subset.LBFGS(max_iterations=2).minimize(model, x, np.where(y == 12, -1, y))
+    with pytest.raises(ValueError, match=r"`y` holds labels outside \[0, 10\)"):
+        keras_subset.LBFGS(max_iterations=2).fit(model, x, y, verbose=0)
+    # A loss that only calls it inside cannot be recognised: its first evaluation's error names `y`.
+    def wrapped(y_true, y_pred):
+        return 2.0 * keras.losses.sparse_categorical_crossentropy(y_true, y_pred)
+
+    with pytest.raises(ValueError, match=r"`y`.*label value of 12"):
+        keras_subset.LBFGS(max_iterations=2).minimize(model, x, y, loss=wrapped)
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    # Keras's ignore_class is a label the loss accepts.
+    ignoring = keras.losses.SparseCategoricalCrossentropy(ignore_class=-1)
+    result = keras_subset.LBFGS(max_iterations=2).minimize(model, x, np.where(y == 12, -1, y), loss=ignoring)
+    assert np.isfinite(result.loss)

@@ -133,3 +133,14 @@ def test_warning_when_subset_is_underdetermined():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert warn_if_underdetermined(model, 1000) > 1
+
+
+def test_unbuilt_model_is_named_as_such():
+    model = keras.Sequential([keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")])
+    for call in (
+        lambda: keras_subset.overdetermination_ratio(model, 100),
+        lambda: keras_subset.subset_size_for_ratio(model, 2.0),
+        lambda: keras_subset.subset_size_for_ratio(model, 2.0, num_outputs=10),
+    ):
+        with pytest.raises(ValueError, match=r"`model` is not built.*model.build\(input_shape\)"):
+            call()
