@@ -34,7 +34,7 @@ from keras_subset import data as data_lib
 from keras_subset import subset as subset_lib
 from keras_subset.lbfgs import LBFGS
 from keras_subset.minimize import Minimization
-from keras_subset.objective import Objective, loss_object
+from keras_subset.objective import Objective, check_targets, loss_object
 
 STOP_RULES = ("held_out", "none")
 
@@ -312,6 +312,7 @@ class _Plan:
         self.x, self.y, self.sample_weight = data_lib.to_arrays(x, y, sample_weight)
         if self.y is None:
             raise ValueError("`y` is None: pass the training targets (or a dataset of (x, y)).")
+        check_targets(model, self.y)
         self.n = data_lib.num_examples(self.x)
         first = subset_lib.resolve_subset_size(self.n, size, fraction, ratio, model, num_outputs)
         last = self.n
