@@ -1,6 +1,7 @@
 """Speed of the full-batch L-BFGS engine, printed (not a test).
 
-For each reference CNN and subset size K it measures, in steady state (the
+For each model (the reference CNNs and an MLP with small activations) and subset
+size K it measures, in steady state (the
 compiled graphs traced once by a warm-up call on the same `LBFGS` instance,
 as repeated `minimize` calls on one model reuse them; the tracing time is
 printed separately):
@@ -11,6 +12,13 @@ printed separately):
 - the wall time of `LBFGS.minimize` for `--iterations` iterations (the
   faster of two identical runs) and its number of objective evaluations; `overhead_ratio` = wall time /
   (evaluations x t_eval), 1.0 meaning no cost beyond the evaluations;
+  `evaluations_per_iteration` = evaluations / iterations (the starting evaluation included, as
+  SciPy counts it), for `--line_search` and, once, for the other line search;
+- `scipy_loss_ratio`: the loss our run reached / the lowest loss SciPy's L-BFGS-B reached within
+  the same number of evaluations, from the same weights, on the same compiled float32 chunked
+  objective (called from Python once per evaluation); `scipy_seconds_ratio`: our seconds / SciPy's
+  seconds scaled to the same number of evaluations (SciPy stops at the end of the iteration that
+  spends its `maxfun`); the faster of two SciPy runs;
 - `throughput_ratio`: examples per second of the full-batch
   loss-and-gradient at the largest K / examples per second of `model.fit`'s
   training steps (Adam) at its best batch size of `--fit_batch_sizes`,
@@ -18,9 +26,12 @@ printed separately):
 - `memory_growth`: peak resident memory while `minimize` runs a few
   L-BFGS iterations on 10x the smallest K / the same on 1x, at a fixed
   `--chunk_size`, each in a fresh process that holds only its K examples
-  (as float32), with the peak reset (`/proc/self/clear_refs`) just before
+  (as float32, in a 64-byte aligned buffer that TensorFlow shares without a
+  copy), with the peak reset (`/proc/self/clear_refs`) just before
   `minimize`, so that importing TensorFlow and loading the dataset file do
   not set it; the RSS just before `minimize` is printed too;
+  `working_memory_growth`: the same with the bytes of the data handed in
+  subtracted from both peaks (the 10x data itself is no working memory);
 - `scaling_exponent`: the slope of log(time per L-BFGS iteration) against
   log(K), fitted over the sizes;
 - `dropin_ratio`: seconds per `model.fit` step with
@@ -34,12 +45,14 @@ printed separately):
   run at the smallest K (the worst case); also measured directly at the
   smallest K against silent runs (`progress_overhead_direct`, noisier).
 
-`--chunk_sweep=64,128,...` (0: one pass) instead times one evaluation at the
-largest K for each chunk size, interleaved, and stops.
+`--chunk_sweep=64,128,auto,...` (0: one pass) instead times one evaluation at
+the largest K for each chunk size, interleaved, prints the chunk size `"auto"`
+picks, and stops.
 
 The last line printed is a JSON object with the worst figures over the
-models (largest overhead, memory growth, scaling exponent and progress
-overhead, smallest throughput ratio) and the per-model figures.
+models (largest overhead, evaluations per iteration, SciPy ratios, memory
+growth, scaling exponent and progress overhead, smallest throughput ratio) and
+the per-model figures.
 
 Run: `KERAS_SUBSET_DATA_DIR=data python -m benchmarks.engine`
 """

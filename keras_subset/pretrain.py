@@ -341,6 +341,7 @@ class _Plan:
         self.training = bool(training)
         self.last_subset = None
         self._options = {}  # one LBFGS per (training, weight decay), so its traced graphs are reused
+        self._value_functions = {}
         self.callbacks = (
             keras.callbacks.CallbackList(list(callbacks), model=model) if callbacks else None
         )
@@ -383,7 +384,7 @@ class _Plan:
         options = self._lbfgs_options(decay)
         history = previous if self.carry_history else None
         run = Minimization(options, self.model, *subset, None, history=history)
-        checker = None if held_out is None else _HeldOut(run.objective, held_out, run.tensors)
+        checker = None if held_out is None else _HeldOut(run.objective, held_out, self._value_function(run.objective))
         progress = keras.utils.Progbar(options.max_iterations, verbose=self.verbose, unit_name="iteration") if self.verbose == 1 else None
         stopped_by_rule = False
         # Segments of `check_every` iterations: a held-out check (when there are held-out examples)
@@ -448,6 +449,12 @@ class _Plan:
         self.callbacks.on_epoch_end(self.segments, logs)
         self.segments += 1
 
+    def _value_function(self, objective):
+        """The compiled forward-only loss of `objective`, one per objective (traced once or twice, not per stage)."""
+        if id(objective) not in self._value_functions:
+            self._value_functions[id(objective)] = (objective, tf.function(objective.value, reduce_retracing=True))
+        return self._value_functions[id(objective)][1]
+
     def _lbfgs_options(self, weight_decay):
         """The user's LBFGS, or one copy of it per (training mode, weight decay) that differs."""
         config = self.optimizer.get_config()
@@ -480,7 +487,7 @@ class _Plan:
         objective = Objective(model, chunk_size="auto", training=False)
         tensors = tuple(None if a is None else tf.nest.map_structure(data_lib.to_tensor, a) for a in subset)
         first_loss = float(objective.value(objective.position(), *tensors))
-        checker = None if held_out is None else _HeldOut(objective, held_out, tensors)
+        checker = None if held_out is None else _HeldOut(objective, held_out, self._value_function(objective))
         parts = (x, y) if w is None else (x, y, w)
         size = data_lib.num_examples(x)
         dataset = tf.data.Dataset.from_tensor_slices(parts).shuffle(size, seed=self.seed, reshuffle_each_iteration=True)
@@ -528,7 +535,7 @@ class _Plan:
 class _HeldOut:
     """The held-out loss of the stage rule: measured at given weights, the best one kept."""
 
-    def __init__(self, objective, held_out, subset_tensors):
+    def __init__(self, objective, held_out, value_function):
         self.objective = objective
         tensors = tuple(None if a is None else tf.nest.map_structure(data_lib.to_tensor, a) for a in held_out)
         strategy = tf.distribute.get_strategy()
@@ -536,7 +543,7 @@ class _HeldOut:
             tensors = tuple(Objective.shard(strategy, t) for t in tensors)
         self.tensors = tensors
         self.size = data_lib.num_examples(held_out[0])
-        self._value = tf.function(objective.value, reduce_retracing=True)
+        self._value = value_function
         self.best_value, self.best_position, self.best_subset_loss, self.best_iteration = math.inf, None, None, 0
         self.bad_checks, self.forwards, self.history, self.last_iteration = 0, 0, [], None
 
