@@ -43,8 +43,9 @@ SEARCH_FAILED = 3  # TFP's Hager-Zhang search reported `failed`: a non-finite va
 
 # The second trial of an iteration: a too-short step is extrapolated by 2 to MAX_EXTRAPOLATION,
 # a too-long one interpolated to MIN_INTERPOLATION to MAX_INTERPOLATION times its length.
-MAX_EXTRAPOLATION = 20.0
+MAX_EXTRAPOLATION = 10.0
 MIN_INTERPOLATION = 0.05
+CONCAVE_EXTRAPOLATION = 4.0
 MAX_INTERPOLATION = 0.9
 
 # A non-finite trial step is shrunk by this factor, at most this many times.
@@ -126,12 +127,24 @@ def accepts(f0, slope, step, value, derivative):
 def next_step(f0, slope, step, value, derivative, decreased):
     """The step length of a second trial after `step` failed the Wolfe conditions.
 
-    The minimiser of the cubic that interpolates f(0), f'(0), f(step) and f'(step)
-    (Nocedal and Wright, eq. 3.59), or of the quadratic through f(0), f'(0) and
-    f(step) when the cubic has none. After too little decrease (`decreased` false)
-    it is kept within [MIN_INTERPOLATION, MAX_INTERPOLATION] * step; after a step
-    too short within [2, MAX_EXTRAPOLATION] * step.
+    Too short (`decreased`: enough decrease, but the loss still falls steeply):
+    where the secant of the derivative through f'(0) and f'(step) crosses zero,
+    kept within [2, MAX_EXTRAPOLATION] * step, or CONCAVE_EXTRAPOLATION * step
+    where the derivative steepens. It uses derivatives only: a short step
+    changes the loss by little, and the difference of two nearby float32 losses
+    carries mostly round-off (a cubic through them made runs on one and on two
+    devices part after one iteration).
+
+    Too long (not enough decrease): the minimiser of the cubic through f(0),
+    f'(0), f(step), f'(step) (Nocedal and Wright, eq. 3.59), or of the quadratic
+    through f(0), f'(0), f(step) when the cubic has none, kept within
+    [MIN_INTERPOLATION, MAX_INTERPOLATION] * step.
     """
+    # Where the derivative steepens (a concave stretch) the secant has no zero: a fixed expansion.
+    secant = tf.where(
+        derivative > slope, step * slope / tf.where(derivative > slope, slope - derivative, -tf.ones_like(slope)),
+        step * CONCAVE_EXTRAPOLATION,
+    )
     d1 = slope + derivative - 3.0 * (f0 - value) / (0.0 - step)
     radicand = d1 * d1 - slope * derivative
     d2 = tf.sqrt(tf.maximum(radicand, 0.0))
@@ -140,12 +153,13 @@ def next_step(f0, slope, step, value, derivative, decreased):
     cubic = step - step * (derivative + d2 - d1) / safe
     curvature = value - f0 - slope * step
     quadratic = -slope * step * step / (2.0 * tf.where(curvature > 0, curvature, tf.ones_like(curvature)))
-    guess = tf.where((radicand >= 0) & (denominator != 0) & tf.math.is_finite(cubic), cubic, quadratic)
-    guess = tf.where(tf.math.is_finite(guess), guess, step * MAX_EXTRAPOLATION)
+    cubic_ok = (radicand >= 0) & (denominator != 0) & tf.math.is_finite(cubic)
+    shorter = tf.where(cubic_ok, cubic, quadratic)
+    shorter = tf.where(tf.math.is_finite(shorter), shorter, 0.5 * step)
     return tf.where(
         decreased,
-        tf.clip_by_value(guess, 2.0 * step, MAX_EXTRAPOLATION * step),
-        tf.clip_by_value(guess, MIN_INTERPOLATION * step, MAX_INTERPOLATION * step),
+        tf.clip_by_value(secant, 2.0 * step, MAX_EXTRAPOLATION * step),
+        tf.clip_by_value(shorter, MIN_INTERPOLATION * step, MAX_INTERPOLATION * step),
     )
 
 
@@ -299,9 +313,8 @@ def _iteration(value_and_gradient, state, tolerance, x_tolerance, f_absolute_tol
     def has_budget(used):
         return state.num_objective_evaluations + used < budget
 
-    # One more trial before a full line search: where the cubic through f(0), f'(0), f(t), f'(t)
-    # has its minimum, inside (0, t) when the step was too long (not enough decrease), beyond t
-    # when it was too short (the loss still falls steeply there).
+    # One more trial before a full line search (see `next_step`): beyond t when the step was too
+    # short (the loss still falls steeply there), inside (0, t) when it was too long.
     second = trial_finite & ~wolfe & has_budget(evaluations)
 
     def second_trial():

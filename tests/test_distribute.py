@@ -25,7 +25,7 @@ SCRIPT = textwrap.dedent(
     w = np.linspace(0.5, 2.0, 601).astype("float32")
     model = small_cnn(seed=3, l2=1e-3)
     initial = model.get_weights()
-    single = keras_subset.LBFGS(max_iterations=5, dtype="float64").minimize(model, x, y, sample_weight=w)
+    single = keras_subset.LBFGS(max_iterations=5, dtype="float64", chunk_size=128).minimize(model, x, y, sample_weight=w)
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     assert strategy.num_replicas_in_sync == 2
     with strategy.scope():

@@ -85,7 +85,7 @@ def test_two_workers_match_one_process(mnist, tmp_path):
     model = small_cnn(seed=3, l2=1e-3)
     with np.load(tmp_path / "worker0.npz.initial.npz") as initial:
         model.set_weights([initial[f"arr_{i}"] for i in range(len(model.get_weights()))])
-    single = keras_subset.LBFGS(max_iterations=5, dtype="float64").minimize(model, x, y, sample_weight=w)
+    single = keras_subset.LBFGS(max_iterations=5, dtype="float64", chunk_size=128).minimize(model, x, y, sample_weight=w)
     for index in range(2):
         with np.load(tmp_path / f"worker{index}.npz") as worker:
             assert int(worker["iterations"]) == single.iterations == 5
