@@ -18,6 +18,14 @@ stage ends when that held-out loss has not improved by `check_tolerance`
 the best held-out loss. The optimizer's own limits (`max_iterations`,
 `max_evaluations`, tolerances; `epochs`) cap every stage. A stage with no example
 outside it (the full training set) runs to those limits.
+
+The defaults come from a measurement on Fashion-MNIST with a 784-32-10 MLP
+(P = 25,450), stages from Q = 1 doubling to the 60,000 examples, three seeds:
+stopping a stage at the first check that improves the held-out loss by less than
+1 % (`patience=1`, `check_tolerance=1e-2`) reached full-set L-BFGS's final test
+accuracy minus 0.3 pp at 0.6 to 0.73 of its cost, where `patience=2` with 0.1 %
+needed 0.65 to 0.89; carrying the curvature pairs into the next stage and an L2
+penalty of 1e-4 made no difference beyond the seeds' spread.
 """
 
 import dataclasses
@@ -163,8 +171,8 @@ def pretrain(
     weight_decay=0.0,
     stop_rule="held_out",
     check_every=5,
-    patience=2,
-    check_tolerance=1e-3,
+    patience=1,
+    check_tolerance=1e-2,
     carry_history=True,
     training=None,
     callbacks=None,
