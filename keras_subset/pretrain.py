@@ -23,9 +23,10 @@ The defaults come from a measurement on Fashion-MNIST with a 784-32-10 MLP
 (P = 25,450), stages from Q = 1 doubling to the 60,000 examples, three seeds:
 stopping a stage at the first check that improves the held-out loss by less than
 1 % (`patience=1`, `check_tolerance=1e-2`) reached full-set L-BFGS's final test
-accuracy minus 0.3 pp at 0.6 to 0.73 of its cost, where `patience=2` with 0.1 %
-needed 0.65 to 0.89; carrying the curvature pairs into the next stage and an L2
-penalty of 1e-4 made no difference beyond the seeds' spread.
+accuracy minus 0.3 pp at 0.67 and 0.73 of its cost (two seeds; 0.59 to 0.71 in
+five runs with or without the carried curvature pairs or an L2 penalty of 1e-4),
+where `patience=2` with 0.1 % needed 0.65 to 0.89 (three seeds). Carrying the
+pairs and the penalty made no difference beyond the seeds' spread.
 """
 
 import dataclasses
