@@ -48,14 +48,19 @@ def _all_trainable(variables):
 
 @keras.saving.register_keras_serializable(package="keras_subset")
 class LBFGS(keras.optimizers.Optimizer):
-    """Full-batch L-BFGS for Keras models (TensorFlow Probability's `lbfgs_minimize`).
+    """Full-batch L-BFGS for Keras models, with TensorFlow Probability's line search at its core.
 
     Minimises a model's loss over all given examples at once, using the exact
     loss and gradient of the whole set (computed `chunk_size` examples at a
-    time), with TFP's L-BFGS and Hager-Zhang line search. The whole
-    optimisation runs as compiled TensorFlow graphs (on the GPU when
-    TensorFlow sees one); Python is only re-entered every
-    `progress_every` iterations when `verbose` shows progress.
+    time). By default (`line_search="initial_step"`) each iteration first
+    evaluates its initial step and keeps it when it meets the Wolfe conditions,
+    which costs one evaluation; otherwise one interpolated or extrapolated
+    trial, then TFP's Hager-Zhang line search from the points already evaluated
+    (`keras_subset.lbfgs_loop`). `line_search="hager_zhang"` runs TFP's
+    `lbfgs_minimize` as it is (about three evaluations per iteration). The
+    whole optimisation runs as compiled TensorFlow graphs (on the GPU when
+    TensorFlow sees one); Python is only re-entered every `progress_every`
+    iterations when `verbose` shows progress.
 
     The objective is the compiled loss of the model (or `loss=`) weighted by
     `sample_weight`, plus `model.losses` (regularisation). By default the model
@@ -94,13 +99,13 @@ class LBFGS(keras.optimizers.Optimizer):
         dtype: `"float32"` or `"float64"`: the dtype of the optimiser's own
             arithmetic (position, history, line search). The model keeps its
             own dtype; the loss and gradient are cast.
-        chunk_size: Examples per forward/backward pass, or `None` for one pass
-            over all examples. Bounds memory; does not change the result (with
-            `training=False`) beyond float round-off. The default, 128, was
-            the fastest or within 7 % of it on a 2-core CPU for the benchmark
-            CNNs, and one pass was 33-44 % slower; on a GPU, larger chunks
+        chunk_size: Examples per forward/backward pass: `"auto"` (the default:
+            the largest power of two whose layer outputs fit 16 MiB, see
+            `keras_subset.chunking`), a number, or `None` for one pass over all
+            examples. Bounds memory; does not change the result (with
+            `training=False`) beyond float round-off. On a GPU larger chunks
             are likely faster: measure with
-            `python -m benchmarks.engine --chunk_sweep=128,1024,0`.
+            `python -m benchmarks.engine --chunk_sweep=auto,1024,0`.
         jit_compile: Compile the loss-and-gradient with XLA. Measure first: on
             CPUs it was several times slower for convolutional networks.
         training: Evaluate the model in training mode (fixed dropout masks,
