@@ -251,6 +251,28 @@ def test_cost_accounting_of_the_pretrain_runs_matches_hand_count(tmp_path):
     assert set(summary["frames"]["paper"][0]) >= {"target", "baseline", "evaluations"}
 
 
+@pytest.mark.parametrize("patience", [1, 2])
+def test_adam_phases_on_the_full_set_stop_by_the_stopping_rule(patience, tmp_path):
+    # No epoch can gain 50 pp: the conventional run and the fine-tuning stop after
+    # `patience` epochs of their cap of 5; the Adam subset phase has no such rule.
+    data = _tiny_data()
+    config = Config(
+        dataset="mnist", output_dir=str(tmp_path), width=2, batch_size=32, adam_batch_sizes=(),
+        epochs=5, plateau_tolerance=50, plateau_patience=patience, fractions=(0.2,),
+        ratios=(), subset_optimizer=("adam",), subset_epochs=3, train_eval_examples=0,
+        eval_batch_size=64,
+    )
+    records, summary = runner.run_benchmark(config, data, _tiny_model)
+    conv, subset = records
+    assert [p["evaluations"] for p in conv["points"]] == [100 * e for e in range(patience + 1)]
+    for phase in (conv["phases"][-1], subset["phases"][-1]):
+        assert phase["epochs"] == patience and phase["max_epochs"] == 5
+        assert phase["stopped_by_rule"] and phase["reason"].startswith("stopping rule")
+    assert subset["phases"][0]["epochs"] == 3
+    assert subset["points"][-1]["evaluations"] == 3 * 20 + patience * 100
+    assert summary["conventional_levelled_off"] is True
+
+
 # ----------------------------------------------------------------------------
 # Interrupted runs: complete results stay until their replacement is complete.
 # ----------------------------------------------------------------------------

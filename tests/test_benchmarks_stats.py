@@ -6,14 +6,13 @@ import sys
 import pytest
 
 from benchmark_helpers import REPO
+from benchmark_helpers import point as _point
+from benchmark_helpers import record as _record
 from benchmarks import report
 from benchmarks import stats
 from benchmarks.config import Config
 
 
-def _point(phase, epoch, evaluations, seconds, accuracy):
-    return {"phase": phase, "phase_epoch": epoch, "evaluations": evaluations,
-            "seconds": seconds, "test_accuracy": accuracy, "test_loss": 1.0}
 
 
 def test_time_to_target_and_summary():
@@ -65,15 +64,6 @@ def test_summary_modules_import_neither_tensorflow_nor_keras_nor_absl(module):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
-
-
-def _record(run, kind, seed, points, **extra):
-    record = {"run": run, "kind": kind, "seed": seed, "points": points, "complete": True,
-              "subset": None, "q_full": 10.0, "dataset": "x", "model": "m", "parameters": 100,
-              "outputs": 10, "train_examples": 1000, "test_examples": 100, "augment": False,
-              "phases": []}
-    record.update(extra)
-    return record
 
 
 def test_stopping_rule_on_epoch_ends():
