@@ -373,7 +373,7 @@ def _log_q_axis(ax, qs):
     ax.set_xscale("log")
     if qs:
         ax.set_xticks(sorted(set(qs)))
-        ax.set_xticklabels([f"{q:g}" for q in sorted(set(qs))])
+        ax.set_xticklabels([f"{q:.3g}" for q in sorted(set(qs))])
         ax.minorticks_off()
     ax.set_xlabel("overdetermination ratio Q = K*M/P of the subset (log)")
     ax.grid(True, which="both", alpha=0.3)
