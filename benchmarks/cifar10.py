@@ -27,11 +27,13 @@ PRESETS = {
         # (P = 11,162; Q of the 50,000 examples 44.8): one L-BFGS evaluation of the
         # full training set 4.2 s (chunk_size auto = 128; width 4: 3.5 s), about one
         # per iteration; an Adam epoch 6.7 s (batch 128) and 7.0 s (512); a point's
-        # evaluation 0.7 s, one over the whole training set 2.5 s. Estimate: lbfgs_full
-        # 7.5 min, progressive 10 min, progressive_adam 3.5 min, conventional runs 2-3
-        # min each, sweep Q = 1-16 at 100 iterations 5 min (K = 1,117 ... 17,860),
-        # lbfgs_q4 2.5 min: about 36 min with the evaluations; --augment adds about
-        # 15% to an Adam epoch.
+        # evaluation 0.7 s, one over the whole training set 2.5 s. Estimate (from these
+        # and MNIST's measured run, whose estimate of 35 min came out at 26 min):
+        # lbfgs_full 8 min (about 1.08 evaluations per iteration), progressive 11 min
+        # (its stages below the full set cost about 40 epochs on MNIST), progressive_adam
+        # 2 min, conventional runs 2 min each, sweep Q = 1-16 at 100 iterations 6 min
+        # (K = 1,117 ... 17,860), lbfgs_q4 2 min: about 34 min with the evaluations;
+        # --augment adds about 15% to an Adam epoch.
         width=8, batch_size=128, adam_batch_sizes=(512,), epochs=20, runs=mnist.ALL_RUNS,
         ratios=(4,), subset_optimizer=("lbfgs",), lbfgs_iterations=100,
         evals_per_epoch=2, lbfgs_full_iterations=100, lbfgs_points_every=10,
