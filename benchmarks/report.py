@@ -288,7 +288,7 @@ def _sweep_lines(summary):
         lines.append(f"No Q of the sweep is within {tol:g} pp of `lbfgs_full`'s test accuracy.")
     else:
         lines.append(
-            f"Smallest Q whose mean test-accuracy gap is within {tol:g} pp: **{smallest:g}**."
+            f"Smallest Q whose mean test-accuracy gap is within {tol:g} pp: **{smallest:.3g}**."
         )
     for text in sweep["skipped"]:
         lines.append(f"- Skipped {text}.")
@@ -410,7 +410,7 @@ def plot_gap_vs_q(summary, path):
     smallest = summary["sweep"]["smallest_q_within_tolerance"]
     if smallest is not None:
         axes[0].axvline(smallest, color="green", ls=":", lw=1,
-                        label=f"smallest Q within {tol:g} pp: {smallest:g}")
+                        label=f"smallest Q within {tol:g} pp: {smallest:.3g}")
     axes[0].legend(fontsize=8)
     axes[0].set_title("test accuracy gap vs Q")
     axes[1].set_title("training loss (whole set) gap vs Q")
