@@ -11,15 +11,34 @@ tests pass their own `flags.FlagValues()` instead of the global one.
 """
 
 import dataclasses
+import inspect
 import os
 
 from absl import flags
+import keras_subset
 from keras_subset import checks
 
 from benchmarks import datasets
 
 SUBSET_OPTIMIZERS = ("lbfgs", "adam")
 PRESET_NAMES = ("smoke", "cpu", "paper")
+RUN_KINDS = ("conventional", "lbfgs_full", "progressive", "progressive_adam", "subset", "sweep")
+"""The run kinds `--runs` may list (see `benchmarks.runner`)."""
+
+PRETRAIN_OPTIONS = {
+    "check_every": "check_every",
+    "check_patience": "patience",
+    "check_tolerance": "check_tolerance",
+    "carry_history": "carry_history",
+    "weight_decay": "weight_decay",
+}
+"""`Config` field -> the `keras_subset.pretrain` argument it sets for the progressive runs.
+Their defaults are the library's (`_pretrain_default`), so that they follow it."""
+
+
+def _pretrain_default(name):
+    """The default of `keras_subset.pretrain`'s argument `name`, read from its signature."""
+    return inspect.signature(keras_subset.pretrain).parameters[name].default
 
 
 class ConfigError(ValueError):
@@ -40,9 +59,21 @@ def _option(default, help, **metadata):
     return dataclasses.field(default=default, metadata=dict(help=help, **metadata))
 
 
+def _pretrain_option(argument, help, **metadata):
+    """A `Config` field that sets `keras_subset.pretrain`'s `argument`, whose
+    default it takes from `pretrain`'s signature (so it follows the library)."""
+    return _option(
+        _pretrain_default(argument),
+        f"{help}; default: keras_subset.pretrain's `{argument}`.",
+        **metadata,
+    )
+
+
 def _checked(flag, kind, value, meta):
     """`value` (of type `kind`) checked against the bounds or choices in `meta`,
     by `keras_subset.checks`; a `ValueError` names `flag` otherwise."""
+    if meta.get("chunk_size"):
+        return _chunk_size(flag, value)
     if "choices" in meta:
         return checks.check_choice(flag, value, meta["choices"])
     if kind is bool:
@@ -54,8 +85,30 @@ def _checked(flag, kind, value, meta):
             return checks.check_number(
                 flag, value, meta["above"], meta.get("maximum"), min_inclusive=False
             )
+        if "below" in meta:
+            return checks.check_number(
+                flag, value, meta.get("minimum"), meta["below"], max_inclusive=False
+            )
         return checks.check_number(flag, value, meta.get("minimum"), meta.get("maximum"))
     return value
+
+
+def _chunk_size(flag, value):
+    """A chunk size: `"auto"` (the library's rule), 0 (one pass over all examples) or a
+    number of examples, as an int or its text (a flag's value)."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if value == "auto" or (checks.is_integer(value) and value >= 0):
+        return value if value == "auto" else int(value)
+    raise ValueError(
+        f"`{flag}` must be auto (the library's rule) or an integer >= 0 (0: one pass over all "
+        f"examples), got {value!r}."
+    )
+
+
+def lbfgs_chunk_size(value):
+    """`--lbfgs_chunk_size` as `keras_subset.LBFGS(chunk_size=...)` takes it (0 -> `None`)."""
+    return None if value == 0 else value
 
 
 @dataclasses.dataclass
@@ -70,8 +123,8 @@ class Config:
     dataset: str = _option("mnist", "Dataset name (set by the script).", flag=False)
     preset: str = _option(
         "cpu",
-        "Preset of the script: smoke (CI, < 2 min), cpu (a 2-core CPU, about 20 min), paper (full "
-        "scale, for a GPU). Flags given explicitly override its values.",
+        "Preset of the script: smoke (CI, < 2 min), cpu (a 2-core CPU, at most 45 min a dataset), "
+        "paper (full scale, for a GPU). Flags given explicitly override its values.",
         choices=PRESET_NAMES,
     )
     output_dir: str = _option(
@@ -97,8 +150,32 @@ class Config:
     width: int = _option(
         16, "Width (filters of the first convolution) of the reference CNN.", minimum=1
     )
+    runs: tuple = _option(
+        ("conventional", "subset"),
+        "Comma-separated run kinds: conventional (Adam at --batch_size and at each of "
+        "--adam_batch_sizes), lbfgs_full (L-BFGS on the full set), progressive (growing subsets, "
+        "then the full set), progressive_adam (growing subsets up to --progressive_max_fraction, "
+        "then Adam), subset (one subset per --ratios/--fractions value and --subset_optimizer, "
+        "then Adam), sweep (one subset per --sweep_ratios value fitted to its minimum, no "
+        "fine-tuning).",
+        item_type=str,
+        choices=RUN_KINDS,
+    )
     batch_size: int = _option(128, "Adam minibatch size on the full training set.", minimum=1)
-    epochs: int = _option(10, "Epochs of the conventional run.", minimum=0)
+    adam_batch_sizes: tuple = _option(
+        (512,),
+        "Comma-separated extra batch sizes of conventional runs (run conventional_b<B> each, "
+        "learning rate scaled by sqrt(B / --batch_size)); a value equal to --batch_size is the "
+        "conventional run itself.",
+        item_type=int,
+        minimum=1,
+    )
+    epochs: int = _option(
+        10,
+        "Most epochs of the conventional runs (they stop earlier by the stopping rule: "
+        "--plateau_tolerance, --plateau_patience).",
+        minimum=0,
+    )
     learning_rate: float = _option(1e-3, "Adam learning rate of the conventional run.", above=0)
     ratios: tuple = _option(
         (),
@@ -143,10 +220,70 @@ class Config:
         minimum=1,
     )
     lbfgs_correction_pairs: int = _option(10, "L-BFGS history size.", minimum=1)
-    lbfgs_chunk_size: int = _option(
-        512,
-        "Examples per L-BFGS forward/backward pass (0: all at once); bounds memory, not the cost.",
+    lbfgs_chunk_size: str = _option(
+        "auto",
+        "Examples per L-BFGS forward/backward pass: auto (keras_subset's rule from the model's "
+        "activation size), 0 (all at once) or a number; bounds memory, not the cost.",
+        chunk_size=True,
+    )
+    lbfgs_full_iterations: int = _option(
+        200,
+        "Most L-BFGS iterations of the lbfgs_full run, and of every stage of the progressive runs.",
+        minimum=1,
+    )
+    lbfgs_points_every: int = _option(
+        10,
+        "L-BFGS iterations between the points of the lbfgs_full run (one continuous run: its "
+        "curvature history is kept across points).",
+        minimum=1,
+    )
+    progressive_ratio: float = _option(
+        1.0,
+        "Overdetermination ratio Q of the first subset of the progressive runs.",
+        above=0,
+    )
+    growth: float = _option(
+        2.0, "Factor between the subset sizes of consecutive progressive stages.", above=1
+    )
+    progressive_max_fraction: float = _option(
+        0.25,
+        "Fraction of the training set of the last subset of the progressive_adam run (Adam on "
+        "the full set follows).",
+        above=0,
+        maximum=1,
+    )
+    check_every: int = _pretrain_option(
+        "check_every",
+        "L-BFGS iterations between the held-out checks of the progressive runs (and between "
+        "their points)",
+        minimum=1,
+    )
+    check_patience: int = _pretrain_option(
+        "patience", "Held-out checks without improvement that end a progressive stage", minimum=1
+    )
+    check_tolerance: float = _pretrain_option(
+        "check_tolerance",
+        "Relative decrease of the held-out loss that counts as an improvement",
         minimum=0,
+        below=1,
+    )
+    carry_history: bool = _pretrain_option(
+        "carry_history",
+        "Whether each progressive L-BFGS stage starts with the previous stage's curvature pairs",
+    )
+    weight_decay: float = _pretrain_option(
+        "weight_decay", "L2 penalty of the progressive stages on fewer than all examples", minimum=0
+    )
+    sweep_ratios: tuple = _option(
+        (1, 2, 4, 8, 16, 32),
+        "Comma-separated overdetermination ratios Q of the sweep runs (one subset each, fitted by "
+        "L-BFGS to its minimum, no fine-tuning); values whose subset exceeds the training set "
+        "are skipped, saying so.",
+        item_type=float,
+        above=0,
+    )
+    sweep_iterations: int = _option(
+        200, "Most L-BFGS iterations of a sweep run.", minimum=1
     )
     subset_epochs: int = _option(
         20, "Epochs of Adam over the subset (--subset_optimizer=adam).", minimum=0
@@ -159,7 +296,10 @@ class Config:
     )
     subset_eval_points: int = _option(5, "Points recorded during an Adam subset phase.", minimum=1)
     finetune_epochs: int = _option(
-        2, "Epochs of Adam fine-tuning on the full set after the subset phase.", minimum=0
+        0,
+        "Most epochs of Adam fine-tuning on the full set after a subset phase (subset and "
+        "progressive_adam runs; they stop earlier by the stopping rule); 0: --epochs.",
+        minimum=0,
     )
     finetune_learning_rate: float = _option(
         0.0, "Adam learning rate of fine-tuning (0: --learning_rate).", minimum=0
@@ -182,10 +322,18 @@ class Config:
     )
     plateau_tolerance: float = _option(
         0.2,
-        "The conventional run has levelled off when its last epoch gained less than this many "
-        "percentage points of test accuracy.",
+        "Stopping rule of the Adam phases on the full set: an epoch end improves when its test "
+        "accuracy beats the best earlier epoch end (the phase's start included) by at least this "
+        "many percentage points.",
         minimum=0,
         maximum=100,
+    )
+    plateau_patience: int = _option(
+        2,
+        "Stopping rule: an Adam phase on the full set stops after this many epochs in a row "
+        "without improvement (or at its epoch cap); a run has levelled off when its last this "
+        "many points did not improve.",
+        minimum=1,
     )
     seeds: int = _option(
         1, "Number of seeds (seed, seed+1, ...); reports mean and standard deviation.", minimum=1
@@ -213,12 +361,14 @@ class Config:
                 twice = sorted({n for n in names if names.count(n) > 1})
                 if twice:
                     raise ValueError(
-                        f"`{flag}` lists {', '.join(twice)} more than once; each value "
+                        f"`{flag}` lists {', '.join(map(str, twice))} more than once; each value "
                         "is one run, named after it."
                     )
             else:
                 value = _checked(flag, field.type, value, meta)
             setattr(self, field.name, value)
+        if not self.runs:
+            raise ValueError(f"`--runs` must list at least one of {RUN_KINDS}, got none.")
         if self.lbfgs_segments > self.lbfgs_iterations:
             raise ValueError(
                 f"`--lbfgs_segments` must be at most `--lbfgs_iterations` "
@@ -231,6 +381,15 @@ class Config:
     @property
     def seed_list(self):
         return [self.seed + i for i in range(self.seeds)]
+
+    @property
+    def finetune_epoch_cap(self):
+        """Most epochs of a fine-tuning phase: `finetune_epochs`, or `epochs` for 0."""
+        return self.finetune_epochs or self.epochs
+
+    def pretrain_options(self):
+        """The stage-rule arguments of `keras_subset.pretrain` for the progressive runs."""
+        return {arg: getattr(self, field) for field, arg in PRETRAIN_OPTIONS.items()}
 
 
 def _flag_fields():
@@ -252,6 +411,8 @@ def define_flags(flag_values=flags.FLAGS):
             flags.DEFINE_list(name, **kwargs)
         elif "choices" in meta:
             flags.DEFINE_enum(name, enum_values=meta["choices"], **kwargs)
+        elif meta.get("chunk_size"):
+            flags.DEFINE_string(name, **kwargs)
         elif field.type is bool:
             flags.DEFINE_boolean(name, **kwargs)
         elif field.type is int:

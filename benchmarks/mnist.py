@@ -1,13 +1,14 @@
-"""MNIST benchmark: subset pretraining + fine-tuning vs conventional training.
+"""MNIST benchmark: Adam, full-set L-BFGS, progressive subsets, single subsets and the Q sweep.
 
-Model: `models.mnist_cnn` (width 16: P = 12,810, Q of the 60,000 training
-examples = 46.8). See `benchmarks/README.md` and `benchmarks.runner`.
+Model: `models.mnist_cnn` (width 8: P = 5,258, Q of the 60,000 training
+examples = 114.1; width 16: P = 12,810, Q = 46.8). See `benchmarks/README.md`
+and `benchmarks.runner`.
 
 Usage:
 
 ```
 KERAS_SUBSET_DATA_DIR=/path/to/data python -m benchmarks.mnist --preset=smoke
-python -m benchmarks.mnist --preset=cpu --ratios=2,8 --subset_optimizer=lbfgs,adam
+python -m benchmarks.mnist --preset=cpu --runs=conventional,lbfgs_full,progressive
 ```
 """
 
@@ -17,27 +18,45 @@ from benchmarks import cli
 from benchmarks import config
 from benchmarks import models
 
+ALL_RUNS = ("conventional", "lbfgs_full", "progressive", "progressive_adam", "subset", "sweep")
+"""Every run kind (`config.RUN_KINDS`), in the order they run."""
+
 PRESETS = {
     "smoke": dict(
-        train_examples=3000, test_examples=1000, train_eval_examples=1000,
-        width=4, batch_size=64, epochs=3, ratios=(4,), lbfgs_iterations=15,
-        finetune_epochs=1, subset_epochs=3,
+        # Every run kind, tiny: 1,000 examples (Q of the set 4.3 at width 4), a few
+        # iterations; the sweep skips Q = 8 (K = 1,877 > 1,000). About 75 s here.
+        train_examples=1000, test_examples=500, train_eval_examples=500,
+        width=4, batch_size=64, adam_batch_sizes=(256,), epochs=3, runs=ALL_RUNS,
+        ratios=(4,), lbfgs_iterations=10, subset_epochs=2, finetune_epochs=2,
+        lbfgs_full_iterations=8, lbfgs_points_every=4, check_every=3,
+        progressive_ratio=1, progressive_max_fraction=0.5, sweep_ratios=(1, 2, 8),
+        sweep_iterations=8,
     ),
     "cpu": dict(
-        # Measured here (2 cores, shared): an Adam epoch (60,000 examples,
-        # batch 128) about 11 s, a point's evaluation about 1.5 s, an L-BFGS
-        # evaluation about 0.15 ms per subset example (K = 2,562 at Q = 2,
-        # 10,248 at Q = 8), about 3 evaluations per iteration. Estimate: about
-        # 4 min conventional, 3 + 8 min L-BFGS runs, 2 min Adam-subset runs.
-        width=16, batch_size=128, epochs=15, ratios=(2, 8),
-        subset_optimizer=("lbfgs", "adam"), lbfgs_iterations=100,
-        finetune_epochs=2, subset_epochs=20, evals_per_epoch=4,
+        # Measured here (2 cores, shared with two other jobs, load 3 to 5), width 8
+        # (P = 5,258; Q of the 60,000 examples 114): one L-BFGS evaluation of the full
+        # training set 2.5-2.7 s (chunk_size auto = 256), about one evaluation per
+        # iteration (initial_step line search), 10-20 s of tracing per pretrain stage
+        # that starts a new graph; an Adam epoch 3.7 s (batch 128) and 2.9 s (512); a
+        # point's evaluation 0.5 s, one over the whole training set 1.3 s. Estimate:
+        # lbfgs_full 9 min, progressive 11 min (its last stage, the full set, is as
+        # long as lbfgs_full), progressive_adam 2 min, conventional runs 1-2 min each,
+        # sweep Q = 1-32 at 150 iterations 5 min (K = 526 ... 16,827), lbfgs_q8 2 min:
+        # about 35 min with the evaluations. Measured end to end: 26.1 min (training
+        # seconds: lbfgs_full 514 s, 216 evaluations, 2.4 s each; progressive 566 s;
+        # progressive_adam 75 s; conventional 21 s, 5 epochs; conventional_b512 18 s;
+        # lbfgs_q8 41 s; the sweep 209 s).
+        width=8, batch_size=128, adam_batch_sizes=(512,), epochs=15, runs=ALL_RUNS,
+        ratios=(8,), subset_optimizer=("lbfgs",), lbfgs_iterations=100,
+        evals_per_epoch=2, lbfgs_full_iterations=200, lbfgs_points_every=10,
+        sweep_ratios=(1, 2, 4, 8, 16, 32), sweep_iterations=150,
     ),
     "paper": dict(
-        width=16, batch_size=64, epochs=30, ratios=(1, 2, 4, 8, 16),
-        subset_optimizer=("lbfgs", "adam"), lbfgs_iterations=1000,
-        lbfgs_chunk_size=16384, finetune_epochs=3, subset_epochs=100,
-        evals_per_epoch=4, seeds=3, train_eval_examples=0,
+        width=16, batch_size=64, adam_batch_sizes=(256,), epochs=30, runs=ALL_RUNS,
+        ratios=(1, 2, 4, 8, 16), subset_optimizer=("lbfgs", "adam"), lbfgs_iterations=1000,
+        lbfgs_chunk_size=16384, subset_epochs=100, evals_per_epoch=4, seeds=3,
+        train_eval_examples=0, lbfgs_full_iterations=1000, lbfgs_points_every=20,
+        sweep_ratios=(1, 2, 4, 8, 16, 32), sweep_iterations=1000,
     ),
 }
 """Preset values; flags given on the command line override them."""

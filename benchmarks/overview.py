@@ -1,7 +1,11 @@
 """Prints one markdown table over several benchmark output folders (the README's Results).
 
 Usage: `python -m benchmarks.overview docs/results/mnist docs/results/cifar10 ...`
-Each folder holds the `summary.json` a benchmark script wrote.
+Each folder holds the `summary.json` a benchmark script wrote. Every run gets
+one row with both frames of `benchmarks.stats`: its cost and time to the paper
+target (`lbfgs_full`'s final test accuracy minus the tolerance) over
+`lbfgs_full`'s, and to the user target (`conventional`'s minus the tolerance)
+over the faster Adam run's; "n/a" where a folder has no such reference run.
 """
 
 import json
@@ -9,14 +13,35 @@ import os
 import sys
 
 from benchmarks.report import format_number
+from benchmarks.report import size_cells
+
+HEADER = (
+    "| dataset | run | Q | K | final test acc. (%) | paper: cost / lbfgs_full "
+    "| paper: time / lbfgs_full | user: cost / fastest Adam | user: time / fastest Adam "
+    "| total cost (epochs) | conv. acc. at that cost (%) |"
+)
 
 
 def _conventional_at(folder, seed, cost):
     """Test accuracy of the conventional run at its last point costing at most `cost`."""
-    with open(os.path.join(folder, f"run_conventional_seed{seed}.json")) as f:
+    path = os.path.join(folder, f"run_conventional_seed{seed}.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
         points = json.load(f)["points"]
     reached = [p for p in points if p["evaluations"] <= cost]
     return reached[-1]["test_accuracy"] if reached else None
+
+
+def _frame_ratio(run, frame, key):
+    figures = run.get(frame)
+    if figures is None and frame == "user" and "ttt_evaluations_ratio" in run:
+        figures = run  # a summary written before the two frames: its ratios are the user frame's
+    if figures is None:
+        return "n/a"
+    if figures[key]["mean"] is None:
+        return "not reached"
+    return format_number(figures[f"{key}_ratio"], missing="n/a")
 
 
 def rows(folder):
@@ -25,26 +50,37 @@ def rows(folder):
         summary = json.load(f)
     n = summary["train_examples"]
     name = summary["dataset"] + (" + aug." if summary["augment"] else "")
-    levelled = "" if summary["conventional_levelled_off"] else " (not levelled off)"
+    levelled = summary.get("levelled_off", {})
     for run in summary["runs"]:
+        label = run["run"]
+        if run["kind"] == "conventional":
+            epochs = run.get("adam_epochs", summary["conventional_epochs"])
+            label += f", {format_number(epochs, digits=1)} epochs"
+        flag = levelled.get(run["run"])
+        if flag is None and run["run"] == "conventional":
+            flag = summary["conventional_levelled_off"]
+        if flag is False:
+            label += " (not levelled off)"
         conventional = run["kind"] == "conventional"
-        label = f"conventional, {summary['conventional_epochs']} epochs{levelled}" if conventional else run["run"]
-        same_cost = [_conventional_at(folder, s["seed"], s["total_evaluations"]) for s in run["per_seed"]]
-        same_cost = "—" if conventional or None in same_cost else f"{100 * sum(same_cost) / len(same_cost):.2f}"
+        same_cost = [_conventional_at(folder, s["seed"], s["total_evaluations"])
+                     for s in run["per_seed"]]
+        same_cost = ("—" if conventional or None in same_cost
+                     else f"{100 * sum(same_cost) / len(same_cost):.2f}")
+        q, k = size_cells(run, n)
         yield (
-            f"| {name} | {label} | {run['ratio']:.1f} | {run['subset_size'] or n:,} "
-            f"| {100 * run['final_test_accuracy']['mean']:.2f} | {format_number(run['gap_pp']['mean'])} "
-            f"| {format_number(run['ttt_evaluations_ratio']['mean'])} | {format_number(run['ttt_seconds_ratio']['mean'])} "
+            f"| {name} | {label} | {q} | {k} "
+            f"| {100 * run['final_test_accuracy']['mean']:.2f} "
+            f"| {_frame_ratio(run, 'paper', 'ttt_evaluations')} "
+            f"| {_frame_ratio(run, 'paper', 'ttt_seconds')} "
+            f"| {_frame_ratio(run, 'user', 'ttt_evaluations')} "
+            f"| {_frame_ratio(run, 'user', 'ttt_seconds')} "
             f"| {run['total_evaluations']['mean'] / n:.1f} | {same_cost} |"
         )
 
 
 def main(folders):
-    print(
-        "| dataset | run | Q | K | final test acc. (%) | gap (pp) | cost to target / conv. "
-        "| time to target / conv. | total cost (epochs) | conv. acc. at that cost (%) |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print(HEADER)
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for folder in folders:
         for row in rows(folder):
             print(row)

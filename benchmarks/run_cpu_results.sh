@@ -9,7 +9,10 @@ mkdir -p "$out"
 run mnist benchmarks.mnist --preset=cpu
 run cifar10 benchmarks.cifar10 --preset=cpu
 run cifar100 benchmarks.cifar100 --preset=cpu
-# With augmentation: the same presets at one subset size each, to fit the machine's time.
-run cifar10_augment benchmarks.cifar10 --preset=cpu --augment --ratios=4
-run cifar100_augment benchmarks.cifar100 --preset=cpu --augment --ratios=4
-run mnist_augment benchmarks.mnist --preset=cpu --augment --ratios=8
+# With augmentation: only the run kinds with Adam phases on the full set, which augmentation
+# changes; the L-BFGS-only kinds (lbfgs_full, progressive, sweep) fit un-augmented data and
+# are the runs of the folders above (same seed). Without lbfgs_full, these have no paper frame.
+aug_runs=--runs=conventional,progressive_adam,subset
+run cifar10_augment benchmarks.cifar10 --preset=cpu --augment $aug_runs
+run cifar100_augment benchmarks.cifar100 --preset=cpu --augment $aug_runs
+run mnist_augment benchmarks.mnist --preset=cpu --augment $aug_runs

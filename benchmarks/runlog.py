@@ -11,6 +11,7 @@
   result from an earlier invocation stays intact until its replacement is
   complete, and an interrupted run leaves a valid partial file.
 - `CostMeter`: the cumulative training cost of a run, in example-gradients
+  (forward-only passes of held-out checks included, and counted apart too)
   and in training seconds (the clock stops while metrics are evaluated).
 """
 
@@ -110,12 +111,16 @@ class RunLog:
 class CostMeter:
     """Cumulative training cost of a run: example-gradients and seconds.
 
+    `evaluations` is the cost in example-gradients; the forward-only passes of
+    the held-out checks of `keras_subset.pretrain` are in it as whole
+    example-gradients (conservative) and also counted apart in `forwards`.
     `seconds` counts training wall-clock time only: the clock is stopped
     (`pause`) while metrics are evaluated and restarted (`resume`) after.
     """
 
     def __init__(self):
         self.evaluations = 0
+        self.forwards = 0
         self.seconds = 0.0
         self.eval_seconds = 0.0
         self._mark = None

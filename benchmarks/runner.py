@@ -1,51 +1,90 @@
-"""Runs of a benchmark: conventional and subset runs, their phases, points and costs.
+"""Runs of a benchmark: their kinds, phases, points and costs.
 
 A benchmark compares, for one dataset and model, with the same initial
-weights and the same seed:
+weights and the same seed, the run kinds `--runs` lists:
 
-- `conventional`: Adam with minibatches on the full training set for
-  `--epochs` epochs;
-- subset runs, one per subset optimizer (`--subset_optimizer`) and subset
-  size (`--ratios`, target overdetermination ratios Q = K*M/P, or
-  `--fractions` of the training set): a random (or class-balanced) subset of
-  K examples is fitted first, by full-batch L-BFGS (`keras_subset.LBFGS`) or
-  by Adam for `--subset_epochs` epochs over the subset, and the network is
-  then fine-tuned with a fresh Adam on the full set for `--finetune_epochs`.
+- `conventional`: Adam with minibatches of `--batch_size` on the full
+  training set, stopped by the stopping rule (below) or after `--epochs`;
+  `conventional_b<B>`: the same at each batch size B of
+  `--adam_batch_sizes`, learning rate scaled by sqrt(B / `--batch_size`).
+- `lbfgs_full`: full-batch L-BFGS on the whole training set
+  (`keras_subset.pretrain(fraction=1.0)`), one continuous run of at most
+  `--lbfgs_full_iterations` iterations, a point every `--lbfgs_points_every`
+  iterations (the curvature history is kept across points).
+- `progressive`: `keras_subset.pretrain` with growing nested subsets (first
+  Q = `--progressive_ratio`, times `--growth` a stage) up to the full set,
+  each stage below the full set ended by the held-out rule (`--check_every`,
+  `--check_patience`, `--check_tolerance`, `--carry_history`,
+  `--weight_decay`, defaults from `keras_subset.pretrain`), each stage at
+  most `--lbfgs_full_iterations` iterations; a point after every segment of
+  `--check_every` iterations, phase `stage<k>`.
+- `progressive_adam`: the same up to `--progressive_max_fraction` of the
+  training set, then Adam on the full set at `--batch_size` with the stopping
+  rule (at most `--finetune_epochs`, 0: `--epochs`).
+- `subset` runs, one per subset optimizer (`--subset_optimizer`) and subset
+  size (`--ratios`: target Q = K*M/P; `--fractions` of the training set): a
+  random (or class-balanced) subset of K examples fitted by full-batch L-BFGS
+  (`keras_subset.LBFGS`) or by Adam for `--subset_epochs` epochs, then Adam
+  fine-tuning on the full set with the stopping rule (at most
+  `--finetune_epochs`, 0: `--epochs`).
+- `sweep` runs `sweep_q<Q>`, one per `--sweep_ratios` value whose subset
+  fits in the training set (the others are skipped, saying so): one subset
+  fitted by L-BFGS to its minimum (`pretrain(ratio=Q, growth=None,
+  stop_rule="none")`, at most `--sweep_iterations` iterations, no weight
+  decay), no fine-tuning; its points measure the training loss and accuracy
+  on the whole training set.
+
+Stopping rule of every Adam phase on the full set: after each epoch, it stops
+when the test accuracy has not improved on the best earlier epoch end (the
+phase's starting point included) by at least `--plateau_tolerance`
+percentage points for `--plateau_patience` epochs in a row
+(`stats.should_stop`), or at its epoch cap.
 
 `run_benchmark` runs them all for every seed; its steps are `run_specs` (the
-runs), `subset_sizes` (K of every subset run, all checked before the first
-run starts), `prepare_seed` (the model, its initial weights and the
-evaluator of a seed), `run_one` (one run: its header, its subset, its
-`Runner`) and `report.write_reports` after every run.
+runs), `plan_runs` (K of every subset, the progressive sizes and the sweep
+values that fit, all checked before the first run starts), `prepare_seed`
+(the model, its initial weights and the evaluators of a seed), `run_one` (one
+run: its header, its subset, its `Runner`) and `report.write_reports` after
+every run.
 
 Cost accounting. The cost of training is counted in *example-gradients*:
 one example passed forward and backward once.
 
-- A conventional or fine-tuning epoch costs N (the training set size).
-- An L-BFGS subset phase costs `result.evaluations * K`: every objective
-  evaluation (the line-search ones, the initial check and the final gradient
-  included) is one forward and backward pass over all K subset examples.
+- An Adam epoch on the full set costs N (the training set size); a point
+  inside an epoch counts the examples of the batches done.
+- An L-BFGS phase costs `evaluations * K` per stage: every objective
+  evaluation (line searches, each stage's starting evaluation and the final
+  gradient included) is one forward and backward pass over all K examples of
+  the stage (`keras_subset.PretrainResult.example_gradients`, or
+  `LBFGSResult.evaluations * K` for a subset run).
+- The held-out checks of the progressive stages pass examples forward only
+  (`PretrainResult.example_forwards`): they are counted apart
+  (`example_forwards` of every point) AND included in the cost as whole
+  example-gradients, conservatively (a forward pass costs about a third).
 - An Adam subset phase costs `subset_epochs * K`.
 - Evaluations of test and training metrics are not counted; their time is
   recorded separately (`eval_seconds`) and is excluded from `seconds`, which
   is training wall-clock time only (graph tracing included).
 
 Points. Test and training metrics (the training metrics on a fixed sample of
-`--train_eval_examples` un-augmented training examples) are recorded at the
-start of every run, `--evals_per_epoch` times per Adam epoch on the full
-set, at `--subset_eval_points` points of an Adam subset phase, and after each
-of the `--lbfgs_segments` L-BFGS calls. L-BFGS restarted for a new segment
-loses its curvature history, so the default is a single call (one point at
-its end).
+`--train_eval_examples` un-augmented training examples; sweep runs on all of
+them) are recorded at the start of every run, `--evals_per_epoch` times per
+Adam epoch on the full set, at `--subset_eval_points` points of an Adam
+subset phase, after each of the `--lbfgs_segments` L-BFGS calls of a subset
+run, after every segment of a `pretrain` call (`lbfgs_full`, progressive;
+the last point of each stage is marked `stage_end`) and at the end of a sweep
+run. Every run ends with one measurement on the whole training set
+(`full_train` of the record).
 
 Augmentation (`--augment`): random translations (and horizontal flips for
-CIFAR) by Keras preprocessing layers inside `tf.data`, for the conventional
-run and for fine-tuning. L-BFGS needs a fixed, deterministic objective, so the
-subset phase never sees fresh random augmentation: with
-`--subset_augment=none` (default) the subset phase fits the K original
-examples; with `--subset_augment=once` every subset example is augmented
-once, up front, into a fixed set of K examples. The Adam subset phase uses the
-same fixed examples, so both subset optimizers minimise the same objective.
+CIFAR) by Keras preprocessing layers inside `tf.data`, for every Adam phase on
+the full set. L-BFGS needs a fixed, deterministic objective, so the L-BFGS
+phases never see fresh random augmentation: `lbfgs_full`, the progressive
+stages and the sweep fit the original examples; the subset phase of a subset
+run fits the K original examples (`--subset_augment=none`, default) or every
+subset example augmented once, up front (`--subset_augment=once`). The Adam
+subset phase uses the same fixed examples, so both subset optimizers minimise
+the same objective.
 
 Outputs in `--output_dir`: `run_<name>_seed<k>.json` (written, atomically,
 when the run completes; until then the run is rewritten after every point in
@@ -66,9 +105,11 @@ import keras_subset
 import keras_subset.subset
 import tensorflow as tf
 
+from benchmarks import config as config_lib
 from benchmarks import datasets
 from benchmarks import report
 from benchmarks import runlog
+from benchmarks import stats
 from benchmarks.config import ConfigError
 
 
@@ -78,23 +119,52 @@ def _log(message):
 
 @dataclasses.dataclass
 class RunSpec:
-    """One run of a benchmark: conventional, or a subset run."""
+    """One run of a benchmark.
+
+    `kind` is one of `config.RUN_KINDS`; `optimizer` the subset optimizer of a
+    subset run; `ratio` / `fraction` its requested size (a sweep's Q, the
+    first Q of a progressive run); `batch_size` and `learning_rate` those of a
+    conventional run.
+    """
 
     name: str
-    kind: str  # "conventional" or "subset"
-    optimizer: str = None  # subset optimizer
-    ratio: float = None  # requested Q
-    fraction: float = None  # requested fraction
+    kind: str
+    optimizer: str = None
+    ratio: float = None
+    fraction: float = None
+    batch_size: int = None
+    learning_rate: float = None
 
 
 def run_specs(config):
-    """Returns the runs of a benchmark: conventional first, then subset runs."""
-    specs = [RunSpec("conventional", "conventional")]
-    for opt in config.subset_optimizer:
-        for r in config.ratios:
-            specs.append(RunSpec(f"{opt}_q{r:g}", "subset", opt, ratio=r))
-        for f in config.fractions:
-            specs.append(RunSpec(f"{opt}_f{f:g}", "subset", opt, fraction=f))
+    """Returns the runs of a benchmark, in the order of `config.RUN_KINDS`."""
+    c, specs = config, []
+    if "conventional" in c.runs:
+        specs.append(RunSpec("conventional", "conventional", "adam",
+                             batch_size=c.batch_size, learning_rate=c.learning_rate))
+        for b in c.adam_batch_sizes:
+            if b != c.batch_size:
+                specs.append(RunSpec(
+                    f"conventional_b{b}", "conventional", "adam", batch_size=b,
+                    learning_rate=c.learning_rate * math.sqrt(b / c.batch_size),
+                ))
+    if "lbfgs_full" in c.runs:
+        specs.append(RunSpec("lbfgs_full", "lbfgs_full", "lbfgs", fraction=1.0))
+    if "progressive" in c.runs:
+        specs.append(RunSpec("progressive", "progressive", "lbfgs", ratio=c.progressive_ratio,
+                             fraction=1.0))
+    if "progressive_adam" in c.runs:
+        specs.append(RunSpec("progressive_adam", "progressive_adam", "lbfgs",
+                             ratio=c.progressive_ratio, fraction=c.progressive_max_fraction))
+    if "subset" in c.runs:
+        for opt in c.subset_optimizer:
+            for r in c.ratios:
+                specs.append(RunSpec(f"{opt}_q{r:g}", "subset", opt, ratio=r))
+            for f in c.fractions:
+                specs.append(RunSpec(f"{opt}_f{f:g}", "subset", opt, fraction=f))
+    if "sweep" in c.runs:
+        for r in c.sweep_ratios:
+            specs.append(RunSpec(f"sweep_q{r:g}", "sweep", "lbfgs", ratio=r))
     return specs
 
 
@@ -153,13 +223,16 @@ class Runner:
         evaluator: Callable returning the metrics of a point (an `Evaluator`).
         log: The run's `runlog.RunLog`.
         seed: The run's seed.
+        full_evaluator: The evaluator over the whole training set of the run's
+            last measurement (default: `evaluator`).
     """
 
-    def __init__(self, config, data, model, evaluator, log, seed):
+    def __init__(self, config, data, model, evaluator, log, seed, full_evaluator=None):
         self.config = config
         self.data = data
         self.model = model
         self.evaluator = evaluator
+        self.full_evaluator = full_evaluator or evaluator
         self.log = log
         self.seed = seed
         self.meter = runlog.CostMeter()
@@ -171,7 +244,7 @@ class Runner:
         Args:
             spec: The `RunSpec`.
             subset: `(x, y)`, the K examples of a subset run.
-            augmenter: Augmentation of the full-set phases, or `None`.
+            augmenter: Augmentation of the Adam phases on the full set, or `None`.
 
         Returns:
             The completed run record (`log.data`).
@@ -181,39 +254,70 @@ class Runner:
         if spec.kind == "conventional":
             self.adam_phase(
                 "train", self.data.x_train, self.data.y_train, c.epochs,
-                c.learning_rate, c.batch_size, augmenter,
-                points_per_epoch=c.evals_per_epoch,
+                spec.learning_rate, spec.batch_size, augmenter,
+                points_per_epoch=c.evals_per_epoch, stop_rule=True,
             )
-        else:
+        elif spec.kind == "subset":
             if spec.optimizer == "lbfgs":
                 self.lbfgs_phase(*subset)
             else:
                 self.adam_subset_phase(*subset)
-            self.adam_phase(
-                "finetune", self.data.x_train, self.data.y_train, c.finetune_epochs,
-                c.finetune_learning_rate or c.learning_rate, c.batch_size, augmenter,
-                points_per_epoch=c.evals_per_epoch,
+            self.finetune_phase(augmenter)
+        elif spec.kind == "lbfgs_full":
+            self.pretrain_phase(
+                lambda stage: "full", c.lbfgs_full_iterations, fraction=1.0,
+                check_every=c.lbfgs_points_every,
             )
+        elif spec.kind in ("progressive", "progressive_adam"):
+            extra = {}
+            if spec.kind == "progressive_adam":
+                extra["max_fraction"] = c.progressive_max_fraction
+            self.pretrain_phase(
+                lambda stage: f"stage{stage}", c.lbfgs_full_iterations,
+                ratio=c.progressive_ratio, growth=c.growth, **c.pretrain_options(), **extra,
+            )
+            if spec.kind == "progressive_adam":
+                self.finetune_phase(augmenter)
+        elif spec.kind == "sweep":
+            self.pretrain_phase(
+                None, c.sweep_iterations, ratio=spec.ratio, growth=None, stop_rule="none",
+                weight_decay=0.0,
+            )
+        else:
+            raise ValueError(f"Unknown run kind {spec.kind!r}.")
+        self.measure_full_train()
         self.log.data["total_evaluations"] = self.meter.evaluations
+        self.log.data["total_example_forwards"] = self.meter.forwards
         self.log.data["total_seconds"] = self.meter.seconds
         self.log.data["total_eval_seconds"] = self.meter.eval_seconds
         self.log.finish()
         return self.log.data
 
-    def record(self, phase, phase_epoch=None, iterations=None):
-        """Stops the clock, evaluates, writes a point, restarts the clock."""
-        self.meter.pause()
+    def evaluate(self, evaluator):
+        """The metrics of `evaluator`, its time added to `eval_seconds` (the
+        training clock must be stopped)."""
         start = time.perf_counter()
-        metrics = self.evaluator()
+        metrics = evaluator()
         self.meter.eval_seconds += time.perf_counter() - start
+        return metrics
+
+    def record(self, phase, phase_epoch=None, iterations=None, **extra):
+        """Stops the clock, evaluates, writes a point, restarts the clock.
+
+        `extra` items are stored in the point too."""
+        self.meter.pause()
+        metrics = self.evaluate(self.evaluator)
         point = {
             "phase": phase,
             "phase_epoch": phase_epoch,
             "iterations": iterations,
             "evaluations": int(self.meter.evaluations),
+            "example_forwards": int(self.meter.forwards),
             "epochs_equivalent": self.meter.evaluations / self.n_train,
             "seconds": self.meter.seconds,
             "eval_seconds": self.meter.eval_seconds,
+            "train_measured": self.evaluator.sizes["train"],
+            **extra,
             **metrics,
         }
         self.log.add_point(point)
@@ -228,12 +332,33 @@ class Runner:
         )
         self.meter.resume()
 
+    def measure_full_train(self):
+        """Stores the loss and accuracy over the whole training set at the end of
+        the run (`full_train`): the last point's when it measured all of it."""
+        last = self.log.data["points"][-1]
+        if last["train_measured"] == self.n_train:
+            metrics = last
+        else:
+            self.meter.pause()
+            metrics = self.evaluate(self.full_evaluator)
+        self.log.data["full_train"] = {
+            "loss": metrics["train_loss"],
+            "accuracy": metrics["train_accuracy"],
+            "examples": self.n_train,
+        }
+
     def adam_phase(self, phase, x, y, epochs, learning_rate, batch_size,
-                   augmenter, points_per_epoch=1, record_epochs=None):
-        """Adam with minibatches over `(x, y)`; cost `epochs * len(x)`."""
+                   augmenter, points_per_epoch=1, record_epochs=None, stop_rule=False):
+        """Adam with minibatches over `(x, y)` for at most `epochs` epochs; cost
+        `len(x)` per epoch run.
+
+        With `stop_rule`, the phase stops earlier by the stopping rule
+        (`--plateau_tolerance`, `--plateau_patience`; see `stats.should_stop`)
+        on the test accuracies at its epoch ends, its starting point included.
+        """
         if epochs == 0:
             return
-        n = len(x)
+        c, n = self.config, len(x)
         base = self.meter.evaluations
         start_seconds = self.meter.seconds
         self.meter.resume()
@@ -245,25 +370,47 @@ class Runner:
         ds = datasets.train_pipeline(
             x, y, batch_size, seed=self.seed, augmenter=augmenter, repeat=True
         )
+        rule = (c.plateau_tolerance, c.plateau_patience) if stop_rule else None
         callback = PointCallback(
-            self, phase, n, batch_size, epochs, base, points_per_epoch, record_epochs
+            self, phase, n, batch_size, epochs, base, points_per_epoch, record_epochs, rule
         )
         self.model.fit(
             ds, epochs=epochs, steps_per_epoch=math.ceil(n / batch_size),
-            verbose=self.config.verbose, callbacks=[callback], shuffle=False,
+            verbose=c.verbose, callbacks=[callback], shuffle=False,
         )
         self.meter.pause()
-        self.meter.evaluations = base + epochs * n
-        self.log.add_phase({
+        self.meter.evaluations = base + callback.epochs_done * n
+        info = {
             "phase": phase,
             "optimizer": "adam",
             "examples": n,
-            "epochs": epochs,
+            "epochs": callback.epochs_done,
+            "max_epochs": epochs,
             "learning_rate": learning_rate,
             "batch_size": batch_size,
-            "evaluations": epochs * n,
+            "evaluations": callback.epochs_done * n,
             "seconds": self.meter.seconds - start_seconds,
-        })
+        }
+        if stop_rule:
+            info.update(
+                stopped_by_rule=callback.stopped,
+                reason=(
+                    f"stopping rule: no gain of {c.plateau_tolerance:g} pp for "
+                    f"{c.plateau_patience} epochs" if callback.stopped
+                    else f"epoch cap ({epochs}) reached"
+                ),
+            )
+        self.log.add_phase(info)
+
+    def finetune_phase(self, augmenter):
+        """Adam on the full set after a subset phase, with the stopping rule
+        (at most `--finetune_epochs`, 0: `--epochs`)."""
+        c = self.config
+        self.adam_phase(
+            "finetune", self.data.x_train, self.data.y_train, c.finetune_epoch_cap,
+            c.finetune_learning_rate or c.learning_rate, c.batch_size, augmenter,
+            points_per_epoch=c.evals_per_epoch, stop_rule=True,
+        )
 
     def adam_subset_phase(self, x, y):
         """Adam over the subset for `subset_epochs`, with `subset_eval_points` points."""
@@ -277,18 +424,23 @@ class Runner:
             record_epochs=range(every - 1, c.subset_epochs, every),
         )
 
+    def lbfgs_optimizer(self, max_iterations):
+        """A fresh `keras_subset.LBFGS` with the config's history and chunk size
+        (fresh: every run pays its own graph tracing)."""
+        c = self.config
+        return keras_subset.LBFGS(
+            max_iterations=max_iterations,
+            num_correction_pairs=c.lbfgs_correction_pairs,
+            chunk_size=config_lib.lbfgs_chunk_size(c.lbfgs_chunk_size),
+            jit_compile=False,
+            dtype="float32",
+        )
+
     def lbfgs_phase(self, x, y):
         """Full-batch L-BFGS over `(x, y)`; cost `result.evaluations * len(x)`."""
         c = self.config
         segments = c.lbfgs_segments
-        per_segment = max(1, math.ceil(c.lbfgs_iterations / segments))
-        optimizer = keras_subset.LBFGS(
-            max_iterations=per_segment,
-            num_correction_pairs=c.lbfgs_correction_pairs,
-            chunk_size=c.lbfgs_chunk_size or None,
-            jit_compile=False,
-            dtype="float32",
-        )
+        optimizer = self.lbfgs_optimizer(max(1, math.ceil(c.lbfgs_iterations / segments)))
         k = len(x)
         iterations = 0
         for segment in range(segments):
@@ -321,18 +473,141 @@ class Runner:
                 break
         self.meter.pause()
 
+    def pretrain_phase(self, phase_of_stage, max_iterations, **options):
+        """`keras_subset.pretrain` on the un-augmented training set, seeded by the run.
+
+        Args:
+            phase_of_stage: Callable from a stage index to the phase name of its
+                points, recorded after every segment (`PretrainPoints`); `None`:
+                one point at the end only (phase `subset`).
+            max_iterations: L-BFGS iterations per stage at most.
+            **options: `pretrain`'s subset sizes and stage-rule arguments.
+
+        The cost is `PretrainResult.example_gradients + example_forwards` (the
+        held-out checks' forward passes as whole example-gradients; they are
+        counted apart too).
+        """
+        c = self.config
+        base, base_forwards = self.meter.evaluations, self.meter.forwards
+        start_seconds, start_eval = self.meter.seconds, self.meter.eval_seconds
+        self.model.compile(loss=loss_function())  # pretrain reads the compiled loss
+        points = None if phase_of_stage is None else PretrainPoints(self, phase_of_stage)
+        first_point = len(self.log.data["points"])
+        self.meter.resume()
+        result = keras_subset.pretrain(
+            self.model, self.data.x_train, self.data.y_train,
+            optimizer=self.lbfgs_optimizer(max_iterations), strategy=c.subset_strategy,
+            seed=self.seed, callbacks=None if points is None else [points],
+            verbose=c.verbose, **options,
+        )
+        self.meter.pause()
+        self.meter.evaluations = base + result.example_gradients + result.example_forwards
+        self.meter.forwards = base_forwards + result.example_forwards
+        iterations = sum(s.iterations for s in result.stages)
+        stage_eval = {} if points is None else points.eval_seconds
+        stages = []
+        for k, stage in enumerate(result.stages):
+            info = dataclasses.asdict(stage)
+            info.update(stage=k, training_seconds=stage.seconds - stage_eval.get(k, 0.0))
+            stages.append(info)
+        self.log.add_phase({
+            "phase": "pretrain",
+            "optimizer": "lbfgs",
+            "options": {key: v for key, v in options.items()},
+            "max_iterations": max_iterations,
+            "stages": stages,
+            "iterations": iterations,
+            "evaluations": sum(s.evaluations for s in result.stages),
+            "example_gradients": int(result.example_gradients),
+            "example_forwards": int(result.example_forwards),
+            "subset_size": int(result.stages[-1].size),
+            "seconds_measured": self.meter.seconds - start_seconds,
+            "eval_seconds": self.meter.eval_seconds - start_eval,
+        })
+        for stage in result.stages:
+            _log(
+                f"  [{self.log.data['run']} seed {self.seed}] stage K = {stage.size:,d} "
+                f"(Q = {stage.ratio:.2f}): {stage.iterations} iterations, "
+                f"{stage.evaluations} evaluations, loss {stage.loss:.4g}"
+                + ("" if stage.held_out_loss is None
+                   else f", held-out loss {stage.held_out_loss:.4g} ({stage.held_out_size:,d} examples)")
+                + f"; {stage.reason}"
+            )
+        # A point at the end, unless the last segment's point holds the final weights at
+        # the final cost (a stage with held-out checks keeps the weights of its best one).
+        recorded = self.log.data["points"][first_point:]
+        if (recorded and not result.stages[-1].held_out_size
+                and recorded[-1]["evaluations"] == self.meter.evaluations):
+            recorded[-1]["stage_end"] = True
+        else:
+            self.record(
+                "subset" if points is None else "pretrain_end", iterations=iterations,
+                stage=len(result.stages) - 1, subset_size=int(result.stages[-1].size),
+                stage_end=True,
+            )
+            self.meter.pause()
+        return result
+
+
+class PretrainPoints(keras.callbacks.Callback):
+    """Records a point after every segment of `keras_subset.pretrain` (its
+    `on_epoch_end`), at the cost its logs give: example-gradients plus the
+    held-out checks' example-forwards, both cumulative over the stages.
+
+    The last point of every stage but the last gets `stage_end`; the points
+    carry `stage`, `subset_size`, `stage_iterations` and `stage_evaluations`. `eval_seconds` holds
+    the evaluation seconds spent in each stage's points.
+    """
+
+    def __init__(self, runner, phase_of_stage):
+        super().__init__()
+        self.runner = runner
+        self.phase_of_stage = phase_of_stage
+        self.base = runner.meter.evaluations
+        self.base_forwards = runner.meter.forwards
+        self.stage, self.done_iterations, self.stage_iterations = None, 0, 0
+        self.eval_seconds = {}
+
+    def on_epoch_end(self, segment, logs=None):
+        runner, logs = self.runner, logs or {}
+        stage = int(logs["stage"])
+        if self.stage is not None and stage != self.stage:
+            self.done_iterations += self.stage_iterations
+            runner.log.data["points"][-1]["stage_end"] = True
+        self.stage, self.stage_iterations = stage, int(logs["stage_iterations"])
+        forwards = int(logs["example_forwards"])
+        runner.meter.evaluations = self.base + int(logs["example_gradients"]) + forwards
+        runner.meter.forwards = self.base_forwards + forwards
+        before = runner.meter.eval_seconds
+        runner.record(
+            self.phase_of_stage(stage),
+            iterations=self.done_iterations + self.stage_iterations,
+            stage=stage,
+            subset_size=int(logs["subset_size"]),
+            stage_iterations=self.stage_iterations,
+            stage_evaluations=int(logs["stage_evaluations"]),
+            stage_end=False,
+        )
+        self.eval_seconds[stage] = (
+            self.eval_seconds.get(stage, 0.0) + runner.meter.eval_seconds - before
+        )
+
 
 class PointCallback(keras.callbacks.Callback):
-    """Keras callback recording points during `fit` at fixed batches.
+    """Keras callback recording points during `fit` at fixed batches, and
+    applying the stopping rule.
 
     Records `points_per_epoch` evenly spaced points per epoch (always at the
     last batch of an epoch), in the epochs listed in `record_epochs` (all when
     `None`; the last epoch always). The cost of a point is exact: the examples
     of all batches done so far (the last batch of an epoch may be smaller).
+    With `stop_rule = (tolerance_pp, patience)`, training stops after the
+    epoch at which `stats.should_stop` holds for the test accuracies at the
+    epoch ends, the run's last point before the phase first.
     """
 
     def __init__(self, runner, phase, n, batch_size, epochs, base,
-                 points_per_epoch, record_epochs):
+                 points_per_epoch, record_epochs, stop_rule=None):
         super().__init__()
         self.runner = runner
         self.phase = phase
@@ -346,6 +621,10 @@ class PointCallback(keras.callbacks.Callback):
             None if record_epochs is None else set(record_epochs) | {epochs - 1}
         )
         self.epoch = 0
+        self.epochs_done = 0
+        self.stop_rule = stop_rule
+        self.stopped = False
+        self.epoch_ends = [runner.log.data["points"][-1]["test_accuracy"]]
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
@@ -359,6 +638,17 @@ class PointCallback(keras.callbacks.Callback):
         self.runner.meter.evaluations = self.base + self.epoch * self.n + done
         self.runner.record(self.phase, phase_epoch=self.epoch + done / self.n)
 
+    def on_epoch_end(self, epoch, logs=None):
+        self.epochs_done = epoch + 1
+        if self.stop_rule is None:
+            return
+        point = self.runner.log.data["points"][-1]  # recorded at the epoch's last batch
+        assert point["phase"] == self.phase and point["phase_epoch"] == epoch + 1, point
+        self.epoch_ends.append(point["test_accuracy"])
+        if stats.should_stop(self.epoch_ends, *self.stop_rule):
+            self.stopped = True
+            self.model.stop_training = True
+
 
 def loss_function():
     """The training loss of every phase (the models output logits)."""
@@ -371,36 +661,86 @@ def default_evaluator(model, data, config):
     return Evaluator(model, data, config.train_eval_examples, config.eval_batch_size)
 
 
-def subset_sizes(specs, model, n_train, num_classes):
-    """Returns `{run name: K}` for the subset runs of `specs`.
+def _size_error(flag, value, run, error):
+    return ConfigError(
+        f"`{flag}` value {value:g} (run {run}) is too large for this training set: {error}"
+    )
+
+
+@dataclasses.dataclass
+class Plan:
+    """The runs of a benchmark that fit the training set, and their subset sizes.
+
+    Attributes:
+        specs: The `RunSpec`s to run (sweep values that do not fit left out).
+        sizes: `{run name: K}` of the subset and sweep runs; `(first K, last K)`
+            of the progressive runs.
+        skipped: Why each sweep value left out was left out, in words.
+    """
+
+    specs: list
+    sizes: dict
+    skipped: list
+
+
+def plan_runs(specs, model, n_train, num_classes):
+    """Resolves the subset sizes of `specs` for `model` and `n_train` examples.
 
     K comes from `keras_subset.subset.resolve_subset_size`: ceil(Q*P/M) for a
     ratio, round(fraction*N) for a fraction.
 
+    Returns:
+        A `Plan`.
+
     Raises:
-        ConfigError: naming the flag and the run, when a ratio needs more
-            examples than the training set holds.
+        ConfigError: naming the flag and the run, when a subset run's or the
+            progressive runs' first ratio needs more examples than the training
+            set holds, or when progressive_adam's last subset is smaller than
+            its first. A sweep value that needs more is skipped instead.
     """
-    sizes = {}
+
+    def size(ratio=None, fraction=None):
+        return keras_subset.subset.resolve_subset_size(
+            n_train, fraction=fraction, ratio=ratio, model=model, num_outputs=num_classes
+        )
+
+    kept, sizes, skipped = [], {}, []
     for spec in specs:
-        if spec.kind != "subset":
-            continue
-        try:
-            sizes[spec.name] = keras_subset.subset.resolve_subset_size(
-                n_train, fraction=spec.fraction, ratio=spec.ratio, model=model,
-                num_outputs=num_classes,
-            )
-        except ValueError as e:
-            raise ConfigError(
-                f"`--ratios` value {spec.ratio:g} (run {spec.name}) is too large for "
-                f"this training set: {e}"
-            ) from None
-    return sizes
+        if spec.kind == "subset":
+            try:
+                sizes[spec.name] = size(spec.ratio, spec.fraction)
+            except ValueError as e:
+                raise _size_error("--ratios", spec.ratio, spec.name, e) from None
+        elif spec.kind == "sweep":
+            k = keras_subset.subset_size_for_ratio(model, spec.ratio, num_outputs=num_classes)
+            if k > n_train:
+                skipped.append(
+                    f"{spec.name}: Q = {spec.ratio:g} needs K = {k:,d} examples, more than the "
+                    f"{n_train:,d} of the training set"
+                )
+                _log(f"Skipping {skipped[-1]}.")
+                continue
+            sizes[spec.name] = size(spec.ratio)
+        elif spec.kind in ("progressive", "progressive_adam"):
+            try:
+                first = size(spec.ratio)
+            except ValueError as e:
+                raise _size_error("--progressive_ratio", spec.ratio, spec.name, e) from None
+            last = size(fraction=spec.fraction)
+            if last < first:
+                raise ConfigError(
+                    f"`--progressive_max_fraction` ({spec.fraction:g}: {last:,d} examples) is "
+                    f"smaller than the first subset of --progressive_ratio={spec.ratio:g} "
+                    f"({first:,d} examples); it must be at least as large."
+                )
+            sizes[spec.name] = (first, last)
+        kept.append(spec)
+    return Plan(kept, sizes, skipped)
 
 
 @dataclasses.dataclass
 class SeedSetup:
-    """What the runs of one seed share: the model, its initial weights, the evaluator."""
+    """What the runs of one seed share: the model, its initial weights, the evaluators."""
 
     seed: int
     model: keras.Model
@@ -408,21 +748,33 @@ class SeedSetup:
     q_full: float  # Q of the full training set
     initial_weights: list
     evaluator: object
+    full_evaluator: object  # over the whole training set (`evaluator` itself when it is)
 
 
 def prepare_seed(config, data, build_model, seed, evaluator_factory=default_evaluator):
     """Builds the model of a seed (after seeding), records its initial weights
-    and makes its evaluator; returns a `SeedSetup`."""
+    and makes its evaluators; returns a `SeedSetup`.
+
+    The evaluator over the whole training set (of the sweep runs' points and of
+    every run's last measurement) comes from `evaluator_factory` with
+    `train_eval_examples=0`, unless the points' evaluator measures all of it."""
     keras.utils.set_random_seed(seed)
     n_train, m = len(data.x_train), data.num_classes
     model = build_model(width=config.width, input_shape=data.input_shape, num_classes=m)
+    evaluator = evaluator_factory(model, data, config)
+    full_evaluator = evaluator
+    if evaluator.sizes["train"] != n_train:
+        full_evaluator = evaluator_factory(
+            model, data, dataclasses.replace(config, train_eval_examples=0)
+        )
     setup = SeedSetup(
         seed=seed,
         model=model,
         parameters=keras_subset.subset.num_trainable_parameters(model),
         q_full=keras_subset.overdetermination_ratio(model, n_train, num_outputs=m),
         initial_weights=model.get_weights(),
-        evaluator=evaluator_factory(model, data, config),
+        evaluator=evaluator,
+        full_evaluator=full_evaluator,
     )
     _log(
         f"{data.name} seed {seed}: model {model.name}, P = {setup.parameters:,d} trainable "
@@ -432,7 +784,7 @@ def prepare_seed(config, data, build_model, seed, evaluator_factory=default_eval
     return setup
 
 
-def run_header(config, data, setup, spec):
+def run_header(config, data, setup, spec, evaluator):
     """Returns the metadata of a run record (its `subset` entry still `None`)."""
     model = setup.model
     return {
@@ -445,9 +797,11 @@ def run_header(config, data, setup, spec):
         "outputs": data.num_classes,
         "train_examples": len(data.x_train),
         "test_examples": len(data.x_test),
-        "train_eval_examples": setup.evaluator.sizes["train"],
+        "train_eval_examples": evaluator.sizes["train"],
         "q_full": setup.q_full,
         "augment": config.augment,
+        "batch_size": spec.batch_size,
+        "learning_rate": spec.learning_rate,
         "data_source": data.source,
         "config": dataclasses.asdict(config),
         "versions": {
@@ -459,6 +813,23 @@ def run_header(config, data, setup, spec):
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "subset": None,
+        "progressive": None,
+    }
+
+
+def subset_info(config, data, setup, spec, size):
+    """The record's `subset` entry of a subset of K = `size` examples."""
+    q = keras_subset.overdetermination_ratio(setup.model, size, num_outputs=data.num_classes)
+    return {
+        "optimizer": spec.optimizer,
+        "size": size,
+        "ratio": q,
+        "requested_ratio": spec.ratio,
+        "requested_fraction": spec.fraction if spec.kind == "subset" else None,
+        "fraction": size / len(data.x_train),
+        "strategy": config.subset_strategy,
+        "augment": (config.subset_augment if config.augment and spec.kind == "subset"
+                    else "none"),
     }
 
 
@@ -469,32 +840,38 @@ def choose_subset(config, data, setup, spec, size, augmenter):
     Returns:
         `(x, y, info)`: the subset and the record's `subset` entry.
     """
-    n_train, m = len(data.x_train), data.num_classes
     indices = keras_subset.select_subset(
         data.y_train, size, config.subset_strategy, seed=setup.seed
     )
     x, y = data.x_train[indices], data.y_train[indices]
     if config.augment and config.subset_augment == "once":
         x = datasets.augment_once(x, augmenter)
-    q = keras_subset.overdetermination_ratio(setup.model, size, num_outputs=m)
-    info = {
-        "optimizer": spec.optimizer,
-        "size": size,
-        "ratio": q,
-        "requested_ratio": spec.ratio,
-        "requested_fraction": spec.fraction,
-        "fraction": size / n_train,
-        "strategy": config.subset_strategy,
-        "augment": config.subset_augment if config.augment else "none",
-    }
+    info = subset_info(config, data, setup, spec, size)
     _log(
         f"run {spec.name} seed {setup.seed}: subset of K = {size:,d} examples "
-        f"({size / n_train:.1%}), Q = {q:.2f}, optimizer {spec.optimizer}"
+        f"({info['fraction']:.1%}), Q = {info['ratio']:.2f}, optimizer {spec.optimizer}"
     )
     return x, y, info
 
 
-def run_one(config, data, setup, spec, subset_size=None):
+def progressive_info(config, data, setup, spec, sizes):
+    """The record's `progressive` entry: the first and last subset of the stages."""
+    first, last = sizes
+    ratio = lambda k: keras_subset.overdetermination_ratio(  # noqa: E731
+        setup.model, k, num_outputs=data.num_classes)
+    return {
+        "first_size": first,
+        "last_size": last,
+        "first_ratio": ratio(first),
+        "last_ratio": ratio(last),
+        "growth": config.growth,
+        "max_fraction": spec.fraction,
+        "strategy": config.subset_strategy,
+        "stage_rule": config.pretrain_options(),
+    }
+
+
+def run_one(config, data, setup, spec, size=None):
     """Runs one run from the seed's initial weights, reseeded; returns its record.
 
     Args:
@@ -502,7 +879,8 @@ def run_one(config, data, setup, spec, subset_size=None):
         data: The `datasets.Dataset`.
         setup: The seed's `SeedSetup`.
         spec: The `RunSpec`.
-        subset_size: K of a subset run (from `subset_sizes`).
+        size: K of a subset or sweep run, `(first K, last K)` of a progressive
+            run (from `plan_runs`).
     """
     seed = setup.seed
     keras.utils.set_random_seed(seed)
@@ -512,17 +890,30 @@ def run_one(config, data, setup, spec, subset_size=None):
         datasets.make_augmenter(data.flip, config.translation, seed=seed)
         if config.augment else None
     )
-    header = run_header(config, data, setup, spec)
+    evaluator = setup.full_evaluator if spec.kind == "sweep" else setup.evaluator
+    header = run_header(config, data, setup, spec, evaluator)
     subset = None
+    n = len(data.x_train)
     if spec.kind == "subset":
-        x, y, header["subset"] = choose_subset(config, data, setup, spec, subset_size, augmenter)
+        x, y, header["subset"] = choose_subset(config, data, setup, spec, size, augmenter)
         subset = (x, y)
+    elif spec.kind == "sweep":
+        header["subset"] = subset_info(config, data, setup, spec, size)
+        _log(f"run {spec.name} seed {seed}: one subset of K = {size:,d} examples, "
+             f"Q = {header['subset']['ratio']:.2f}, L-BFGS to its minimum")
+    elif spec.kind in ("progressive", "progressive_adam"):
+        header["progressive"] = progressive_info(config, data, setup, spec, size)
+        _log(f"run {spec.name} seed {seed}: subsets of {size[0]:,d} to {size[1]:,d} "
+             f"examples, growth {config.growth:g}")
+    elif spec.kind == "lbfgs_full":
+        _log(f"run {spec.name} seed {seed}: L-BFGS on all {n:,d} examples")
     else:
-        _log(f"run {spec.name} seed {seed}: Adam on all {len(data.x_train):,d} examples")
+        _log(f"run {spec.name} seed {seed}: Adam on all {n:,d} examples, batch "
+             f"{spec.batch_size}, learning rate {spec.learning_rate:.3g}")
     log = runlog.RunLog(
         os.path.join(config.output_dir, f"run_{spec.name}_seed{seed}.json"), header
     )
-    runner = Runner(config, data, setup.model, setup.evaluator, log, seed)
+    runner = Runner(config, data, setup.model, evaluator, log, seed, setup.full_evaluator)
     return runner.run(spec, subset, augmenter)
 
 
@@ -539,29 +930,31 @@ def run_benchmark(config, data, build_model, evaluator_factory=None):
             a point (`train_loss`, `train_accuracy`, `test_loss`,
             `test_accuracy`), with a `sizes` dict (`sizes["train"]`: the
             training examples measured). It is called once per point, while
-            the training clock is stopped. Default: `default_evaluator`.
+            the training clock is stopped, and once at the end of a run when
+            the points did not measure the whole training set (then on the
+            evaluator the factory made for `config.train_eval_examples=0`).
+            Default: `default_evaluator`.
 
     Returns:
         `(records, summary)`: the list of run records (as written to the JSON
         files) and the summary dict (as written to `summary.json`).
 
     Raises:
-        ConfigError: before the first run starts, when a subset run asks for
-            more examples than the training set holds.
+        ConfigError: before the first run starts, when a run asks for more
+            examples than the training set holds (see `plan_runs`).
     """
     os.makedirs(config.output_dir, exist_ok=True)
-    specs = run_specs(config)
-    planned = [(spec.name, seed) for seed in config.seed_list for spec in specs]
-    records, sizes = [], None
+    records, plan, planned = [], None, None
     for seed in config.seed_list:
         setup = prepare_seed(
             config, data, build_model, seed, evaluator_factory or default_evaluator
         )
-        if sizes is None:  # P is the same for every seed: checked once, before any run
-            sizes = subset_sizes(specs, setup.model, len(data.x_train), data.num_classes)
-        for spec in specs:
-            records.append(run_one(config, data, setup, spec, sizes.get(spec.name)))
-            summary = report.write_reports(config, records, planned)
+        if plan is None:  # P is the same for every seed: checked once, before any run
+            plan = plan_runs(run_specs(config), setup.model, len(data.x_train), data.num_classes)
+            planned = [(spec.name, s) for s in config.seed_list for spec in plan.specs]
+        for spec in plan.specs:
+            records.append(run_one(config, data, setup, spec, plan.sizes.get(spec.name)))
+            summary = report.write_reports(config, records, planned, plan.skipped)
     _log(f"Wrote {config.output_dir}/summary.md")
     print(report.summary_markdown(summary), flush=True)
     return records, summary

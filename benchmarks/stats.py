@@ -1,19 +1,42 @@
-"""Statistics of benchmark runs: time-to-target, levelling off, the summary (`summary.json`).
+"""Statistics of benchmark runs: the stopping rule, time-to-target in two frames, the sweep, the summary.
 
 Pure NumPy on the run records (the dicts written to `run_<name>_seed<k>.json`):
 this module imports neither TensorFlow nor Keras nor absl, so results can be
 summarized anywhere.
 
-Time-to-target. The target of a seed is the conventional run's final test
-accuracy minus `target_tolerance` percentage points. A run's time-to-target
-is its first recorded point whose test accuracy reaches the target, in
-example-gradients and in seconds; a subset run's ratio is that divided by the
-conventional run's. The conventional run has levelled off when its last epoch
-improved the test accuracy by less than `plateau_tolerance` percentage
-points over the best earlier epoch; the summary says when it has not.
+Stopping rule (`should_stop`): a sequence of test accuracies at epoch ends (the
+phase's start first) stops when its last `patience` values each failed to beat
+the best value before them by `tolerance_pp` percentage points. The Adam phases
+on the full set stop by it; a run has *levelled off* when it holds at the run's
+last point (`levelled_off`: epoch ends for Adam, every point for L-BFGS).
+
+Time-to-target, per seed, in two frames:
+
+- paper frame: target = the `lbfgs_full` run's final test accuracy minus
+  `target_tolerance` points; every run's cost and seconds to it are divided by
+  `lbfgs_full`'s (the paper's reference, "optimizing over the whole training
+  set");
+- user frame: target = the `conventional` run's final test accuracy minus
+  `target_tolerance` points; every run's cost and seconds to it are divided by
+  those of the faster Adam run: of the conventional runs (every batch size),
+  the one with the least seconds to this target.
+
+A run's time-to-target is its first recorded point whose test accuracy reaches
+the target. A frame whose reference run is missing is left out.
+
+Sweep: per sweep run (one subset fitted to its minimum), the gaps of its final
+test accuracy (pp) and of its loss over the whole training set to the
+`lbfgs_full` run's final ones, and the smallest Q whose mean test-accuracy gap
+is within `target_tolerance`.
 """
 
 import numpy as np
+
+FRAMES = ("paper", "user")
+"""The frames of time-to-target: their reference is `lbfgs_full`, `conventional`."""
+
+FRAME_REFERENCE = {"paper": "lbfgs_full", "user": "conventional"}
+ADAM_PHASES = ("train", "finetune")
 
 
 def mean_std(values):
@@ -27,6 +50,11 @@ def mean_std(values):
     return mean, std
 
 
+def _stat(values):
+    mean, std = mean_std(values)
+    return {"mean": mean, "std": std}
+
+
 def time_to_target(points, target):
     """Returns `(evaluations, seconds)` of the first point whose test accuracy
     reaches `target`, or `(None, None)`."""
@@ -34,6 +62,41 @@ def time_to_target(points, target):
         if point["test_accuracy"] >= target - 1e-12:
             return point["evaluations"], point["seconds"]
     return None, None
+
+
+def checks_without_gain(accuracies, tolerance_pp):
+    """How many of the last values of `accuracies` in a row did not beat the
+    best value before each of them by at least `tolerance_pp` percentage points."""
+    count, best = 0, None
+    for a in accuracies:
+        if best is not None:
+            count = 0 if 100.0 * (a - best) >= tolerance_pp - 1e-9 else count + 1
+        best = a if best is None else max(best, a)
+    return count
+
+
+def should_stop(accuracies, tolerance_pp, patience):
+    """The stopping rule: whether the last `patience` test accuracies of
+    `accuracies` (epoch ends, the phase's start first) each failed to improve on
+    the best earlier one by `tolerance_pp` percentage points."""
+    return checks_without_gain(accuracies, tolerance_pp) >= patience
+
+
+def check_accuracies(record):
+    """The test accuracies the levelling-off check looks at: the epoch ends of
+    the Adam phases on the full set, every other point (initial, L-BFGS ones)."""
+    out = []
+    for point in record["points"]:
+        epoch = point.get("phase_epoch")
+        if point["phase"] in ADAM_PHASES and epoch is not None and abs(epoch - round(epoch)) > 1e-9:
+            continue
+        out.append(point["test_accuracy"])
+    return out
+
+
+def levelled_off(record, tolerance_pp, patience):
+    """Whether the stopping rule holds at the run's last point (see `check_accuracies`)."""
+    return should_stop(check_accuracies(record), tolerance_pp, patience)
 
 
 def plateau_gain(record):
@@ -50,86 +113,222 @@ def plateau_gain(record):
     return 100.0 * (ends[last] - max(v for e, v in ends.items() if e < last))
 
 
-def summarize(config, records, planned=None):
+def full_train(record):
+    """`(loss, accuracy)` over the whole training set at the end of a run, or
+    `(None, None)` when the record has no such measurement."""
+    measured = record.get("full_train")
+    if measured:
+        return measured["loss"], measured["accuracy"]
+    last = record["points"][-1]
+    if record.get("train_eval_examples") == record.get("train_examples") and "train_loss" in last:
+        return last["train_loss"], last.get("train_accuracy")
+    return None, None
+
+
+def _final(record):
+    return record["points"][-1]["test_accuracy"]
+
+
+def frame_targets(records, tolerance_pp):
+    """The targets and reference costs of both frames, per seed.
+
+    Returns:
+        `{frame: {seed: {"target", "reference_accuracy", "baseline",
+        "evaluations", "seconds"}}}`: the target, the reference run's final
+        accuracy, the baseline run (`lbfgs_full`; the faster Adam run) and its
+        time-to-target. A seed without the frame's reference run is absent.
+    """
+    out = {frame: {} for frame in FRAMES}
+    for r in records:
+        s = r["seed"]
+        if r["run"] == "lbfgs_full":
+            target = _final(r) - tolerance_pp / 100.0
+            evals, secs = time_to_target(r["points"], target)
+            out["paper"][s] = dict(target=target, reference_accuracy=_final(r),
+                                   baseline="lbfgs_full", evaluations=evals, seconds=secs)
+        if r["run"] == "conventional":
+            target = _final(r) - tolerance_pp / 100.0
+            out["user"][s] = dict(target=target, reference_accuracy=_final(r))
+    for s, frame in out["user"].items():
+        # The faster Adam run: least seconds to the target (then least cost).
+        candidates = []
+        for r in records:
+            if r["seed"] == s and r["kind"] == "conventional":
+                evals, secs = time_to_target(r["points"], frame["target"])
+                if secs is not None:
+                    candidates.append((secs, evals, r["run"]))
+        secs, evals, name = min(candidates)
+        frame.update(baseline=name, evaluations=evals, seconds=secs)
+    return out
+
+
+def _ratio(value, reference):
+    return value / reference if value is not None and reference else None
+
+
+def _frame_entry(record, frame):
+    evals, secs = time_to_target(record["points"], frame["target"])
+    return {
+        "target": frame["target"],
+        "baseline": frame["baseline"],
+        "gap_pp": 100.0 * (_final(record) - frame["reference_accuracy"]),
+        "ttt_evaluations": evals,
+        "ttt_seconds": secs,
+        "ttt_evaluations_ratio": _ratio(evals, frame["evaluations"]),
+        "ttt_seconds_ratio": _ratio(secs, frame["seconds"]),
+    }
+
+
+FRAME_KEYS = ("gap_pp", "ttt_evaluations", "ttt_seconds", "ttt_evaluations_ratio",
+              "ttt_seconds_ratio")
+
+
+def _run_summary(name, recs, targets, config):
+    per_seed = []
+    for r in recs:
+        s = r["seed"]
+        loss, accuracy = full_train(r)
+        phases = r.get("phases", [])
+        pretrain = [ph for ph in phases if ph.get("phase") == "pretrain"]
+        entry = {
+            "seed": s,
+            "final_test_accuracy": _final(r),
+            "final_test_loss": r["points"][-1]["test_loss"],
+            "full_train_loss": loss,
+            "full_train_accuracy": accuracy,
+            "total_evaluations": r["points"][-1]["evaluations"],
+            "example_forwards": r["points"][-1].get("example_forwards", 0),
+            "total_seconds": r.get("total_seconds", r["points"][-1]["seconds"]),
+            "adam_epochs": sum(ph["epochs"] for ph in phases
+                               if ph.get("optimizer") == "adam" and ph["phase"] in ADAM_PHASES),
+            "levelled_off": levelled_off(r, config.plateau_tolerance, config.plateau_patience),
+            "lbfgs_reason": pretrain[-1]["stages"][-1]["reason"] if pretrain else None,
+            "stages": pretrain[-1]["stages"] if pretrain and r["kind"] != "sweep" else None,
+            "complete": r["complete"],
+        }
+        for frame in FRAMES:
+            if s in targets[frame]:
+                entry[frame] = _frame_entry(r, targets[frame][s])
+        per_seed.append(entry)
+    first = recs[0]
+    subset = first.get("subset") or {}
+    progressive = first.get("progressive") or {}
+    run = {
+        "run": name,
+        "kind": first["kind"],
+        "optimizer": subset.get("optimizer", "lbfgs" if first["kind"] != "conventional" else "adam"),
+        "batch_size": first.get("batch_size"),
+        "subset_size": subset.get("size", progressive.get("last_size")),
+        "first_subset_size": progressive.get("first_size"),
+        "ratio": subset.get("ratio", progressive.get("first_ratio", first["q_full"])),
+        "last_ratio": progressive.get("last_ratio"),
+        "fraction": subset.get("fraction", 1.0),
+        "seeds": [e["seed"] for e in per_seed],
+        "levelled_off": [e["levelled_off"] for e in per_seed],
+        "per_seed": per_seed,
+    }
+    for key in ("final_test_accuracy", "final_test_loss", "full_train_loss",
+                "full_train_accuracy", "total_evaluations", "example_forwards",
+                "total_seconds", "adam_epochs"):
+        run[key] = _stat([e[key] for e in per_seed])
+    for frame in FRAMES:
+        entries = [e[frame] for e in per_seed if frame in e]
+        if entries:
+            run[frame] = {key: _stat([e[key] for e in entries]) for key in FRAME_KEYS}
+            run[frame]["reached"] = sum(e["ttt_evaluations"] is not None for e in entries)
+            run[frame]["seeds"] = len(entries)
+    # The user frame's figures under their earlier names (readers of older summaries).
+    user = run.get("user")
+    for key in FRAME_KEYS:
+        run[key] = user[key] if user else {"mean": None, "std": None}
+    run["reached_target"] = user["reached"] if user else 0
+    return run
+
+
+def sweep_summary(records, runs, tolerance_pp, skipped=()):
+    """The Q sweep against `lbfgs_full`'s final point, per seed then mean ± std.
+
+    Returns:
+        A dict: `rows` (per sweep run: Q, K, test accuracy, full training
+        loss, their gaps to `lbfgs_full`, `within_tolerance`), `reference`
+        (lbfgs_full's figures), `smallest_q_within_tolerance` (the smallest Q
+        whose mean test-accuracy gap is at least `-tolerance_pp`, or `None`)
+        and `skipped`.
+    """
+    full = {r["seed"]: r for r in records if r["run"] == "lbfgs_full"}
+    rows = []
+    for run in runs:
+        if run["kind"] != "sweep":
+            continue
+        acc_gaps, loss_gaps = [], []
+        for r in (r for r in records if r["run"] == run["run"]):
+            ref = full.get(r["seed"])
+            if ref is None:
+                continue
+            acc_gaps.append(100.0 * (_final(r) - _final(ref)))
+            loss, ref_loss = full_train(r)[0], full_train(ref)[0]
+            loss_gaps.append(None if loss is None or ref_loss is None else loss - ref_loss)
+        gap = _stat(acc_gaps)
+        rows.append({
+            "run": run["run"],
+            "ratio": run["ratio"],
+            "subset_size": run["subset_size"],
+            "test_accuracy": run["final_test_accuracy"],
+            "full_train_loss": run["full_train_loss"],
+            "full_train_accuracy": run["full_train_accuracy"],
+            "test_accuracy_gap_pp": gap,
+            "train_loss_gap": _stat(loss_gaps),
+            "within_tolerance": gap["mean"] is not None and gap["mean"] >= -tolerance_pp - 1e-9,
+        })
+    rows.sort(key=lambda row: row["ratio"])
+    within = [row["ratio"] for row in rows if row["within_tolerance"]]
+    reference = next((run for run in runs if run["run"] == "lbfgs_full"), None)
+    return {
+        "rows": rows,
+        "reference": None if reference is None else {
+            "ratio": reference["ratio"],
+            "test_accuracy": reference["final_test_accuracy"],
+            "full_train_loss": reference["full_train_loss"],
+            "full_train_accuracy": reference["full_train_accuracy"],
+        },
+        "smallest_q_within_tolerance": min(within) if within else None,
+        "skipped": list(skipped),
+    }
+
+
+def summarize(config, records, planned=None, skipped=()):
     """Aggregates run records over seeds into the summary dict.
 
-    Per seed: the target is the conventional final test accuracy minus
-    `target_tolerance` points; a run's time-to-target is its first point at or
-    above the target; ratios are subset over conventional. Then means and
-    sample standard deviations over seeds.
+    Per seed: the targets and baselines of both frames (`frame_targets`), every
+    run's time-to-target and ratios in each; then means and sample standard
+    deviations over seeds; the sweep (`sweep_summary`).
 
     Args:
         config: The `Config` of the invocation (only its `target_tolerance`,
-            `plateau_tolerance`, `preset` and `epochs` are read).
-        records: Complete run records, conventional and subset runs of every seed.
+            `plateau_tolerance`, `plateau_patience`, `preset` and `epochs` are
+            read).
+        records: Complete run records of every seed.
         planned: `(run name, seed)` of every run the invocation plans (default:
             those of `records`). The summary says how many of them it covers
             (`runs_planned`, `runs_done`, `runs_missing`), so that one written
             while the invocation still runs, or after it was cut short, does
             not pass for a complete one.
+        skipped: Why sweep values were left out, in words.
 
     Returns:
         The summary dict (as written to `summary.json`).
     """
-    conventional = {r["seed"]: r for r in records if r["kind"] == "conventional"}
-    conv_final = {s: r["points"][-1]["test_accuracy"] for s, r in conventional.items()}
-    targets = {s: a - config.target_tolerance / 100.0 for s, a in conv_final.items()}
-    conv_ttt = {s: time_to_target(r["points"], targets[s]) for s, r in conventional.items()}
+    targets = frame_targets(records, config.target_tolerance)
+    names = list(dict.fromkeys(r["run"] for r in records))
+    runs = [_run_summary(name, [r for r in records if r["run"] == name], targets, config)
+            for name in names]
+    conventional = {r["seed"]: r for r in records if r["run"] == "conventional"}
     gains = {s: plateau_gain(r) for s, r in conventional.items()}
-    levelled = [g is not None and g < config.plateau_tolerance for g in gains.values()]
-    names = []
-    for r in records:
-        if r["run"] not in names:
-            names.append(r["run"])
-    runs = []
-    for name in names:
-        recs = [r for r in records if r["run"] == name]
-        per_seed = []
-        for r in recs:
-            s = r["seed"]
-            final = r["points"][-1]["test_accuracy"]
-            entry = {
-                "seed": s,
-                "final_test_accuracy": final,
-                "final_test_loss": r["points"][-1]["test_loss"],
-                "total_evaluations": r["points"][-1]["evaluations"],
-                "total_seconds": r.get("total_seconds", r["points"][-1]["seconds"]),
-                "complete": r["complete"],
-            }
-            if s in targets:
-                evals, secs = time_to_target(r["points"], targets[s])
-                c_evals, c_secs = conv_ttt[s]
-                entry.update(
-                    target=targets[s],
-                    gap_pp=100.0 * (final - conv_final[s]),
-                    ttt_evaluations=evals,
-                    ttt_seconds=secs,
-                    ttt_evaluations_ratio=(
-                        evals / c_evals if evals is not None and c_evals else None
-                    ),
-                    ttt_seconds_ratio=(
-                        secs / c_secs if secs is not None and c_secs else None
-                    ),
-                )
-            per_seed.append(entry)
-        subset = recs[0]["subset"] or {}
-        run = {
-            "run": name,
-            "kind": recs[0]["kind"],
-            "optimizer": subset.get("optimizer", "adam"),
-            "subset_size": subset.get("size"),
-            "ratio": subset.get("ratio", recs[0]["q_full"]),
-            "fraction": subset.get("fraction", 1.0),
-            "seeds": [e["seed"] for e in per_seed],
-            "reached_target": sum(e.get("ttt_evaluations") is not None for e in per_seed),
-            "per_seed": per_seed,
-        }
-        for key in ("final_test_accuracy", "gap_pp", "ttt_evaluations", "ttt_seconds",
-                    "ttt_evaluations_ratio", "ttt_seconds_ratio", "total_evaluations",
-                    "total_seconds"):
-            mean, std = mean_std([e.get(key) for e in per_seed])
-            run[key] = {"mean": mean, "std": std}
-        runs.append(run)
+    levelled = {
+        name: [levelled_off(r, config.plateau_tolerance, config.plateau_patience)
+               for r in records if r["run"] == name]
+        for name in names if name == "lbfgs_full" or name.startswith("conventional")
+    }
     done = {(r["run"], r["seed"]) for r in records}
     planned = list(planned) if planned is not None else [(r["run"], r["seed"]) for r in records]
     first = records[0]
@@ -145,14 +344,21 @@ def summarize(config, records, planned=None):
         "preset": config.preset,
         "target_tolerance_pp": config.target_tolerance,
         "plateau_tolerance_pp": config.plateau_tolerance,
+        "plateau_patience": config.plateau_patience,
         "conventional_epochs": config.epochs,
-        "conventional_final_test_accuracy": conv_final,
-        "targets": targets,
+        "seeds": sorted({r["seed"] for r in records}),
+        "frames": targets,
+        "conventional_final_test_accuracy": {
+            s: v["reference_accuracy"] for s, v in targets["user"].items()},
+        "targets": {s: v["target"] for s, v in targets["user"].items()},
         "conventional_last_epoch_gain_pp": gains,
-        "conventional_levelled_off": bool(levelled) and all(levelled),
+        "conventional_levelled_off": bool(levelled.get("conventional")) and all(
+            levelled["conventional"]),
+        "levelled_off": {name: all(v) for name, v in levelled.items()},
         "runs_planned": len(planned),
         "runs_done": len(records),
         "runs_missing": [f"{name} seed {seed}" for name, seed in planned
                          if (name, seed) not in done],
         "runs": runs,
+        "sweep": sweep_summary(records, runs, config.target_tolerance, skipped),
     }

@@ -32,3 +32,19 @@ def data_dir(*files):
                 "benchmarks/README.md, section Data, for how to get it."
             )
     return folder
+
+
+def point(phase, epoch, evaluations, seconds, accuracy):
+    """A hand-made point of a run record (the fields `benchmarks.stats` reads)."""
+    return {"phase": phase, "phase_epoch": epoch, "evaluations": evaluations,
+            "seconds": seconds, "test_accuracy": accuracy, "test_loss": 1.0}
+
+
+def record(run, kind, seed, points, **extra):
+    """A hand-made run record of N = 1,000 training examples, with `points`."""
+    data = {"run": run, "kind": kind, "seed": seed, "points": points, "complete": True,
+            "subset": None, "q_full": 10.0, "dataset": "x", "model": "m", "parameters": 100,
+            "outputs": 10, "train_examples": 1000, "test_examples": 100, "augment": False,
+            "phases": []}
+    data.update(extra)
+    return data

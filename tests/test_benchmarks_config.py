@@ -20,10 +20,13 @@ def test_presets_and_overrides():
     config = config_lib.make_config("mnist", mnist.PRESETS, "smoke", {"epochs": 7})
     assert config.epochs == 7 and config.width == mnist.PRESETS["smoke"]["width"]
     # Giving fractions drops the preset's ratios.
-    config = config_lib.make_config("mnist", mnist.PRESETS, "cpu", {"fractions": (0.1,)})
+    config = config_lib.make_config(
+        "mnist", mnist.PRESETS, "cpu",
+        {"fractions": (0.1,), "runs": ("conventional", "subset"),
+         "subset_optimizer": ("lbfgs", "adam")})
     assert config.fractions == (0.1,) and config.ratios == ()
     assert [s.name for s in runner.run_specs(config)] == [
-        "conventional", "lbfgs_f0.1", "adam_f0.1"]
+        "conventional", "conventional_b512", "lbfgs_f0.1", "adam_f0.1"]
     assert config.output_dir == os.path.join("results", "mnist")
     with pytest.raises(ValueError):
         config_lib.Config(subset_optimizer=("sgd",))
@@ -70,6 +73,29 @@ def test_flags_override_only_when_given():
     ("lbfgs_segments", 0, "an integer >= 1"),
     ("lbfgs_correction_pairs", 0, "an integer >= 1"),
     ("lbfgs_chunk_size", -512, "an integer >= 0"),
+    ("lbfgs_chunk_size", "big", "auto (the library's rule) or an integer >= 0"),
+    ("lbfgs_chunk_size", 1.5, "auto (the library's rule) or an integer >= 0"),
+    ("runs", ("adam",), "'conventional', 'lbfgs_full', 'progressive', 'progressive_adam', "
+                        "'subset', 'sweep'"),
+    ("runs", (), "at least one of"),
+    ("adam_batch_sizes", (0,), "an integer >= 1"),
+    ("adam_batch_sizes", (64.5,), "an integer >= 1"),
+    ("plateau_patience", 0, "an integer >= 1"),
+    ("lbfgs_full_iterations", 0, "an integer >= 1"),
+    ("lbfgs_points_every", 0, "an integer >= 1"),
+    ("progressive_ratio", 0.0, "> 0"),
+    ("growth", 1.0, "> 1"),
+    ("progressive_max_fraction", 0.0, "> 0"),
+    ("progressive_max_fraction", 1.5, "<= 1"),
+    ("check_every", 0, "an integer >= 1"),
+    ("check_patience", 0, "an integer >= 1"),
+    ("check_tolerance", -0.1, ">= 0"),
+    ("check_tolerance", 1.0, "< 1"),
+    ("carry_history", "yes", "True or False"),
+    ("weight_decay", -1e-4, ">= 0"),
+    ("sweep_ratios", (0.0,), "> 0"),
+    ("sweep_ratios", (float("inf"),), "a finite number > 0"),
+    ("sweep_iterations", 0, "an integer >= 1"),
     ("subset_epochs", -1, "an integer >= 0"),
     ("subset_learning_rate", -0.1, ">= 0"),
     ("subset_batch_size", -1, "an integer >= 0"),
@@ -106,6 +132,51 @@ def test_settings_that_depend_on_each_other_are_checked():
         config_lib.Config(subset_optimizer=("adam", "lbfgs", "adam"))
 
 
+def test_lists_of_new_flags_refuse_repeats_and_chunk_size_takes_auto_zero_or_a_number():
+    with pytest.raises(config_lib.ConfigError, match="`--sweep_ratios` lists 2 more than once"):
+        config_lib.Config(sweep_ratios=(2, 2.0))
+    with pytest.raises(config_lib.ConfigError, match="`--runs` lists sweep more than once"):
+        config_lib.Config(runs=("sweep", "sweep"))
+    with pytest.raises(config_lib.ConfigError, match="`--adam_batch_sizes` lists 512"):
+        config_lib.Config(adam_batch_sizes=(512, 512))
+    assert config_lib.Config(lbfgs_chunk_size="auto").lbfgs_chunk_size == "auto"
+    assert config_lib.Config(lbfgs_chunk_size="0").lbfgs_chunk_size == 0
+    assert config_lib.Config(lbfgs_chunk_size=np.int64(256)).lbfgs_chunk_size == 256
+    assert config_lib.lbfgs_chunk_size(0) is None
+    assert config_lib.lbfgs_chunk_size("auto") == "auto"
+
+
+def test_stage_rule_defaults_follow_keras_subset_pretrain():
+    import inspect
+
+    import keras_subset
+
+    defaults = inspect.signature(keras_subset.pretrain).parameters
+    config = config_lib.Config()
+    for field, argument in config_lib.PRETRAIN_OPTIONS.items():
+        assert getattr(config, field) == defaults[argument].default, field
+    assert config.pretrain_options() == {
+        argument: defaults[argument].default for argument in config_lib.PRETRAIN_OPTIONS.values()}
+
+
+def test_run_kinds_and_their_specs():
+    config = config_lib.Config(
+        runs=config_lib.RUN_KINDS, batch_size=128, adam_batch_sizes=(128, 512),
+        learning_rate=1e-3, ratios=(4,), subset_optimizer=("lbfgs",), sweep_ratios=(1, 2))
+    specs = {s.name: s for s in runner.run_specs(config)}
+    assert list(specs) == [
+        "conventional", "conventional_b512", "lbfgs_full", "progressive", "progressive_adam",
+        "lbfgs_q4", "sweep_q1", "sweep_q2"]
+    # The extra batch size's learning rate is scaled by sqrt(B / batch_size); a batch size
+    # equal to --batch_size is the conventional run itself.
+    assert specs["conventional_b512"].learning_rate == pytest.approx(2e-3)
+    assert specs["conventional_b512"].kind == "conventional"
+    assert specs["progressive_adam"].fraction == config.progressive_max_fraction
+    # Fine-tuning's cap: --finetune_epochs, or --epochs for 0.
+    assert config_lib.Config(epochs=7).finetune_epoch_cap == 7
+    assert config_lib.Config(epochs=7, finetune_epochs=3).finetune_epoch_cap == 3
+
+
 def test_in_range_edge_values_are_accepted():
     config = config_lib.Config(
         train_examples=0, learning_rate=1e-9, fractions=(1.0,), translation=0.0,
@@ -124,6 +195,14 @@ def test_bad_flag_values_are_refused_before_anything_runs():
     for argv, flag in ((["--train_examples=-5"], "--train_examples"),
                        (["--ratios=-1"], "--ratios"),
                        (["--ratios=2,abc"], "--ratios"),
+                       (["--runs=conventional,adam"], "--runs"),
+                       (["--adam_batch_sizes=256,x"], "--adam_batch_sizes"),
+                       (["--sweep_ratios=1,-2"], "--sweep_ratios"),
+                       (["--lbfgs_chunk_size=-1"], "--lbfgs_chunk_size"),
+                       (["--lbfgs_chunk_size=huge"], "--lbfgs_chunk_size"),
+                       (["--growth=1"], "--growth"),
+                       (["--progressive_max_fraction=2"], "--progressive_max_fraction"),
+                       (["--check_tolerance=1"], "--check_tolerance"),
                        (["--preset=smoke", "--lbfgs_iterations=0"], "--lbfgs_iterations")):
         flag_values = flags.FlagValues()
         config_lib.define_flags(flag_values)

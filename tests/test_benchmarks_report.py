@@ -1,7 +1,13 @@
-"""Tests of `benchmarks.report`: the one number formatter of the reports."""
+"""Tests of `benchmarks.report` and `benchmarks.overview`: the number formatter, the overview table."""
 
+import json
+
+from benchmark_helpers import point
+from benchmark_helpers import record
 from benchmarks import overview
 from benchmarks import report
+from benchmarks import stats
+from benchmarks.config import Config
 
 
 def test_one_number_formatter_for_reports_and_overview():
@@ -15,3 +21,30 @@ def test_one_number_formatter_for_reports_and_overview():
     assert fmt({"mean": None, "std": None}, missing="n/a") == "n/a"
     # The overview table formats with the same function.
     assert overview.format_number is report.format_number
+
+
+def test_overview_shows_both_frames(tmp_path):
+    conv = record("conventional", "conventional", 0, [
+        point("initial", 0.0, 0, 0.0, 0.1), point("train", 1.0, 1000, 10.0, 0.95),
+        point("train", 2.0, 2000, 20.0, 0.96)],
+        phases=[{"phase": "train", "optimizer": "adam", "epochs": 2}])
+    full = record("lbfgs_full", "lbfgs_full", 0, [
+        point("initial", None, 0, 0.0, 0.1), point("full", None, 5000, 40.0, 0.97)])
+    # Reaches the paper target (0.967) at 4,000 and the user target (0.957) at 2,000.
+    prog = record("progressive", "progressive", 0, [
+        point("initial", None, 0, 0.0, 0.1), point("stage0", None, 2000, 5.0, 0.958),
+        point("stage1", None, 4000, 10.0, 0.968)],
+        progressive={"first_size": 10, "last_size": 1000, "first_ratio": 1.0, "last_ratio": 10.0})
+    config = Config(dataset="x", epochs=2, output_dir=str(tmp_path))
+    summary = stats.summarize(config, [conv, full, prog])
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    (tmp_path / "run_conventional_seed0.json").write_text(json.dumps(conv))
+    rows = {row.split(" | ")[1]: row for row in overview.rows(str(tmp_path))}
+    # run: paper cost / lbfgs_full, paper time, user cost / fastest Adam, user time.
+    cells = rows["progressive"].split(" | ")
+    assert cells[2:4] == ["1.00→10.00", "10→1,000"]
+    assert cells[5:9] == ["0.80", "0.25", "1.00", "0.25"]
+    assert rows["lbfgs_full (not levelled off)"].split(" | ")[5:9] == [
+        "1.00", "1.00", "2.50", "2.00"]
+    assert rows["conventional, 2.0 epochs (not levelled off)"].split(" | ")[5:7] == [
+        "not reached", "not reached"]

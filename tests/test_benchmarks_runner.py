@@ -49,49 +49,68 @@ def _tiny_data(n_train=100, n_test=50):
     )
 
 
-def test_cost_accounting_matches_hand_count(tmp_path):
-    import keras
+class _Counting:
+    """A model builder whose models count the examples they forward in training,
+    and an evaluator factory (the public hook) that switches the count off while
+    it measures a point and notes the examples forwarded since the previous one."""
 
-    data = _tiny_data()
-    counter = {"examples": 0, "enabled": True}
+    def __init__(self):
+        self.counter = {"examples": 0, "enabled": True}
+        self.forwarded = []
 
-    def build_model(width, input_shape, num_classes):
+    def build_model(self, width, input_shape, num_classes):
+        import keras
+
         return keras.Sequential([
             keras.Input(input_shape),
-            _CountingLayer(counter),
+            _CountingLayer(self.counter),
             keras.layers.Conv2D(width, 3, strides=3, activation="relu"),
             keras.layers.Flatten(),
             keras.layers.Dense(num_classes),
         ])
 
-    # Count forward passes independently: an evaluator (through the public
-    # hook) switches the counter off while it measures the metrics, and notes
-    # the examples forwarded in training since the previous point.
-    forwarded = []
+    def evaluator_factory(self, model, data, config):
+        counting = self
 
-    class PausingEvaluator:
-        def __init__(self, model, data, config):
-            self.evaluator = runner.default_evaluator(model, data, config)
-            self.sizes = self.evaluator.sizes
+        class PausingEvaluator:
+            def __init__(self):
+                self.evaluator = runner.default_evaluator(model, data, config)
+                self.sizes = self.evaluator.sizes
 
-        def __call__(self):
-            forwarded.append(counter["examples"])
-            counter["examples"] = 0
-            counter["enabled"] = False
-            try:
-                return self.evaluator()
-            finally:
-                counter["enabled"] = True
+            def __call__(self):
+                counting.forwarded.append(counting.counter["examples"])
+                counting.counter["examples"] = 0
+                counting.counter["enabled"] = False
+                try:
+                    return self.evaluator()
+                finally:
+                    counting.counter["enabled"] = True
 
+        return PausingEvaluator()
+
+    def check(self, records):
+        """The independent count agrees exactly with every run's points: per run (in
+        the order they ran), the examples forwarded up to each point."""
+        for record in records:
+            steps = self.forwarded[:len(record["points"])]
+            del self.forwarded[:len(record["points"])]
+            counted = list(itertools.accumulate(steps))
+            assert counted == [p["evaluations"] for p in record["points"]], record["run"]
+        assert not self.forwarded
+
+
+def test_cost_accounting_matches_hand_count(tmp_path):
+    data = _tiny_data()
+    counting = _Counting()
     config = Config(
-        dataset="mnist", output_dir=str(tmp_path), width=2, batch_size=32,
+        dataset="mnist", output_dir=str(tmp_path), width=2, batch_size=32, adam_batch_sizes=(),
         epochs=1, learning_rate=1e-3, fractions=(0.2,), ratios=(),
         subset_optimizer=("lbfgs", "adam"), lbfgs_iterations=3, subset_epochs=3,
         subset_eval_points=5, finetune_epochs=1, evals_per_epoch=2,
         train_eval_examples=0, eval_batch_size=64,
     )
     records, summary = runner.run_benchmark(
-        config, data, build_model, evaluator_factory=PausingEvaluator
+        config, data, counting.build_model, evaluator_factory=counting.evaluator_factory
     )
     by_name = {r["run"]: r for r in records}
     assert set(by_name) == {"conventional", "lbfgs_f0.2", "adam_f0.2"}
@@ -112,16 +131,8 @@ def test_cost_accounting_matches_hand_count(tmp_path):
     # Adam on the subset: 3 epochs of 20 examples (one batch each), a point
     # per epoch, then fine-tuning.
     assert evals("adam_f0.2") == [0, 20, 40, 60, 124, 160]
-    # The independent count of examples forwarded in training agrees exactly:
-    # per run (in the order they ran), the examples forwarded up to each point.
-    counted = {}
-    for record in records:
-        steps = forwarded[:len(record["points"])]
-        del forwarded[:len(record["points"])]
-        counted[record["run"]] = list(itertools.accumulate(steps))
-    assert not forwarded
-    for name, record in by_name.items():
-        assert counted[name] == evals(name), name
+    # The independent count of examples forwarded in training agrees exactly.
+    counting.check(records)
 
     # Seconds exclude evaluation time and grow; the files hold the same.
     for name, record in by_name.items():
@@ -137,6 +148,130 @@ def test_cost_accounting_matches_hand_count(tmp_path):
     assert (tmp_path / "summary.md").exists()
     assert (tmp_path / "accuracy_vs_cost.png").read_bytes().startswith(PNG_MAGIC)
     assert (tmp_path / "gap_vs_q.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def _pretrain_hand_count(points, sizes, held_out):
+    """The cost and forward-only examples of each `pretrain` point, by hand: per
+    stage k of K = `sizes[k]` examples with `held_out[k]` held-out examples, its
+    evaluations so far times K plus one held-out check (of `held_out[k]`
+    forward passes) per segment so far, after the finished stages' totals."""
+    done_cost = done_forwards = 0
+    stage, checks, evaluations, out = 0, 0, 0, []
+    for point in points:
+        if point["phase"] == "pretrain_end":  # the kept weights, at the same cost
+            out.append(out[-1])
+            continue
+        if point["stage"] != stage:
+            done_cost += evaluations * sizes[stage] + checks * held_out[stage]
+            done_forwards += checks * held_out[stage]
+            stage, checks = point["stage"], 0
+        checks += 1
+        evaluations = point["stage_evaluations"]
+        forwards = done_forwards + checks * held_out[stage]
+        out.append((done_cost + evaluations * sizes[stage] + checks * held_out[stage], forwards))
+    return out
+
+
+def test_cost_accounting_of_the_pretrain_runs_matches_hand_count(tmp_path):
+    # N = 100 random examples; the model has P = 1,650 parameters and M = 10 outputs,
+    # so Q = 0.3 is K = ceil(0.3 * 165) = 50 examples.
+    data = _tiny_data()
+    counting = _Counting()
+    config = Config(
+        dataset="mnist", output_dir=str(tmp_path), width=2, batch_size=32,
+        adam_batch_sizes=(50,), epochs=2, plateau_patience=5, evals_per_epoch=2,
+        runs=("conventional", "lbfgs_full", "progressive", "progressive_adam", "sweep"),
+        lbfgs_full_iterations=4, lbfgs_points_every=2, progressive_ratio=0.3, growth=1.5,
+        progressive_max_fraction=0.75, check_every=2, check_patience=1,
+        sweep_ratios=(0.5, 7), sweep_iterations=3, train_eval_examples=0, eval_batch_size=64,
+        augment=True,  # the Adam phases augment; the counts are the same
+    )
+    records, summary = runner.run_benchmark(
+        config, data, counting.build_model, evaluator_factory=counting.evaluator_factory
+    )
+    by_name = {r["run"]: r for r in records}
+    # Q = 7 needs K = 1,155 > N = 100 examples: skipped, saying so.
+    assert list(by_name) == ["conventional", "conventional_b50", "lbfgs_full", "progressive",
+                             "progressive_adam", "sweep_q0.5"]
+    assert "sweep_q7" in summary["sweep"]["skipped"][0]
+
+    def evals(name):
+        return [p["evaluations"] for p in by_name[name]["points"]]
+
+    # Adam at batch 32 (batches 32, 32, 32, 4) and 50 (50, 50), two points an epoch,
+    # two epochs (the stopping rule's patience exceeds the cap).
+    assert evals("conventional") == [0, 64, 100, 164, 200]
+    assert evals("conventional_b50") == [0, 50, 100, 150, 200]
+    assert by_name["conventional_b50"]["learning_rate"] == pytest.approx(1e-3 * (50 / 32) ** 0.5)
+
+    # lbfgs_full: one stage of all 100 examples, a point every 2 iterations; every
+    # evaluation (the starting one included) costs 100.
+    full = by_name["lbfgs_full"]
+    points = full["points"][1:]
+    assert [p["iterations"] for p in points] == [2, 4]
+    assert [p["evaluations"] for p in points] == [100 * p["stage_evaluations"] for p in points]
+    stage = full["phases"][0]["stages"][0]
+    assert stage["evaluations"] >= stage["iterations"] + 1
+    assert full["total_evaluations"] == 100 * stage["evaluations"]
+
+    # progressive: stages of K = 50, ceil(50 * 1.5) = 75, then all 100; each stage but
+    # the last checks the next stage's new examples: 25, 25 forward passes a check.
+    for name, sizes, held_out in (("progressive", [50, 75, 100], [25, 25, 0]),
+                                  ("progressive_adam", [50, 75], [25, 25])):
+        record = by_name[name]
+        stages = record["phases"][0]["stages"]
+        assert [st["size"] for st in stages] == sizes
+        assert [st["held_out_size"] for st in stages] == held_out
+        points = [p for p in record["points"] if p["phase"].startswith(("stage", "pretrain"))]
+        hand = _pretrain_hand_count(points, sizes, held_out)
+        assert [p["evaluations"] for p in points] == [cost for cost, _ in hand], name
+        assert [p["example_forwards"] for p in points] == [fwd for _, fwd in hand], name
+        # The stage table agrees: its example-gradients and forwards sum to the cost.
+        cost = sum(st["example_gradients"] + st["example_forwards"] for st in stages)
+        assert points[-1]["evaluations"] == cost
+        assert all(st["example_gradients"] == st["evaluations"] * st["size"] for st in stages)
+        assert [p["stage"] for p in points if p.get("stage_end")] == list(range(len(sizes)))
+    # progressive_adam: the kept weights of its last stage, then Adam on all 100 examples.
+    record = by_name["progressive_adam"]
+    pretrain_end = [p for p in record["points"] if p["phase"] == "pretrain_end"][0]["evaluations"]
+    assert evals("progressive_adam")[-4:] == [pretrain_end + d for d in (64, 100, 164, 200)]
+    assert record["phases"][-1]["epochs"] == 2
+
+    # The sweep run: one subset of K = ceil(0.5 * 165) = 83 at its minimum, no fine-tuning.
+    sweep = by_name["sweep_q0.5"]
+    stage = sweep["phases"][0]["stages"][0]
+    assert sweep["subset"]["size"] == stage["size"] == 83 and stage["held_out_size"] == 0
+    assert evals("sweep_q0.5") == [0, 83 * stage["evaluations"]]
+    assert sweep["full_train"]["examples"] == 100
+
+    # The independent count of examples forwarded in training agrees exactly.
+    counting.check(records)
+    runs = {r["run"]: r for r in summary["runs"]}
+    assert runs["progressive"]["example_forwards"]["mean"] == by_name["progressive"][
+        "total_example_forwards"] > 0
+    assert set(summary["frames"]["paper"][0]) >= {"target", "baseline", "evaluations"}
+
+
+@pytest.mark.parametrize("patience", [1, 2])
+def test_adam_phases_on_the_full_set_stop_by_the_stopping_rule(patience, tmp_path):
+    # No epoch can gain 50 pp: the conventional run and the fine-tuning stop after
+    # `patience` epochs of their cap of 5; the Adam subset phase has no such rule.
+    data = _tiny_data()
+    config = Config(
+        dataset="mnist", output_dir=str(tmp_path), width=2, batch_size=32, adam_batch_sizes=(),
+        epochs=5, plateau_tolerance=50, plateau_patience=patience, fractions=(0.2,),
+        ratios=(), subset_optimizer=("adam",), subset_epochs=3, train_eval_examples=0,
+        eval_batch_size=64,
+    )
+    records, summary = runner.run_benchmark(config, data, _tiny_model)
+    conv, subset = records
+    assert [p["evaluations"] for p in conv["points"]] == [100 * e for e in range(patience + 1)]
+    for phase in (conv["phases"][-1], subset["phases"][-1]):
+        assert phase["epochs"] == patience and phase["max_epochs"] == 5
+        assert phase["stopped_by_rule"] and phase["reason"].startswith("stopping rule")
+    assert subset["phases"][0]["epochs"] == 3
+    assert subset["points"][-1]["evaluations"] == 3 * 20 + patience * 100
+    assert summary["conventional_levelled_off"] is True
 
 
 # ----------------------------------------------------------------------------
@@ -186,8 +321,8 @@ def _tiny_config(output_dir):
     # L-BFGS on 20 examples (initial, after L-BFGS, after fine-tuning).
     return Config(
         dataset="mnist", output_dir=str(output_dir), width=2, batch_size=32, epochs=1,
-        fractions=(0.2,), ratios=(), subset_optimizer=("lbfgs",), lbfgs_iterations=2,
-        finetune_epochs=1, train_eval_examples=0, eval_batch_size=64,
+        adam_batch_sizes=(), fractions=(0.2,), ratios=(), subset_optimizer=("lbfgs",),
+        lbfgs_iterations=2, finetune_epochs=1, train_eval_examples=0, eval_batch_size=64,
     )
 
 

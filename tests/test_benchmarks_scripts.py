@@ -50,8 +50,11 @@ def test_script_smoke_end_to_end(script, data_file, tmp_path):
 
     run_files = sorted(out.glob("run_*_seed0.json"))
     names = [p.name for p in run_files]
-    assert "run_conventional_seed0.json" in names
-    assert any(n.startswith("run_lbfgs_q") for n in names), names
+    # Every run kind, the sweep as far as the data allows.
+    for name in ("conventional", "lbfgs_full", "progressive", "progressive_adam"):
+        assert f"run_{name}_seed0.json" in names, names
+    for prefix in ("run_conventional_b", "run_lbfgs_q", "run_sweep_q"):
+        assert any(n.startswith(prefix) for n in names), names
     records = {}
     for path in run_files:
         record = json.loads(path.read_text())
@@ -59,8 +62,11 @@ def test_script_smoke_end_to_end(script, data_file, tmp_path):
         assert record["complete"] is True
         points = record["points"]
         assert points[0]["phase"] == "initial" and points[0]["evaluations"] == 0
-        evaluations = [p["evaluations"] for p in points]
-        assert all(b > a for a, b in zip(evaluations, evaluations[1:])), evaluations
+        # The cost grows at every point; only the point of the weights a last stage with
+        # held-out checks kept comes at the same cost as the one before.
+        for a, b in zip(points, points[1:]):
+            assert b["evaluations"] > a["evaluations"] or (
+                b["phase"] == "pretrain_end" and b["evaluations"] == a["evaluations"]), (a, b)
         seconds = [p["seconds"] for p in points]
         assert all(b >= a for a, b in zip(seconds, seconds[1:])), seconds
         for p in points:
@@ -69,31 +75,51 @@ def test_script_smoke_end_to_end(script, data_file, tmp_path):
             for key in ("test_loss", "train_loss"):
                 assert math.isfinite(p[key]) and p[key] > 0, (key, p)
             assert p["eval_seconds"] >= 0
+        assert record["full_train"]["examples"] == record["train_examples"]
 
     n = records["conventional"]["train_examples"]
     conv = records["conventional"]
-    epochs = conv["config"]["epochs"]
+    # Stopped by the stopping rule or at the cap of --epochs, a whole number of epochs.
+    epochs = conv["phases"][0]["epochs"]
+    assert 1 <= epochs <= conv["config"]["epochs"]
     assert conv["points"][-1]["evaluations"] == epochs * n
     # A run beats chance level on real data after its training.
     chance = 1.0 / conv["outputs"]
     assert conv["points"][-1]["test_accuracy"] > chance
     for name, record in records.items():
-        if record["kind"] != "subset":
-            continue
-        k = record["subset"]["size"]
-        assert record["subset"]["ratio"] == pytest.approx(k * record["outputs"] / record["parameters"])
-        assert record["subset"]["ratio"] > 1
-        lbfgs = [ph for ph in record["phases"] if ph.get("optimizer") == "lbfgs"]
-        lbfgs_cost = sum(ph["evaluations"] for ph in lbfgs) * k
-        after_subset = [p for p in record["points"] if p["phase"] == "subset"][-1]
-        assert after_subset["evaluations"] == lbfgs_cost
-        finetune = record["config"]["finetune_epochs"]
-        assert record["points"][-1]["evaluations"] == lbfgs_cost + finetune * n
+        if record["kind"] == "subset":
+            k = record["subset"]["size"]
+            assert record["subset"]["ratio"] == pytest.approx(
+                k * record["outputs"] / record["parameters"])
+            assert record["subset"]["ratio"] > 1
+            lbfgs = [ph for ph in record["phases"] if ph.get("optimizer") == "lbfgs"]
+            lbfgs_cost = sum(ph["evaluations"] for ph in lbfgs) * k
+            after_subset = [p for p in record["points"] if p["phase"] == "subset"][-1]
+            assert after_subset["evaluations"] == lbfgs_cost
+            finetune = record["phases"][-1]
+            assert finetune["phase"] == "finetune"
+            assert 1 <= finetune["epochs"] <= record["config"]["finetune_epochs"]
+            assert record["points"][-1]["evaluations"] == lbfgs_cost + finetune["epochs"] * n
+        if record["kind"] in ("lbfgs_full", "progressive", "progressive_adam", "sweep"):
+            pretrain = record["phases"][0]
+            cost = pretrain["example_gradients"] + pretrain["example_forwards"]
+            assert cost == sum(st["evaluations"] * st["size"] + st["example_forwards"]
+                               for st in pretrain["stages"])
+            last = [p for p in record["points"] if p["phase"] != "finetune"][-1]
+            assert last["evaluations"] == cost
+        if record["kind"] == "sweep":
+            assert record["train_eval_examples"] == n  # its points measure all of them
+    assert len(records["progressive"]["phases"][0]["stages"]) >= 2
+    assert records["progressive"]["phases"][0]["stages"][-1]["size"] == n
 
     summary = json.loads((out / "summary.json").read_text())
     assert {r["run"] for r in summary["runs"]} == set(records)
+    assert summary["frames"]["paper"] and summary["frames"]["user"]
+    assert summary["sweep"]["rows"] and summary["sweep"]["skipped"]
     table = (out / "summary.md").read_text()
     assert "| run |" in table and "levelled off" in table
+    assert "paper: cost / lbfgs_full" in table and "user: cost / fastest Adam" in table
+    assert "## Stages of the L-BFGS pretrain runs" in table and "## Q sweep" in table
     for name in records:
         assert f"| {name} |" in table
 
@@ -109,6 +135,11 @@ def test_script_reports_missing_data(tmp_path):
     (["--ratios=-1"], "--ratios"),
     (["--train_examples=-5"], "--train_examples"),
     (["--epochs=abc"], "--epochs"),  # a value absl itself cannot parse
+    (["--runs=conventional,bogus"], "--runs"),
+    (["--lbfgs_chunk_size=-3"], "--lbfgs_chunk_size"),
+    (["--growth=0.5"], "--growth"),
+    (["--plateau_patience=0"], "--plateau_patience"),
+    (["--check_every=0"], "--check_every"),
 ])
 def test_script_refuses_bad_flag_value_in_one_line(args, flag, tmp_path):
     # The data folder is empty: the value must be refused before any data is
@@ -124,16 +155,22 @@ def test_script_refuses_bad_flag_value_in_one_line(args, flag, tmp_path):
     assert not out.exists()
 
 
-def test_script_refuses_ratio_beyond_the_training_set(tmp_path):
-    # Q = 1000 needs more than the 3,000 examples of the smoke preset: refused
-    # once P and N are known, before the first run starts.
+@pytest.mark.parametrize("args,message", [
+    # Q = 1000 needs more than the 1,000 examples of the smoke preset.
+    (["--ratios=4,1000"], "`--ratios` value 1000"),
+    (["--progressive_ratio=1000"], "`--progressive_ratio` value 1000"),
+    # 0.1 of 1,000 examples is fewer than the first subset's 235 (Q = 1).
+    (["--progressive_max_fraction=0.1"], "`--progressive_max_fraction` (0.1: 100 examples)"),
+])
+def test_script_refuses_subsets_beyond_the_training_set(args, message, tmp_path):
+    # Refused once P and N are known, before the first run starts.
     out = tmp_path / "out"
-    proc = _run_script("mnist", "--preset=smoke", f"--output_dir={out}", "--ratios=4,1000",
+    proc = _run_script("mnist", "--preset=smoke", f"--output_dir={out}", *args,
                        data_folder=data_dir("mnist.npz"))
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
     errors = _error_lines(proc)
-    assert len(errors) == 1 and "`--ratios` value 1000" in errors[0], proc.stderr[-3000:]
+    assert len(errors) == 1 and message in errors[0], proc.stderr[-3000:]
     assert not list(out.glob("run_*"))
 
 

@@ -6,14 +6,13 @@ import sys
 import pytest
 
 from benchmark_helpers import REPO
+from benchmark_helpers import point as _point
+from benchmark_helpers import record as _record
 from benchmarks import report
 from benchmarks import stats
 from benchmarks.config import Config
 
 
-def _point(phase, epoch, evaluations, seconds, accuracy):
-    return {"phase": phase, "phase_epoch": epoch, "evaluations": evaluations,
-            "seconds": seconds, "test_accuracy": accuracy, "test_loss": 1.0}
 
 
 def test_time_to_target_and_summary():
@@ -65,3 +64,113 @@ def test_summary_modules_import_neither_tensorflow_nor_keras_nor_absl(module):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_stopping_rule_on_epoch_ends():
+    # Epoch ends (the phase's start first), tolerance 0.2 pp, patience 2.
+    assert not stats.should_stop([0.10, 0.90], 0.2, 2)
+    # 0.901 gains 0.1 pp < 0.2 over 0.90: one epoch without gain; 0.9015 another (the
+    # best earlier is 0.901 now): stop.
+    assert stats.checks_without_gain([0.10, 0.90, 0.901], 0.2) == 1
+    assert not stats.should_stop([0.10, 0.90, 0.901], 0.2, 2)
+    assert stats.should_stop([0.10, 0.90, 0.901, 0.9015], 0.2, 2)
+    # A gain of at least the tolerance over the best earlier epoch end restarts the count.
+    assert stats.checks_without_gain([0.10, 0.90, 0.89, 0.903], 0.2) == 0
+    # A drop and a recovery below the best earlier end are both epochs without gain.
+    assert stats.should_stop([0.10, 0.90, 0.85, 0.90], 0.2, 2)
+    assert stats.should_stop([0.10, 0.90, 0.85, 0.90], 0.0, 2) is False  # 0.90 >= 0.90
+    # The levelling-off check of a record: Adam epoch ends only, every L-BFGS point.
+    adam = _record("conventional", "conventional", 0, [
+        _point("initial", 0.0, 0, 0.0, 0.1), _point("train", 0.5, 500, 5.0, 0.99),
+        _point("train", 1.0, 1000, 10.0, 0.90), _point("train", 2.0, 2000, 20.0, 0.901),
+        _point("train", 3.0, 3000, 30.0, 0.9005)])
+    assert stats.check_accuracies(adam) == [0.1, 0.90, 0.901, 0.9005]
+    assert stats.levelled_off(adam, 0.2, 2) and not stats.levelled_off(adam, 0.2, 3)
+
+
+def test_both_frames_and_the_faster_adam_run():
+    conv = _record("conventional", "conventional", 0, [
+        _point("initial", 0.0, 0, 0.0, 0.1),
+        _point("train", 1.0, 1000, 10.0, 0.95),
+        _point("train", 2.0, 2000, 20.0, 0.97),
+        _point("train", 3.0, 3000, 30.0, 0.98)])
+    # At batch 512: more epochs to the user target (0.977) but fewer seconds.
+    b512 = _record("conventional_b512", "conventional", 0, [
+        _point("initial", 0.0, 0, 0.0, 0.1),
+        _point("train", 1.0, 1000, 4.0, 0.90),
+        _point("train", 2.0, 2000, 8.0, 0.96),
+        _point("train", 3.0, 3000, 12.0, 0.975),
+        _point("train", 4.0, 4000, 16.0, 0.978)])
+    full = _record("lbfgs_full", "lbfgs_full", 0, [
+        _point("initial", None, 0, 0.0, 0.1),
+        _point("full", None, 10000, 50.0, 0.95),
+        _point("full", None, 20000, 100.0, 0.96),
+        _point("full", None, 30000, 150.0, 0.965)],
+        full_train={"loss": 0.10, "accuracy": 0.97, "examples": 1000})
+    prog = _record("progressive", "progressive", 0, [
+        _point("initial", None, 0, 0.0, 0.1),
+        _point("stage0", None, 500, 2.0, 0.80),
+        _point("stage1", None, 2500, 8.0, 0.963),
+        _point("stage2", None, 8000, 24.0, 0.979)],
+        progressive={"first_size": 10, "last_size": 1000, "first_ratio": 1.0,
+                     "last_ratio": 10.0})
+    config = Config(dataset="x", epochs=3, target_tolerance=0.3, output_dir="unused")
+    summary = stats.summarize(config, [conv, b512, full, prog])
+    # User frame: target 0.98 - 0.003; the faster Adam run is conventional_b512 (16 s
+    # against 30 s to 0.977), though it costs more (4000 against 3000).
+    user = summary["frames"]["user"][0]
+    assert user["target"] == pytest.approx(0.977)
+    assert user["baseline"] == "conventional_b512"
+    assert (user["evaluations"], user["seconds"]) == (4000, 16.0)
+    # Paper frame: target 0.965 - 0.003 = 0.962, which lbfgs_full reaches at 30000, 150 s.
+    paper = summary["frames"]["paper"][0]
+    assert paper["target"] == pytest.approx(0.962)
+    assert (paper["evaluations"], paper["seconds"]) == (30000, 150.0)
+    runs = {r["run"]: r for r in summary["runs"]}
+    p = runs["progressive"]
+    assert p["paper"]["ttt_evaluations"]["mean"] == 2500
+    assert p["paper"]["ttt_evaluations_ratio"]["mean"] == pytest.approx(2500 / 30000)
+    assert p["paper"]["ttt_seconds_ratio"]["mean"] == pytest.approx(8.0 / 150.0)
+    assert p["user"]["ttt_evaluations_ratio"]["mean"] == pytest.approx(8000 / 4000)
+    assert p["user"]["ttt_seconds_ratio"]["mean"] == pytest.approx(24.0 / 16.0)
+    assert p["paper"]["gap_pp"]["mean"] == pytest.approx(1.4)
+    assert runs["conventional"]["user"]["ttt_seconds_ratio"]["mean"] == pytest.approx(30 / 16)
+    assert runs["conventional_b512"]["user"]["ttt_seconds_ratio"]["mean"] == 1.0
+    assert runs["lbfgs_full"]["paper"]["ttt_seconds_ratio"]["mean"] == 1.0
+    # lbfgs_full never reaches the user target; the conventional runs reach the paper one.
+    assert runs["lbfgs_full"]["user"]["reached"] == 0
+    assert runs["conventional"]["paper"]["ttt_evaluations"]["mean"] == 2000
+    # Without an lbfgs_full run there is no paper frame.
+    assert stats.summarize(config, [conv, b512])["frames"]["paper"] == {}
+    table = report.summary_markdown(summary)
+    assert "paper: cost / lbfgs_full" in table and "user: time / fastest Adam" in table
+    assert "`conventional_b512`" in table
+    assert "| progressive | 1.00→10.00 | 10→1,000 |" in table
+
+
+def test_sweep_gaps_and_the_smallest_q_within_tolerance():
+    full = _record("lbfgs_full", "lbfgs_full", 0, [
+        _point("initial", None, 0, 0.0, 0.1), _point("full", None, 9000, 90.0, 0.970)],
+        full_train={"loss": 0.05, "accuracy": 0.99, "examples": 1000})
+    records = [full]
+    # Test accuracies by Q: gaps -5, -1, -0.2, -0.4, +0.1 pp: Q = 4 is the smallest
+    # within 0.3 pp (though Q = 8 is not).
+    for q, accuracy, loss in ((1, 0.92, 0.9), (2, 0.96, 0.3), (4, 0.968, 0.1),
+                              (8, 0.966, 0.08), (16, 0.971, 0.06)):
+        records.append(_record(
+            f"sweep_q{q}", "sweep", 0,
+            [_point("initial", None, 0, 0.0, 0.1), _point("subset", None, q * 100, q, accuracy)],
+            subset={"optimizer": "lbfgs", "size": q * 10, "ratio": float(q), "fraction": q / 100},
+            full_train={"loss": loss, "accuracy": 0.9, "examples": 1000}))
+    config = Config(dataset="x", target_tolerance=0.3, output_dir="unused")
+    summary = stats.summarize(config, records, skipped=["sweep_q32: Q = 32 needs K = ..."])
+    sweep = summary["sweep"]
+    gaps = [row["test_accuracy_gap_pp"]["mean"] for row in sweep["rows"]]
+    assert gaps == pytest.approx([-5.0, -1.0, -0.2, -0.4, 0.1])
+    assert [row["train_loss_gap"]["mean"] for row in sweep["rows"]] == pytest.approx(
+        [0.85, 0.25, 0.05, 0.03, 0.01])
+    assert [row["within_tolerance"] for row in sweep["rows"]] == [False, False, True, False, True]
+    assert sweep["smallest_q_within_tolerance"] == 4.0
+    table = report.summary_markdown(summary)
+    assert "Smallest Q whose mean test-accuracy gap is within 0.3 pp: **4**" in table
+    assert "Skipped sweep_q32" in table
