@@ -492,7 +492,6 @@ class Runner:
         start_seconds, start_eval = self.meter.seconds, self.meter.eval_seconds
         self.model.compile(loss=loss_function())  # pretrain reads the compiled loss
         points = None if phase_of_stage is None else PretrainPoints(self, phase_of_stage)
-        first_point = len(self.log.data["points"])
         self.meter.resume()
         result = keras_subset.pretrain(
             self.model, self.data.x_train, self.data.y_train,
@@ -533,15 +532,10 @@ class Runner:
                    else f", held-out loss {stage.held_out_loss:.4g} ({stage.held_out_size:,d} examples)")
                 + f"; {stage.reason}"
             )
-        # A point at the end, unless the last segment's point holds the final weights at
-        # the final cost (a stage with held-out checks keeps the weights of its best one).
-        recorded = self.log.data["points"][first_point:]
-        if (recorded and not result.stages[-1].held_out_size
-                and recorded[-1]["evaluations"] == self.meter.evaluations):
-            recorded[-1]["stage_end"] = True
-        else:
+        # With points, pretrain's stage-end report gave the last one, at the weights it kept.
+        if points is None:
             self.record(
-                "subset" if points is None else "pretrain_end", iterations=iterations,
+                "subset", iterations=iterations,
                 stage=len(result.stages) - 1, subset_size=int(result.stages[-1].size),
                 stage_end=True,
             )
@@ -554,8 +548,10 @@ class PretrainPoints(keras.callbacks.Callback):
     `on_epoch_end`), at the cost its logs give: example-gradients plus the
     held-out checks' example-forwards, both cumulative over the stages.
 
-    The last point of every stage but the last gets `stage_end`; the points
-    carry `stage`, `subset_size`, `stage_iterations` and `stage_evaluations`. `eval_seconds` holds
+    After each stage `pretrain` reports its end at the weights the stage kept:
+    that point gets `stage_end` (at the cost of the stage's last segment, or
+    of one held-out check more); the points carry `stage`, `subset_size`,
+    `stage_iterations` and `stage_evaluations`. `eval_seconds` holds
     the evaluation seconds spent in each stage's points.
     """
 
@@ -573,7 +569,9 @@ class PretrainPoints(keras.callbacks.Callback):
         stage = int(logs["stage"])
         if self.stage is not None and stage != self.stage:
             self.done_iterations += self.stage_iterations
-            runner.log.data["points"][-1]["stage_end"] = True
+        # After its last segment each stage reports its end, at the weights it kept (a held-out
+        # stop goes back to its best check): a point at the same cost, or one held-out check more.
+        stage_end = bool(logs.get("stage_end"))
         self.stage, self.stage_iterations = stage, int(logs["stage_iterations"])
         forwards = int(logs["example_forwards"])
         runner.meter.evaluations = self.base + int(logs["example_gradients"]) + forwards
@@ -586,7 +584,7 @@ class PretrainPoints(keras.callbacks.Callback):
             subset_size=int(logs["subset_size"]),
             stage_iterations=self.stage_iterations,
             stage_evaluations=int(logs["stage_evaluations"]),
-            stage_end=False,
+            stage_end=stage_end,
         )
         self.eval_seconds[stage] = (
             self.eval_seconds.get(stage, 0.0) + runner.meter.eval_seconds - before

@@ -245,8 +245,11 @@ def pretrain(
             `check_every` L-BFGS iterations, every epoch of a Keras optimizer):
             `on_epoch_end(segment, logs)` with `stage`, `subset_size`, `ratio`,
             `stage_iterations`, `stage_evaluations`, `example_gradients` and
-            `example_forwards` (cumulative over the stages) and `loss` (the
-            subset's). The model holds the current weights then.
+            `example_forwards` (cumulative over the stages), `loss` (the
+            subset's) and `stage_end`; the model holds the current weights
+            then. After each stage one more call, with `stage_end=True` and
+            `held_out_loss`, reports the weights the stage kept, at the same
+            cost as its last segment.
         verbose: 0 silent, 1 one line per stage and progress bars, 2 one line
             per stage.
 
@@ -386,6 +389,11 @@ class _Plan:
             **{key: figures[key] for key in ("iterations", "evaluations", "loss", "held_out_loss", "reason", "example_forwards")},
         )
         self.done.append(stage)
+        # The stage's end, at the weights it kept (a held-out stop goes back to its best check).
+        self._report(
+            size, stage.iterations, stage.evaluations, 0, 0, stage.loss,
+            stage=k, stage_end=True, held_out_loss=stage.held_out_loss,
+        )
         return stage, previous, first_loss
 
     def _lbfgs_stage(self, subset, held_out, decay, previous):
@@ -441,12 +449,12 @@ class _Plan:
             figures["example_forwards"] = checker.forwards
         return figures, run, run.initial_value
 
-    def _report(self, size, iterations, evaluations, example_gradients, example_forwards, loss):
+    def _report(self, size, iterations, evaluations, example_gradients, example_forwards, loss, **extra):
         """Tells the callbacks where the current stage stands (an "epoch" of `pretrain` is a segment)."""
         if not self.callbacks:
             return
         logs = {
-            "stage": len(self.done),
+            "stage": extra.pop("stage", len(self.done)),
             "subset_size": size,
             "ratio": subset_lib.overdetermination_ratio(self.model, size, self.num_outputs),
             "stage_iterations": iterations,
@@ -454,6 +462,8 @@ class _Plan:
             "example_gradients": self.cost[0] + example_gradients,
             "example_forwards": self.cost[1] + example_forwards,
             "loss": loss,
+            "stage_end": False,
+            **extra,
         }
         self.callbacks.on_epoch_end(self.segments, logs)
         self.segments += 1

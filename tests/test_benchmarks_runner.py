@@ -158,9 +158,13 @@ def _pretrain_hand_count(points, sizes, held_out):
     done_cost = done_forwards = 0
     stage, checks, evaluations, out = 0, 0, 0, []
     for point in points:
-        if point["phase"] == "pretrain_end":  # the kept weights, at the same cost
+        # A stage's end (the weights it kept) comes at the cost of its last segment...
+        if point.get("stage_end") and out and point["stage_evaluations"] == evaluations and (
+            point["example_forwards"] == out[-1][1]
+        ):
             out.append(out[-1])
             continue
+        # ...or after one more held-out check, counted like a segment.
         if point["stage"] != stage:
             done_cost += evaluations * sizes[stage] + checks * held_out[stage]
             done_forwards += checks * held_out[stage]
@@ -208,7 +212,8 @@ def test_cost_accounting_of_the_pretrain_runs_matches_hand_count(tmp_path):
     # evaluation (the starting one included) costs 100.
     full = by_name["lbfgs_full"]
     points = full["points"][1:]
-    assert [p["iterations"] for p in points] == [2, 4]
+    # ...and the stage's end (the same weights and cost: a stage without held-out checks).
+    assert [p["iterations"] for p in points] == [2, 4, 4] and points[-1]["stage_end"]
     assert [p["evaluations"] for p in points] == [100 * p["stage_evaluations"] for p in points]
     stage = full["phases"][0]["stages"][0]
     assert stage["evaluations"] >= stage["iterations"] + 1
@@ -233,7 +238,7 @@ def test_cost_accounting_of_the_pretrain_runs_matches_hand_count(tmp_path):
         assert [p["stage"] for p in points if p.get("stage_end")] == list(range(len(sizes)))
     # progressive_adam: the kept weights of its last stage, then Adam on all 100 examples.
     record = by_name["progressive_adam"]
-    pretrain_end = [p for p in record["points"] if p["phase"] == "pretrain_end"][0]["evaluations"]
+    pretrain_end = [p for p in record["points"] if p.get("stage_end")][-1]["evaluations"]
     assert evals("progressive_adam")[-4:] == [pretrain_end + d for d in (64, 100, 164, 200)]
     assert record["phases"][-1]["epochs"] == 2
 
