@@ -36,7 +36,7 @@ PRESETS = {
         # --augment adds about 15% to an Adam epoch.
         width=8, batch_size=128, adam_batch_sizes=(512,), epochs=20, runs=mnist.ALL_RUNS,
         ratios=(4,), subset_optimizer=("lbfgs",), lbfgs_iterations=100,
-        evals_per_epoch=2, lbfgs_full_iterations=100, lbfgs_points_every=10,
+        evals_per_epoch=2, plateau_patience=3, lbfgs_full_iterations=100, lbfgs_points_every=10,
         sweep_ratios=(1, 2, 4, 8, 16), sweep_iterations=100,
     ),
     "paper": dict(

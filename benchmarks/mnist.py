@@ -48,7 +48,7 @@ PRESETS = {
         # lbfgs_q8 41 s; the sweep 209 s).
         width=8, batch_size=128, adam_batch_sizes=(512,), epochs=15, runs=ALL_RUNS,
         ratios=(8,), subset_optimizer=("lbfgs",), lbfgs_iterations=100,
-        evals_per_epoch=2, lbfgs_full_iterations=200, lbfgs_points_every=10,
+        evals_per_epoch=2, plateau_patience=3, lbfgs_full_iterations=200, lbfgs_points_every=10,
         sweep_ratios=(1, 2, 4, 8, 16, 32), sweep_iterations=150,
     ),
     "paper": dict(
