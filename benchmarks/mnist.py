@@ -18,8 +18,8 @@ from benchmarks import cli
 from benchmarks import config
 from benchmarks import models
 
-ALL_RUNS = ("conventional", "lbfgs_full", "progressive", "progressive_adam", "subset", "sweep")
-"""Every run kind (`config.RUN_KINDS`), in the order they run."""
+ALL_RUNS = config.RUN_KINDS
+"""Every run kind, in the order they run."""
 
 PRESETS = {
     "smoke": dict(

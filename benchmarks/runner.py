@@ -502,7 +502,7 @@ class Runner:
         self.meter.pause()
         self.meter.evaluations = base + result.example_gradients + result.example_forwards
         self.meter.forwards = base_forwards + result.example_forwards
-        iterations = sum(s.iterations for s in result.stages)
+        logs = result.as_logs()
         stage_eval = {} if points is None else points.eval_seconds
         stages = []
         for k, stage in enumerate(result.stages):
@@ -512,14 +512,14 @@ class Runner:
         self.log.add_phase({
             "phase": "pretrain",
             "optimizer": "lbfgs",
-            "options": {key: v for key, v in options.items()},
+            "options": dict(options),
             "max_iterations": max_iterations,
             "stages": stages,
-            "iterations": iterations,
-            "evaluations": sum(s.evaluations for s in result.stages),
+            "iterations": logs["iterations"],
+            "evaluations": logs["evaluations"],
             "example_gradients": int(result.example_gradients),
             "example_forwards": int(result.example_forwards),
-            "subset_size": int(result.stages[-1].size),
+            "subset_size": int(logs["subset_size"]),
             "seconds_measured": self.meter.seconds - start_seconds,
             "eval_seconds": self.meter.eval_seconds - start_eval,
         })
@@ -535,8 +535,8 @@ class Runner:
         # With points, pretrain's stage-end report gave the last one, at the weights it kept.
         if points is None:
             self.record(
-                "subset", iterations=iterations,
-                stage=len(result.stages) - 1, subset_size=int(result.stages[-1].size),
+                "subset", iterations=logs["iterations"],
+                stage=len(result.stages) - 1, subset_size=int(logs["subset_size"]),
                 stage_end=True,
             )
             self.meter.pause()
@@ -718,7 +718,7 @@ def plan_runs(specs, model, n_train, num_classes):
                 )
                 _log(f"Skipping {skipped[-1]}.")
                 continue
-            sizes[spec.name] = size(spec.ratio)
+            sizes[spec.name] = k
         elif spec.kind in ("progressive", "progressive_adam"):
             try:
                 first = size(spec.ratio)

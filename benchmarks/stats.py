@@ -325,9 +325,8 @@ def summarize(config, records, planned=None, skipped=()):
     conventional = {r["seed"]: r for r in records if r["run"] == "conventional"}
     gains = {s: plateau_gain(r) for s, r in conventional.items()}
     levelled = {
-        name: [levelled_off(r, config.plateau_tolerance, config.plateau_patience)
-               for r in records if r["run"] == name]
-        for name in names if name == "lbfgs_full" or name.startswith("conventional")
+        run["run"]: run["levelled_off"]
+        for run in runs if run["run"] == "lbfgs_full" or run["run"].startswith("conventional")
     }
     done = {(r["run"], r["seed"]) for r in records}
     planned = list(planned) if planned is not None else [(r["run"], r["seed"]) for r in records]
@@ -352,8 +351,7 @@ def summarize(config, records, planned=None, skipped=()):
             s: v["reference_accuracy"] for s, v in targets["user"].items()},
         "targets": {s: v["target"] for s, v in targets["user"].items()},
         "conventional_last_epoch_gain_pp": gains,
-        "conventional_levelled_off": bool(levelled.get("conventional")) and all(
-            levelled["conventional"]),
+        "conventional_levelled_off": all(levelled.get("conventional", [False])),
         "levelled_off": {name: all(v) for name, v in levelled.items()},
         "runs_planned": len(planned),
         "runs_done": len(records),

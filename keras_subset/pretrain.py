@@ -388,12 +388,12 @@ class _Plan:
             held_out_size=0 if held_out is None else data_lib.num_examples(held_out[0]),
             **{key: figures[key] for key in ("iterations", "evaluations", "loss", "held_out_loss", "reason", "example_forwards")},
         )
-        self.done.append(stage)
         # The stage's end, at the weights it kept (a held-out stop goes back to its best check).
         self._report(
             size, stage.iterations, stage.evaluations, 0, 0, stage.loss,
-            stage=k, stage_end=True, held_out_loss=stage.held_out_loss,
+            stage_end=True, held_out_loss=stage.held_out_loss,
         )
+        self.done.append(stage)
         return stage, previous, first_loss
 
     def _lbfgs_stage(self, subset, held_out, decay, previous):
@@ -454,7 +454,7 @@ class _Plan:
         if not self.callbacks:
             return
         logs = {
-            "stage": extra.pop("stage", len(self.done)),
+            "stage": len(self.done),
             "subset_size": size,
             "ratio": subset_lib.overdetermination_ratio(self.model, size, self.num_outputs),
             "stage_iterations": iterations,
