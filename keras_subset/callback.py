@@ -1,9 +1,12 @@
 """`SubsetPretraining`: `keras_subset.pretrain` as a `model.fit` callback, run when `fit` starts."""
 
 import inspect
+import math
 
+import numpy as np
 import keras
 
+from keras_subset import checks
 from keras_subset import data as data_lib
 from keras_subset.pretrain import check_arguments, pretrain
 
@@ -20,8 +23,14 @@ class SubsetPretraining(keras.callbacks.Callback):
     full data with the compiled optimizer as usual. The compiled optimizer is
     not touched, so its state is what `fit` expects.
 
-    Keras gives callbacks no access to the data `fit` was called with, so the
-    training data is passed here too (the same arrays cost no extra memory).
+    Keras gives callbacks no access to the data or the arguments `fit` was
+    called with, so the training data, and whatever of `fit`'s arguments shape
+    the loss, are passed here too (the same arrays cost no extra memory):
+    `sample_weight` and `class_weight` as given to `fit` (a callback cannot see
+    them, so they would otherwise be silently left out of the pretraining),
+    and `validation_split`, so that the examples `fit` holds out for
+    validation (the last fraction of `x`, before any shuffling) stay out of
+    every subset and held-out check, and the validation scores stay honest.
 
     The figures are added, with the prefix `pretraining_`, to the `logs` of
     every epoch, so `History`, `CSVLogger`, `TensorBoard` and the progress bar
@@ -34,14 +43,21 @@ class SubsetPretraining(keras.callbacks.Callback):
     `keras_subset.PretrainResult` (with every stage) in `pretrain_result`, once
     `fit` has started.
 
-    The pretraining runs once, at the start of the first `fit` the callback is
-    passed to. Every argument is checked when the callback is made; those that
-    need the data or the model, when `fit` starts, before any weight changes.
+    The pretraining runs once, when the first epoch of the first `fit` the
+    callback is passed to begins (after every callback's `on_train_begin`). A
+    `fit` that `keras.callbacks.BackupAndRestore` resumes from a backup (its
+    first epoch is not 0) does not pretrain again: the restored weights
+    already hold the pretraining. Every argument is checked when the callback
+    is made; those that need the data or the model, when `fit` starts, before
+    any weight changes.
 
     Args:
         x, y: The training data, as `keras_subset.pretrain` takes it.
+        validation_split: The `validation_split` given to `fit` (0 for none):
+            the last fraction of `x` and `y` is left out of the pretraining,
+            as `fit` leaves it out of training.
         **kwargs: The keyword arguments of `keras_subset.pretrain`
-            (`sample_weight`, `size`, `fraction`, `ratio`, `growth`, `max_size`,
+            (`sample_weight`, `class_weight`, `loss`, `size`, `fraction`, `ratio`, `growth`, `max_size`,
             `max_fraction`, `max_ratio`, `strategy`, `optimizer`, `epochs`,
             `batch_size`, `seed`, `num_outputs`, `weight_decay`, `stop_rule`,
             `check_every`, `patience`, `check_tolerance`, `carry_history`,
@@ -58,8 +74,11 @@ class SubsetPretraining(keras.callbacks.Callback):
     ```
     """
 
-    def __init__(self, x, y=None, **kwargs):
+    def __init__(self, x, y=None, validation_split=0.0, **kwargs):
         super().__init__()
+        self.validation_split = checks.check_number(
+            "validation_split", validation_split, minimum=0, maximum=1, max_inclusive=False
+        )
         accepted = [
             name for name, p in inspect.signature(pretrain).parameters.items() if p.kind is p.KEYWORD_ONLY
         ]
@@ -77,15 +96,37 @@ class SubsetPretraining(keras.callbacks.Callback):
         self.result = None
         self.pretrain_result = None
         self.subset_indices = None
+        self.skipped = None  # why the pretraining did not run, in words
 
-    def on_train_begin(self, logs=None):
-        if self.result is not None:
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.result is not None or self.skipped is not None:
             return
+        # BackupAndRestore sets the first epoch of a resumed fit at its on_train_begin.
+        resumed = getattr(self.model, "_initial_epoch", None)
+        if epoch > 0 and resumed:
+            self.skipped = f"fit resumed at epoch {epoch + 1} from a backup: the restored weights hold the pretraining"
+            if self._kwargs["verbose"]:
+                print(f"Subset pretraining skipped: {self.skipped}.")
+            return
+        self._pretrain()
+
+    def _pretrain(self):
         kwargs = dict(self._kwargs)
         # Read the data once (a dataset is read here, not again by pretrain).
         x, y, sample_weight = data_lib.to_arrays(*self._data, kwargs.pop("sample_weight", None))
+        if self.validation_split:
+            # fit's split: the last fraction of the examples, before shuffling (keras's array_slicing).
+            n = data_lib.num_examples(x)
+            split_at = int(math.floor(n * (1.0 - self.validation_split)))
+            if split_at == 0:
+                raise ValueError(
+                    f"`validation_split`={self.validation_split} leaves no training example of the {n} given."
+                )
+            x, y, sample_weight = (data_lib.take(a, np.arange(split_at)) for a in (x, y, sample_weight))
         result = pretrain(self.model, x, y, sample_weight=sample_weight, **kwargs)
         xs, ys, ws = (data_lib.take(a, result.subset_indices) for a in (x, y, sample_weight))
+        if kwargs.get("class_weight") is not None:
+            ws = data_lib.take(data_lib.apply_class_weight(y, None, kwargs["class_weight"]), result.subset_indices)
         evaluated = self.model.evaluate(xs, ys, sample_weight=ws, verbose=0, return_dict=True)
         figures = result.as_logs()
         figures.update(evaluated)

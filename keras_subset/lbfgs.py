@@ -62,8 +62,12 @@ class LBFGS(keras.optimizers.Optimizer):
     TensorFlow sees one); Python is only re-entered every `progress_every`
     iterations when `verbose` shows progress.
 
-    The objective is the compiled loss of the model (or `loss=`) weighted by
-    `sample_weight`, plus `model.losses` (regularisation). By default the model
+    The objective is the loss `model.evaluate` computes on one batch holding
+    every example: Keras's `compute_loss` for the compiled model (several
+    outputs, `loss_weights`, masks, `sample_weight`/`class_weight`, a
+    `compute_loss` override) plus `model.losses` (regularisation), or `loss=`
+    instead of the compiled loss; summed over chunks of `chunk_size`
+    examples exactly (`keras_subset.keras_loss`). By default the model
     is evaluated in inference mode (dropout off, batch normalisation using its
     fixed moving statistics): the objective is deterministic, as a line search
     needs, and the chunked value equals the single-pass one. With
@@ -191,6 +195,25 @@ class LBFGS(keras.optimizers.Optimizer):
         self._step_loss = self.add_variable((), initializer="zeros", dtype=dtype, name="step_loss")
         self._step_loss_given = False  # set by `scale_loss` while the step is traced, cleared by `apply`
         self._step_state = None
+        self._learning_rate_set = True  # from here on, a new learning rate is a user's mistake
+
+    @property
+    def learning_rate(self):
+        """Always 1.0: L-BFGS takes its step lengths from the line search, not from a learning rate."""
+        return super().learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, value):
+        if getattr(self, "_learning_rate_set", False):
+            # ReduceLROnPlateau and LearningRateScheduler set this; it would change a logged number only.
+            warnings.warn(
+                "LBFGS has no learning rate: its step lengths come from the line search, so setting "
+                "`learning_rate` (e.g. by ReduceLROnPlateau or LearningRateScheduler) has no effect. "
+                "Remove such callbacks; to stop early use EarlyStopping or `max_iterations`.",
+                stacklevel=2,
+            )
+            return
+        keras.optimizers.Optimizer.learning_rate.fset(self, value)
 
     def get_config(self):
         """Returns the constructor arguments (Keras serialisation)."""
@@ -426,7 +449,7 @@ class LBFGS(keras.optimizers.Optimizer):
             "budget_spent": self.max_evaluations is not None and int(state["evaluations"]) >= self.max_evaluations,
         }
 
-    def minimize(self, model, x, y=None, sample_weight=None, loss=None, verbose=0):
+    def minimize(self, model, x, y=None, sample_weight=None, loss=None, verbose=0, class_weight=None):
         """Minimises the model's loss over all of `x`, `y`; the model ends at the best weights.
 
         Args:
@@ -434,9 +457,12 @@ class LBFGS(keras.optimizers.Optimizer):
             x: Inputs: arrays, tensors (or a list/dict of them), or a finite,
                 batched `tf.data.Dataset` of `(x, y)` or `(x, y, sample_weight)`.
             y: Targets (`None` when `x` is a dataset).
-            sample_weight: Per-example weights, or `None`.
-            loss: A loss to use instead of the compiled one.
+            sample_weight: Per-example weights of shape `(N,)` or `(N, 1)`, or `None`.
+            loss: A loss to use instead of the compiled one: a name, function,
+                `keras.losses.Loss`, or a list/dict of them for several outputs.
             verbose: 0 silent, 1 a progress bar, 2 one line per progress update.
+            class_weight: A dict `{class index: weight}`, as `model.fit` takes
+                it (instead of `sample_weight`; one output only).
 
         Returns:
             An `LBFGSResult`.
@@ -445,7 +471,7 @@ class LBFGS(keras.optimizers.Optimizer):
             ValueError: for a model without trainable weights, inputs that do
                 not fit, or a loss that is not finite at the starting weights.
         """
-        run = Minimization(self, model, x, y, sample_weight, loss)
+        run = Minimization(self, model, x, y, sample_weight, loss, class_weight=class_weight)
         progress = Progress(verbose, self.max_iterations)
         while not run.done:
             # Segments also refresh the |loss| that f_relative_tolerance is relative to.
@@ -468,6 +494,7 @@ class LBFGS(keras.optimizers.Optimizer):
         validation_data=None,
         callbacks=None,
         verbose=1,
+        class_weight=None,
     ):
         """Full-batch L-BFGS in `model.fit`'s shape: epochs of iterations, Keras callbacks, History.
 
@@ -497,6 +524,7 @@ class LBFGS(keras.optimizers.Optimizer):
                 before the first iteration.
             callbacks: A list of `keras.callbacks.Callback`.
             verbose: 0 silent, 1 progress bar, 2 one line per epoch.
+            class_weight: As for `minimize`.
 
         Returns:
             The `keras.callbacks.History` of the run (also `model.history`).
@@ -517,7 +545,7 @@ class LBFGS(keras.optimizers.Optimizer):
                 "`model` must be compiled (`model.compile(loss=..., metrics=...)`): LBFGS.fit reports "
                 "the compiled loss and metrics at every epoch's end."
             )
-        run = Minimization(self, model, x, y, sample_weight, loss)
+        run = Minimization(self, model, x, y, sample_weight, loss, class_weight=class_weight)
         validation = None
         if validation_data is not None:
             # Checked before the first iteration: a failure after an epoch would lose the History.

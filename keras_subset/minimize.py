@@ -87,7 +87,7 @@ _NO_BUDGET = np.iinfo(np.int32).max
 class Minimization:
     """One L-BFGS minimisation, advanced in compiled segments; keeps the best point found."""
 
-    def __init__(self, options, model, x, y, sample_weight, loss, history=None):
+    def __init__(self, options, model, x, y, sample_weight, loss, history=None, class_weight=None):
         """Checks the inputs and evaluates the starting point (one evaluation).
 
         Args:
@@ -97,6 +97,7 @@ class Minimization:
                 pairs (and coordinate scale) the first segment starts with, so a
                 warm start on new examples keeps its inverse-Hessian estimate
                 (`line_search="initial_step"` only; ignored otherwise).
+            class_weight: A dict `{class: weight}`, turned into sample weights as `fit` does.
         """
         self.start_time = time.perf_counter()
         self.options = options
@@ -104,6 +105,7 @@ class Minimization:
         self.x, self.y, self.sample_weight = data_lib.to_arrays(x, y, sample_weight)
         if self.y is None:
             raise ValueError("`y` is None: L-BFGS needs targets (pass `y`, or a dataset of (x, y)).")
+        self.sample_weight = data_lib.apply_class_weight(self.y, self.sample_weight, class_weight)
         check_targets(model, self.y, loss)
         self.tensors = (
             tf.nest.map_structure(data_lib.to_tensor, self.x),
@@ -121,6 +123,8 @@ class Minimization:
             self.tensors = tuple(Objective.shard(strategy, t) for t in self.tensors)
         position = self.objective.position()
         try:
+            # The data with the full-batch divisors of the losses (one forward pass; see keras_loss).
+            self.tensors = self.objective.data(*self.tensors)
             value, gradient = self.run.value_and_gradient(position, *self.tensors)
         except tf.errors.InvalidArgumentError as error:
             # What the checks above cannot see (labels of a custom loss, shapes the model refuses).
@@ -313,18 +317,18 @@ class CompiledRun:
             self.start = tf.function(start, reduce_retracing=True)
             self.resume = tf.function(resume, reduce_retracing=True)
 
-    def _scaled(self, scale, x, y, sample_weight):
+    def _scaled(self, scale, *data):
         def scaled_value_and_gradient(u):
-            value, gradient = self.value_and_gradient(u * scale, x, y, sample_weight)
+            value, gradient = self.value_and_gradient(u * scale, *data)
             return value, gradient * scale
 
         return scaled_value_and_gradient
 
     # -- line_search="initial_step" --------------------------------------------------------
-    def _initial_step(self, state, max_iterations, budget, f_tolerance, scale, x, y, sample_weight):
+    def _initial_step(self, state, max_iterations, budget, f_tolerance, scale, *data):
         o = self.options
         return lbfgs_loop.minimize(
-            self._scaled(scale, x, y, sample_weight),
+            self._scaled(scale, *data),
             previous_state=state,
             num_correction_pairs=o.num_correction_pairs,
             # The tolerances are stated for the position; translate them to u = position / scale.
@@ -338,21 +342,21 @@ class CompiledRun:
 
     def _start_initial_step(
         self, u, value, gradient_u, s_history, y_history, history_size, max_iterations, budget, f_tolerance, scale,
-        x, y, sample_weight,
+        *data,
     ):
         o = self.options
         state = lbfgs_loop.state_at(u, value, gradient_u, o.num_correction_pairs, o.tolerance * scale)
         state = state._replace(position_deltas=s_history, gradient_deltas=y_history, history_size=history_size)
-        return self._initial_step(state, max_iterations, budget, f_tolerance, scale, x, y, sample_weight)
+        return self._initial_step(state, max_iterations, budget, f_tolerance, scale, *data)
 
-    def _resume_initial_step(self, state, max_iterations, budget, f_tolerance, scale, x, y, sample_weight):
-        return self._initial_step(state, max_iterations, budget, f_tolerance, scale, x, y, sample_weight)
+    def _resume_initial_step(self, state, max_iterations, budget, f_tolerance, scale, *data):
+        return self._initial_step(state, max_iterations, budget, f_tolerance, scale, *data)
 
     # -- line_search="hager_zhang": TFP's lbfgs_minimize ------------------------------------
-    def _tfp(self, max_iterations, f_tolerance, scale, x, y, sample_weight, **start):
+    def _tfp(self, max_iterations, f_tolerance, scale, *data, **start):
         o = self.options
         return tfp.optimizer.lbfgs_minimize(
-            self._scaled(scale, x, y, sample_weight),
+            self._scaled(scale, *data),
             num_correction_pairs=o.num_correction_pairs,
             tolerance=o.tolerance * scale,
             x_tolerance=o.x_tolerance / scale,
@@ -365,16 +369,16 @@ class CompiledRun:
 
     def _start_tfp(
         self, u, value, gradient_u, s_history, y_history, history_size, max_iterations, budget, f_tolerance, scale,
-        x, y, sample_weight,
+        *data,
     ):
         # TFP evaluates the start itself, keeps no pairs from elsewhere; the budget is checked between segments.
         del value, gradient_u, s_history, y_history, history_size, budget
-        return self._tfp(max_iterations, f_tolerance, scale, x, y, sample_weight, initial_position=u)
+        return self._tfp(max_iterations, f_tolerance, scale, *data, initial_position=u)
 
-    def _resume_tfp(self, state, max_iterations, budget, f_tolerance, scale, x, y, sample_weight):
+    def _resume_tfp(self, state, max_iterations, budget, f_tolerance, scale, *data):
         del budget
         return self._tfp(
-            max_iterations, f_tolerance, scale, x, y, sample_weight,
+            max_iterations, f_tolerance, scale, *data,
             initial_position=None, previous_optimizer_results=state,
         )
 

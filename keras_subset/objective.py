@@ -7,29 +7,30 @@ import keras
 from keras_subset import checks
 from keras_subset import chunking
 from keras_subset import subset as subset_lib
+from keras_subset.keras_loss import KerasLoss
 
 # Chunks in flight at once in the chunk loop. TensorFlow's default (10) kept the activations of
 # up to 10 chunks alive: on the CIFAR-10 CNN at K=4000, chunks of 128, the gradient's peak memory
 # was 127 MiB with 10 and 28 MiB with 1, at the same speed on 2 CPU cores (2925 and 3017
 # examples/s). One at a time makes `chunk_size` bound the memory.
 _PARALLEL_CHUNKS = 1
-_MEAN_REDUCTIONS = ("sum_over_batch_size", "mean")
-_SUPPORTED_REDUCTIONS = _MEAN_REDUCTIONS + ("sum",)
 
 
 class Objective:
     """Full-batch loss and gradient of a Keras model, in chunks, as a flat vector function.
 
-    The objective is the one `model.fit` minimises with a single batch that
-    holds every example: the loss (reduced as the loss object says, by default
-    the mean over all examples, weighted by `sample_weight`) plus the model's
-    own losses (`model.losses`: weight and activity regularisation). It is
-    summed chunk by chunk, `chunk_size` examples at a time, so memory does not
-    bound the number of examples; with `training=False` the chunked value and
-    gradient equal the single-pass ones up to float round-off.
+    The objective is the loss `model.evaluate` computes on a single batch that
+    holds every example: Keras's own `compute_loss` for the compiled model (its
+    loss container with several outputs, `loss_weights`, masks, sample weights
+    and the losses' reductions, a `compute_loss` override, and `model.losses`:
+    weight and activity regularisation). It is summed chunk by chunk,
+    `chunk_size` examples at a time, so memory does not bound the number of
+    examples; `keras_subset.keras_loss` says how the chunks add up exactly to
+    the full-batch value. With `training=False` the chunked value and gradient
+    equal the single-pass ones up to float round-off.
 
-    The model is called with `model.stateless_call`, so the value depends only
-    on the position vector and never on the model's current variables:
+    The model is called inside a `keras.StatelessScope`, so the value depends
+    only on the position vector and never on the model's current variables:
 
     - `training=False` (the default): dropout and other training-only noise
       are off and batch normalisation uses its moving statistics, which stay
@@ -45,8 +46,9 @@ class Objective:
 
     Args:
         model: A built Keras model.
-        loss: A loss name, function or `keras.losses.Loss`; by default the
-            loss `model` was compiled with.
+        loss: A loss name, function or `keras.losses.Loss` (or a list/dict of
+            them for several outputs); by default the loss `model` was compiled
+            with (and its `compute_loss`).
         chunk_size: Examples per forward/backward pass; `"auto"` for the
             largest that fits `keras_subset.chunking`'s activation budget;
             `None` for a single pass over all examples.
@@ -59,12 +61,15 @@ class Objective:
     def __init__(self, model, loss=None, chunk_size=None, dtype="float32", training=False, weight_decay=0.0):
         checks.check_built("model", model)
         if not model.trainable_variables:
-            raise ValueError("`model` has no trainable weights: make some of its layers trainable.")
+            raise ValueError(
+                "`model` has no trainable weights: make some of its layers trainable. A subclassed model "
+                "creates its weights at its first call: call it on a batch of inputs (`model(x[:1])`) first."
+            )
         chunk_size = chunking.resolve_chunk_size(chunk_size, model)
         self.model = model
-        self.loss_fn, self.reduction = resolve_loss(model, loss)
-        self.chunk_size = None if chunk_size is None else int(chunk_size)
         self.dtype = tf.as_dtype(dtype)
+        self.keras_loss = KerasLoss(model, loss)
+        self.chunk_size = None if chunk_size is None else int(chunk_size)
         self.training = bool(training)
         self.weight_decay = checks.check_number("weight_decay", weight_decay, minimum=0)
         self.variables = list(model.trainable_variables)
@@ -76,6 +81,7 @@ class Objective:
         self.non_finite_evaluations = tf.Variable(
             0, dtype=tf.int64, trainable=False, name="non_finite_evaluations"
         )
+        self._divisor_function = tf.function(self._divisors, reduce_retracing=True)
 
     # -- flat vector <-> model weights ---------------------------------------------------
     def position(self):
@@ -93,14 +99,69 @@ class Objective:
         """Writes a flat vector into the model's trainable weights."""
         assign_flat(self.variables, position)
 
+    # -- the examples ---------------------------------------------------------------------
+    def data(self, x, y, sample_weight=None):
+        """Returns `(x, y, sample_weight, divisors)`: what `value_and_gradient` and `value` take after the position.
+
+        Builds the loss container (a mismatch of `y` and the model's outputs
+        fails here, clearly) and finds the full-batch divisors of every
+        output's loss (see `keras_subset.keras_loss`): counted from the number
+        of examples, or, with masks or `"mean_with_sample_weight"`, measured
+        with one forward pass. `x`, `y`, `sample_weight` are tensors (or
+        nests), or per-replica values from `shard` under a `tf.distribute`
+        strategy.
+        """
+        divisors = None
+        if not isinstance(tf.nest.flatten(x)[0], tf.distribute.DistributedValues):
+            self.keras_loss.build(x, y, sample_weight)
+            divisors = self.keras_loss.static_divisors(int(tf.shape(tf.nest.flatten(x)[0])[0]))
+        if divisors is None:  # masks or weight-sum divisors: one forward pass measures them
+            divisors = self._divisor_function(self.position(), x, y, sample_weight)
+        return x, y, sample_weight, divisors
+
+    def _divisors(self, position, x, y, sample_weight):
+        """The divisors of every output's loss over all examples (summed over replicas)."""
+        if not isinstance(tf.nest.flatten(x)[0], tf.distribute.DistributedValues):
+            return self._shard_divisors(position, x, y, sample_weight)
+        strategy = tf.distribute.get_strategy()
+        local = strategy.run(self._shard_divisors, args=(position, x, y, sample_weight))
+        return strategy.reduce("sum", local, axis=None)
+
+    def _shard_divisors(self, position, x, y, sample_weight):
+        self.keras_loss.build(x, y, sample_weight)  # at the first trace; nothing once built
+        weights = self.unflatten(position)
+        non_trainable = [v.value for v in self.model.non_trainable_variables]
+        n = tf.shape(tf.nest.flatten(x)[0])[0]
+        chunk, num_chunks = self._chunks(n)
+
+        def divisors_of(start, end):
+            x_c, y_c, w_c = self._rows((x, y, sample_weight), start, end)
+            with keras.StatelessScope(state_mapping=self._mapping(weights, non_trainable), collect_losses=True):
+                y_pred = self.model(x_c, training=self.training)
+                return self.keras_loss.chunk_divisors(x_c, y_c, y_pred, w_c)
+
+        first = divisors_of(0, tf.minimum(chunk, n))
+        if first.shape[0] == 0:
+            return first
+        _, total = tf.while_loop(
+            lambda i, _: i < num_chunks,
+            lambda i, total: (i + 1, total + divisors_of(i * chunk, tf.minimum((i + 1) * chunk, n))),
+            (tf.constant(1), first),
+            parallel_iterations=_PARALLEL_CHUNKS,
+        )
+        return total
+
     # -- value and gradient --------------------------------------------------------------
-    def value_and_gradient(self, position, x, y, sample_weight=None):
+    def value_and_gradient(self, position, x, y, sample_weight=None, divisors=None):
         """Returns the objective and its gradient at `position` (graph-compatible).
 
         Args:
             position: Flat vector of `self.dtype` and length `num_parameters`.
-            x, y, sample_weight: Tensors (or nests of tensors for `x`) holding
-                all examples.
+            x, y, sample_weight: Tensors (or nests of tensors for `x` and `y`)
+                holding all examples.
+            divisors: The full-batch divisors `data` measured for these
+                examples; `None` measures them again at this call (one more
+                forward pass).
 
         Under a `tf.distribute` strategy, pass `x`, `y` and `sample_weight` as
         per-replica shards (see `shard`): each replica then computes its
@@ -111,33 +172,39 @@ class Objective:
             A tuple `(value, gradient)` of `self.dtype`. An evaluation where either
             is not finite adds one to `non_finite_evaluations`.
         """
-        value, gradient = self._counted(*self._summed(position, x, y, sample_weight, with_gradient=True))
+        if divisors is None:
+            divisors = self._divisors(position, x, y, sample_weight)
+        value, gradient = self._counted(
+            *self._summed(position, x, y, sample_weight, divisors, with_gradient=True)
+        )
         if self.weight_decay:
             decay = tf.cast(self.weight_decay, self.dtype)
             value += 0.5 * decay * tf.tensordot(position, position, 1)
             gradient += decay * position
         return value, gradient
 
-    def value(self, position, x, y, sample_weight=None):
+    def value(self, position, x, y, sample_weight=None, divisors=None):
         """Returns the objective's data term at `position`: the loss (and `model.losses`), no gradient.
 
         Forward passes only, in chunks; `weight_decay` is not added (it is a term of
         the weights, not of the examples). Used to measure a held-out loss.
         """
-        return self._summed(position, x, y, sample_weight, with_gradient=False)[0]
+        if divisors is None:
+            divisors = self._divisors(position, x, y, sample_weight)
+        return self._summed(position, x, y, sample_weight, divisors, with_gradient=False)[0]
 
-    def _summed(self, position, x, y, sample_weight, with_gradient):
+    def _summed(self, position, x, y, sample_weight, divisors, with_gradient):
         if not isinstance(tf.nest.flatten(x)[0], tf.distribute.DistributedValues):
             n = tf.shape(tf.nest.flatten(x)[0])[0]
-            return self._shard_sum(position, x, y, sample_weight, n, with_gradient)
+            return self._shard_sum(position, x, y, sample_weight, divisors, n, with_gradient)
 
-        def replica_fn(position, x, y, sample_weight):
+        def replica_fn(position, x, y, sample_weight, divisors):
             local = tf.shape(tf.nest.flatten(x)[0])[0]
             total = tf.distribute.get_replica_context().all_reduce("sum", local)
-            return self._shard_sum(position, x, y, sample_weight, total, with_gradient)
+            return self._shard_sum(position, x, y, sample_weight, divisors, total, with_gradient)
 
         strategy = tf.distribute.get_strategy()
-        value, gradient = strategy.run(replica_fn, args=(position, x, y, sample_weight))
+        value, gradient = strategy.run(replica_fn, args=(position, x, y, sample_weight, divisors))
         return strategy.reduce("sum", value, axis=None), strategy.reduce("sum", gradient, axis=None)
 
     def _counted(self, value, gradient):
@@ -147,24 +214,34 @@ class Objective:
         with tf.control_dependencies([counted]):
             return tf.identity(value), tf.identity(gradient)
 
-    def _shard_sum(self, position, x, y, sample_weight, total, with_gradient):
+    def _chunks(self, n):
+        chunk = tf.maximum(n, 1) if self.chunk_size is None else tf.minimum(tf.maximum(n, 1), self.chunk_size)
+        return chunk, (n + chunk - 1) // chunk
+
+    @staticmethod
+    def _rows(tensors, start, end):
+        return tf.nest.map_structure(lambda t: None if t is None else t[start:end], tensors)
+
+    def _mapping(self, weights, non_trainable):
+        return list(zip(self.variables, weights)) + list(zip(self.model.non_trainable_variables, non_trainable))
+
+    def _shard_sum(self, position, x, y, sample_weight, divisors, total, with_gradient):
         """The share of `x` (`total` examples in all shards) in the value and (if asked) the gradient."""
         weights = self.unflatten(position)
         non_trainable = [v.value for v in self.model.non_trainable_variables]
         n = tf.shape(tf.nest.flatten(x)[0])[0]
-        chunk = tf.maximum(n, 1) if self.chunk_size is None else tf.minimum(tf.maximum(n, 1), self.chunk_size)
-        num_chunks = (n + chunk - 1) // chunk
+        chunk, num_chunks = self._chunks(n)
 
         def body(i, value, gradients):
             start = i * chunk
             end = tf.minimum(start + chunk, n)
             if not with_gradient:
-                chunk_value = self._chunk_value(weights, non_trainable, x, y, sample_weight, start, end, total)
+                chunk_value = self._chunk_value(weights, non_trainable, x, y, sample_weight, divisors, start, end, total)
                 return i + 1, value + tf.cast(chunk_value, self.dtype), gradients
             with tf.GradientTape() as tape:
                 tape.watch(weights)
                 chunk_value = self._chunk_value(
-                    weights, non_trainable, x, y, sample_weight, start, end, total
+                    weights, non_trainable, x, y, sample_weight, divisors, start, end, total
                 )
             chunk_gradients = tape.gradient(chunk_value, weights)
             chunk_gradients = [
@@ -189,27 +266,16 @@ class Objective:
         gradient = tf.concat([tf.reshape(tf.cast(g, self.dtype), [-1]) for g in gradients], axis=0)
         return value, gradient
 
-    def _chunk_value(self, weights, non_trainable, x, y, sample_weight, start, end, n):
-        def rows(t):
-            return t[start:end]
-
-        x_chunk = tf.nest.map_structure(rows, x)
-        y_pred, _, model_losses = self.model.stateless_call(
-            weights, non_trainable, x_chunk, training=self.training, return_losses=True
-        )
-        values = self.loss_fn(tf.nest.map_structure(rows, y), y_pred)
-        values = tf.cast(values, tf.float32 if values.dtype.size < 4 else values.dtype)
-        elements = tf.cast(tf.size(values), values.dtype)
-        if sample_weight is not None:
-            values = values * _broadcast_weights(tf.cast(rows(sample_weight), values.dtype), values)
-        data_loss = tf.reduce_sum(values)
-        fraction = tf.cast(end - start, values.dtype) / tf.cast(n, values.dtype)
-        if self.reduction in _MEAN_REDUCTIONS:
-            # The mean over all loss elements: each chunk's mean weighted by its share.
-            data_loss = tf.math.divide_no_nan(data_loss, elements) * fraction
-        # Model losses are per-batch means (activity) or constants (weights): weight by share.
-        extra = [tf.cast(l, values.dtype) for l in model_losses]
-        return data_loss + (tf.add_n(extra) * fraction if extra else 0.0)
+    def _chunk_value(self, weights, non_trainable, x, y, sample_weight, divisors, start, end, n):
+        """This chunk's term of the full-batch loss: Keras's `compute_loss`, split as `KerasLoss` says."""
+        x_c, y_c, w_c = self._rows((x, y, sample_weight), start, end)
+        fraction = tf.cast(end - start, self.keras_loss.dtype) / tf.cast(n, self.keras_loss.dtype)
+        single_pass = self.chunk_size is None and not isinstance(
+            tf.distribute.get_strategy(), tf.distribute.MirroredStrategy
+        ) and tf.distribute.get_strategy().num_replicas_in_sync == 1
+        with keras.StatelessScope(state_mapping=self._mapping(weights, non_trainable), collect_losses=True):
+            y_pred = self.model(x_c, training=self.training)
+            return self.keras_loss.chunk(x_c, y_c, y_pred, w_c, fraction, divisors, single_pass)
 
     @staticmethod
     def shard(strategy, tensor):
@@ -308,57 +374,22 @@ def assign_flat(variables, flat):
         variable.assign(tf.cast(tf.reshape(part, variable.shape), variable.dtype))
 
 
-def _broadcast_weights(weights, values):
-    weights = tf.reshape(weights, tf.concat([tf.shape(weights), tf.ones([tf.rank(values) - 1], tf.int32)], 0))
-    return tf.broadcast_to(weights, tf.shape(values))
+def single_loss(model, loss=None):
+    """Returns `loss`, or the single loss `model` was compiled with, or `None` for several or none.
 
-
-class _FunctionLoss(keras.losses.Loss):
-    """A per-example loss function as a `keras.losses.Loss` with the default reduction."""
-
-    def __init__(self, fn):
-        super().__init__(name=getattr(fn, "__name__", "loss"))
-        self.fn = fn
-
-    def call(self, y_true, y_pred):
-        return self.fn(y_true, y_pred)
-
-
-def loss_object(model, loss=None):
-    """Returns `loss`, or the loss `model` was compiled with, as a `keras.losses.Loss`.
-
-    Args:
-        model: A Keras model, compiled when `loss` is `None`.
-        loss: A loss name (e.g. `"sparse_categorical_crossentropy"`), a function
-            `fn(y_true, y_pred)` returning per-example values, or a
-            `keras.losses.Loss` instance.
-
-    Returns:
-        A `keras.losses.Loss`; functions are wrapped with the default
-        `"sum_over_batch_size"` reduction, as `model.compile` does.
-
-    Raises:
-        ValueError: when there is no loss, or it is a multi-output loss.
+    Names are resolved with `keras.losses.get` (a name gives a function or a
+    `keras.losses.Loss`); lists and dicts (several outputs) give `None`.
     """
     if loss is None:
         loss = getattr(model, "loss", None)
-        if loss is None:
-            raise ValueError(
-                "`loss` is None and the model was not compiled with a loss: pass "
-                "`loss=` (a name, function or keras.losses.Loss) or compile the model."
-            )
-    if isinstance(loss, (dict, list, tuple)):
-        raise ValueError(
-            "`loss` must be a single loss (a name, function or keras.losses.Loss); "
-            f"multi-output losses are not supported, got {type(loss).__name__}."
-        )
+    if loss is None or isinstance(loss, (dict, list, tuple)) or not (isinstance(loss, str) or callable(loss)):
+        return None
     if isinstance(loss, str):
-        loss = keras.losses.get(loss)
-    if isinstance(loss, keras.losses.Loss):
-        return loss
-    if callable(loss):
-        return _FunctionLoss(loss)
-    raise ValueError(f"`loss` must be a loss name, function or keras.losses.Loss, got {loss!r}.")
+        try:
+            return keras.losses.get(loss)
+        except ValueError:
+            return None
+    return loss
 
 
 def check_targets(model, y, loss=None, name="y"):
@@ -383,9 +414,10 @@ def check_targets(model, y, loss=None, name="y"):
     """
     if y is None or not isinstance(y, np.ndarray):
         return
-    loss = loss_object(model, loss)
+    loss = single_loss(model, loss)
     if not (
         isinstance(loss, keras.losses.SparseCategoricalCrossentropy)
+        or loss is keras.losses.sparse_categorical_crossentropy
         or getattr(loss, "fn", None) is keras.losses.sparse_categorical_crossentropy
     ):
         return
@@ -394,17 +426,3 @@ def check_targets(model, y, loss=None, name="y"):
         return
     ignore_class = loss.get_config().get("ignore_class") if hasattr(loss, "get_config") else None
     checks.check_class_labels(name, y, int(shape[-1]), ignore_class=ignore_class)
-
-
-def resolve_loss(model, loss=None):
-    """Returns `(per_example_loss_fn, reduction)` for `loss` or the model's compiled loss.
-
-    Raises:
-        ValueError: as `loss_object` does, or when the loss reduction is not
-            one of `"sum_over_batch_size"`, `"mean"` or `"sum"`.
-    """
-    loss = loss_object(model, loss)
-    reduction = loss.reduction or "none"
-    if reduction not in _SUPPORTED_REDUCTIONS:
-        raise ValueError(f"The loss reduction must be one of {_SUPPORTED_REDUCTIONS}, got {reduction!r}.")
-    return loss.call, reduction

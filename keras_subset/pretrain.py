@@ -43,7 +43,8 @@ from keras_subset import data as data_lib
 from keras_subset import subset as subset_lib
 from keras_subset.lbfgs import LBFGS
 from keras_subset.minimize import Minimization
-from keras_subset.objective import Objective, check_targets, loss_object
+from keras_subset.keras_loss import KerasLoss, check_loss_argument
+from keras_subset.objective import Objective, check_targets
 
 STOP_RULES = ("held_out", "none")
 
@@ -156,6 +157,8 @@ def pretrain(
     y=None,
     *,
     sample_weight=None,
+    class_weight=None,
+    loss=None,
     size=None,
     fraction=None,
     ratio=None,
@@ -212,7 +215,16 @@ def pretrain(
         x: Inputs: arrays, tensors (or a list/dict of them) or a finite,
             batched `tf.data.Dataset` of `(x, y)` or `(x, y, sample_weight)`.
         y: Targets (`None` when `x` is a dataset).
-        sample_weight: Optional non-negative per-example weights.
+        sample_weight: Optional non-negative per-example weights, of shape
+            `(N,)` or `(N, 1)`.
+        class_weight: Optional dict `{class index: weight}`, turned into
+            per-example weights as `model.fit` does (not together with
+            `sample_weight`; one output only).
+        loss: A loss (name, function, `keras.losses.Loss`, or a list/dict of
+            them for several outputs) to fit instead of the compiled one;
+            by default the compiled loss, exactly as `model.evaluate`
+            computes it (`compute_loss`, `loss_weights`, masks,
+            `model.losses`).
         size, fraction, ratio: The first subset's size (exactly one).
         growth: The factor between stage sizes (> 1), or `None` for one subset.
         max_size, max_fraction, max_ratio: The last stage's size (at most one;
@@ -268,7 +280,7 @@ def pretrain(
     """
     start_time = time.perf_counter()
     plan = _Plan(
-        model, x, y, sample_weight, size, fraction, ratio, growth, max_size, max_fraction, max_ratio, strategy,
+        model, x, y, sample_weight, class_weight, loss, size, fraction, ratio, growth, max_size, max_fraction, max_ratio, strategy,
         optimizer, epochs, batch_size, seed, num_outputs, weight_decay, stop_rule, check_every, patience,
         check_tolerance, carry_history, training, callbacks, verbose,
     )
@@ -305,7 +317,7 @@ class _Plan:
     """The checked arguments of one `pretrain` call, its stage sizes and subset order, and the stages' work."""
 
     def __init__(
-        self, model, x, y, sample_weight, size, fraction, ratio, growth, max_size, max_fraction, max_ratio,
+        self, model, x, y, sample_weight, class_weight, loss, size, fraction, ratio, growth, max_size, max_fraction, max_ratio,
         strategy, optimizer, epochs, batch_size, seed, num_outputs, weight_decay, stop_rule, check_every,
         patience, check_tolerance, carry_history, training, callbacks, verbose,
     ):
@@ -315,7 +327,7 @@ class _Plan:
             max_fraction=max_fraction, max_ratio=max_ratio, strategy=strategy, optimizer=optimizer,
             epochs=epochs, batch_size=batch_size, seed=seed, num_outputs=num_outputs, weight_decay=weight_decay,
             stop_rule=stop_rule, check_every=check_every, patience=patience, check_tolerance=check_tolerance,
-            carry_history=carry_history, training=training, verbose=verbose,
+            carry_history=carry_history, training=training, verbose=verbose, class_weight=class_weight, loss=loss,
         )
         optimizer = resolve_optimizer(optimizer)
         if optimizer is getattr(model, "optimizer", None):
@@ -324,7 +336,10 @@ class _Plan:
         self.x, self.y, self.sample_weight = data_lib.to_arrays(x, y, sample_weight)
         if self.y is None:
             raise ValueError("`y` is None: pass the training targets (or a dataset of (x, y)).")
-        check_targets(model, self.y)
+        self.sample_weight = data_lib.apply_class_weight(self.y, self.sample_weight, class_weight)
+        self.loss = loss
+        KerasLoss(model, loss)  # no loss at all is refused here, before any work
+        check_targets(model, self.y, loss)
         self.n = data_lib.num_examples(self.x)
         first = subset_lib.resolve_subset_size(self.n, size, fraction, ratio, model, num_outputs)
         last = self.n
@@ -340,7 +355,13 @@ class _Plan:
         self.sizes = stage_sizes(first, last, growth)
         subset_lib.warn_if_underdetermined(model, first, num_outputs)
         self.model, self.num_outputs = model, num_outputs
-        self.order = subset_lib.nested_order(self.y, strategy, seed)
+        if strategy == "stratified" and not isinstance(self.y, np.ndarray):
+            raise ValueError(
+                'strategy="stratified" needs the class labels of one output (one array `y`); with several '
+                'outputs use strategy="random".'
+            )
+        # The number of examples, not len(y): y may be a list or dict of several outputs' targets.
+        self.order = subset_lib.nested_order(self.y if strategy == "stratified" else self.n, strategy, seed)
         self.optimizer, self.epochs, self.batch_size, self.seed = optimizer, epochs, int(batch_size), seed
         self.weight_decay = float(weight_decay)
         self.stop_rule, self.check_every, self.patience = stop_rule, int(check_every), int(patience)
@@ -400,7 +421,7 @@ class _Plan:
         size = data_lib.num_examples(subset[0])
         options = self._lbfgs_options(decay)
         history = previous if self.carry_history else None
-        run = Minimization(options, self.model, *subset, None, history=history)
+        run = Minimization(options, self.model, *subset, self.loss, history=history)
         checker = None if held_out is None else _HeldOut(run.objective, held_out, self._value_function(run.objective))
         progress = keras.utils.Progbar(options.max_iterations, verbose=self.verbose, unit_name="iteration") if self.verbose == 1 else None
         stopped_by_rule = False
@@ -488,23 +509,23 @@ class _Plan:
     def _keras_stage(self, subset, held_out):
         """Minibatch epochs of a Keras optimizer over the subset, with a held-out check after each."""
         model, optimizer = self.model, self.optimizer
-        loss = loss_object(model)
         optimizer.build(model.trainable_variables)
         x, y, w = subset
+        objective = Objective(model, loss=self.loss, chunk_size="auto", training=False)
+        keras_loss = objective.keras_loss
 
         @tf.function
         def step(xb, yb, wb):
+            # One minibatch step as `fit` takes it: Keras's loss of the batch (compute_loss, model.losses).
             with tf.GradientTape() as tape:
                 y_pred = model(xb, training=True)
-                value = loss(yb, y_pred, sample_weight=wb)
-                if model.losses:
-                    value = value + tf.add_n([tf.cast(l, value.dtype) for l in model.losses])
+                value = keras_loss.chunk(xb, yb, y_pred, wb, tf.ones([]), None, True)
             gradients = tape.gradient(value, model.trainable_variables)
             optimizer.apply(gradients, model.trainable_variables)
             return value
 
-        objective = Objective(model, chunk_size="auto", training=False)
         tensors = tuple(None if a is None else tf.nest.map_structure(data_lib.to_tensor, a) for a in subset)
+        tensors = objective.data(*tensors)
         first_loss = float(objective.value(objective.position(), *tensors))
         checker = None if held_out is None else _HeldOut(objective, held_out, self._value_function(objective))
         parts = (x, y) if w is None else (x, y, w)
@@ -560,7 +581,7 @@ class _HeldOut:
         strategy = tf.distribute.get_strategy()
         if strategy.num_replicas_in_sync > 1:
             tensors = tuple(Objective.shard(strategy, t) for t in tensors)
-        self.tensors = tensors
+        self.tensors = objective.data(*tensors)
         self.size = data_lib.num_examples(held_out[0])
         self._value = value_function
         self.best_value, self.best_position, self.best_subset_loss, self.best_iteration = math.inf, None, None, 0
@@ -594,10 +615,14 @@ def resolve_optimizer(optimizer):
 def check_arguments(
     *, size, fraction, ratio, growth, max_size, max_fraction, max_ratio, strategy, optimizer, epochs, batch_size,
     seed, num_outputs, weight_decay, stop_rule, check_every, patience, check_tolerance, carry_history, training,
-    verbose,
+    verbose, class_weight=None, loss=None,
 ):
     """Checks every argument of `pretrain` that needs neither the data nor the model; raises `ValueError`."""
     subset_lib.check_size_arguments(size, fraction, ratio)
+    if loss is not None:
+        check_loss_argument(loss)
+    if class_weight is not None:
+        data_lib.apply_class_weight(np.zeros(1, np.int64), None, class_weight)  # the dict's form only
     growth = checks.check_number("growth", growth, minimum=1, min_inclusive=False, allow_none=True)
     maxima = [v for v in (max_size, max_fraction, max_ratio) if v is not None]
     if maxima and growth is None:

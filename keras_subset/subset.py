@@ -40,14 +40,21 @@ def output_shape_of(model):
 
 
 def num_outputs_of(model):
-    """Returns M, the number of outputs per example (product of the output shape but the batch axis)."""
+    """Returns M, the number of outputs per example: the product of the output shape but the batch axis.
+
+    For a model with several outputs, M is the sum over the outputs.
+    """
     shape = output_shape_of(model)
-    if shape is None:
-        raise ValueError(
-            "Cannot read the number of outputs per example from the model (subclassed, "
-            "multi-output or with a variable output shape): pass `num_outputs`."
-        )
-    return int(np.prod(shape[1:]))
+    if shape is not None:
+        return int(np.prod(shape[1:]))
+    outputs = getattr(model, "outputs", None) or []
+    shapes = [tuple(o.shape) for o in outputs] if len(outputs) > 1 else []
+    if shapes and all(d is not None for s in shapes for d in s[1:]):
+        return int(sum(np.prod(s[1:]) for s in shapes))
+    raise ValueError(
+        "Cannot read the number of outputs per example from the model (subclassed, or with a variable "
+        "output shape): pass `num_outputs`."
+    )
 
 
 def overdetermination_ratio(model, num_examples, num_outputs=None):
@@ -294,8 +301,19 @@ def _as_class_labels(y):
     if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
         raise ValueError("Class labels contain NaN or Inf values.")
     if y.ndim == 2 and y.shape[1] > 1:
+        if y.dtype.kind == "f" and (np.any(y < 0) or not np.allclose(y.sum(axis=1), 1.0, atol=1e-3)):
+            raise ValueError(
+                f"Class labels of shape {y.shape} must be one-hot (or class probabilities: >= 0, each row "
+                "summing to 1); these look like continuous targets, which have no classes to balance. "
+                'Use strategy="random".'
+            )
         return np.argmax(y, axis=1)
     y = y.reshape(len(y), -1)
     if y.shape[1] != 1:
         raise ValueError(f"Class labels must have shape (N,), (N, 1) or one-hot (N, C); got {y.shape}.")
+    if y.dtype.kind == "f" and not np.all(y == np.round(y)):
+        raise ValueError(
+            "Class labels must be whole numbers (class indices); these targets are continuous "
+            f"(e.g. {y[y != np.round(y)][0]!r}), so they have no classes to balance. Use strategy=\"random\"."
+        )
     return y[:, 0]
