@@ -25,7 +25,9 @@ Keras's full-batch value: exact for the compiled losses, and for
 A `compute_loss` override is weighted the same way, which is exact when it is a
 mean over examples plus terms of the weights (the usual form, e.g.
 `super().compute_loss(...) + penalty`); with one chunk (`chunk_size=None`) it
-is exact for any override.
+is exact for any override. Under a `tf.distribute` strategy of R replicas,
+Keras divides `model.losses` by R (the replicas' gradients are summed): each
+chunk is weighted by `R * f_c` there, and the outputs' losses divided by it.
 """
 
 import contextlib
