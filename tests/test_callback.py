@@ -13,14 +13,18 @@ from conftest import small_cnn
 
 
 class _FullSetLoss(keras.callbacks.Callback):
-    """Records the full training set's loss when fit starts (after the callbacks before it)."""
+    """Records the full training set's loss when the first epoch begins (after the callbacks before it).
+
+    SubsetPretraining runs there, after every callback's on_train_begin (BackupAndRestore's too).
+    """
 
     def __init__(self, x, y):
         super().__init__()
         self.x, self.y, self.loss = x, y, None
 
-    def on_train_begin(self, logs=None):
-        self.loss = self.model.evaluate(self.x, self.y, batch_size=1000, verbose=0)[0]
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.loss is None:
+            self.loss = self.model.evaluate(self.x, self.y, batch_size=1000, verbose=0)[0]
 
 
 def test_lbfgs_pretraining_in_fit(mnist, tmp_path):
