@@ -8,6 +8,9 @@ import pytest
 from benchmarks import config as config_lib
 from benchmarks import runner
 
+# Every test of this file is quick: all in the fast tier.
+pytestmark = pytest.mark.fast
+
 
 def test_presets_and_overrides():
     from benchmarks import cifar10, cifar100, mnist

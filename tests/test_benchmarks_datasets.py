@@ -10,6 +10,7 @@ from benchmark_helpers import data_dir
 from benchmarks import datasets
 
 
+@pytest.mark.fast
 def test_missing_local_data_raises_helpful_error(tmp_path, monkeypatch):
     monkeypatch.delenv(datasets.ENV_VAR, raising=False)
     with pytest.raises(datasets.DataNotFoundError) as info:
@@ -40,6 +41,7 @@ def _write_idx(path, array):
         f.write(header + array.astype(np.uint8).tobytes())
 
 
+@pytest.mark.fast
 def test_fashion_mnist_idx_loader(tmp_path):
     rng = np.random.RandomState(1)
     folder = tmp_path / datasets.FASHION_MNIST_SUBDIR
@@ -91,6 +93,7 @@ def test_real_fashion_mnist_files():
     assert np.bincount(raw["y_train"]).tolist() == [6000] * 10
 
 
+@pytest.mark.fast
 def test_real_data_layout_and_normalization():
     folder = data_dir("mnist.npz", "cifar100.npz")
     data = datasets.load_dataset("cifar100", local_data_dir=folder,

@@ -1,6 +1,11 @@
 """Tests of `benchmarks.models`: the reference CNNs' parameter counts."""
 
+import pytest
+
 from benchmarks import models
+
+# Every test of this file is quick: all in the fast tier.
+pytestmark = pytest.mark.fast
 
 
 def test_models_parameter_counts():

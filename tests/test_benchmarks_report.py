@@ -2,12 +2,17 @@
 
 import json
 
+import pytest
+
 from benchmark_helpers import point
 from benchmark_helpers import record
 from benchmarks import overview
 from benchmarks import report
 from benchmarks import stats
 from benchmarks.config import Config
+
+# Every test of this file is quick: all in the fast tier.
+pytestmark = pytest.mark.fast
 
 
 def test_one_number_formatter_for_reports_and_overview():

@@ -257,6 +257,7 @@ def test_cost_accounting_of_the_pretrain_runs_matches_hand_count(tmp_path):
     assert set(summary["frames"]["paper"][0]) >= {"target", "baseline", "evaluations"}
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("patience", [1, 2])
 def test_adam_phases_on_the_full_set_stop_by_the_stopping_rule(patience, tmp_path):
     # No epoch can gain 50 pp: the conventional run and the fine-tuning stop after

@@ -124,6 +124,7 @@ def test_script_smoke_end_to_end(script, data_file, tmp_path):
         assert f"| {name} |" in table
 
 
+@pytest.mark.fast
 def test_script_reports_missing_data(tmp_path):
     proc = _run_script("mnist", "--preset=smoke", f"--output_dir={tmp_path / 'out'}",
                        data_folder=tmp_path)

@@ -12,6 +12,9 @@ from benchmarks import report
 from benchmarks import stats
 from benchmarks.config import Config
 
+# Every test of this file is quick: all in the fast tier.
+pytestmark = pytest.mark.fast
+
 
 
 

@@ -27,6 +27,7 @@ class _FullSetLoss(keras.callbacks.Callback):
             self.loss = self.model.evaluate(self.x, self.y, batch_size=1000, verbose=0)[0]
 
 
+@pytest.mark.fast
 def test_lbfgs_pretraining_in_fit(mnist, tmp_path):
     x, y, x_test, y_test = mnist
     model = small_cnn(seed=10)
@@ -91,6 +92,7 @@ def test_same_seed_same_subset_and_result(mnist):
     assert results[0].result["evaluations"] == results[1].result["evaluations"]
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize(
     "kwargs, match",
     [

@@ -5,6 +5,9 @@ import pytest
 
 from keras_subset import checks
 
+# Every test of this file is quick: all in the fast tier.
+pytestmark = pytest.mark.fast
+
 
 def test_integers_accept_numpy_and_refuse_bools_floats_and_out_of_range():
     assert checks.check_int("n", np.int64(3), minimum=1) == 3

@@ -8,6 +8,9 @@ import keras
 from keras_subset import chunking
 from keras_subset.objective import Objective
 
+# Every test of this file is quick: all in the fast tier.
+pytestmark = pytest.mark.fast
+
 
 def _mlp(width=128):
     return keras.Sequential(

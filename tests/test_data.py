@@ -20,6 +20,7 @@ def test_dataset_input_equals_arrays(mnist):
     assert losses[0] == pytest.approx(losses[1], rel=1e-5)
 
 
+@pytest.mark.fast
 def test_inputs_become_tensors_sharing_memory_where_safe(mnist):
 
     images = mnist[0][:100]
@@ -67,6 +68,7 @@ def test_negative_non_finite_or_all_zero_sample_weights_are_refused(mnist):
     assert to_arrays(x, y, some_zero)[2] is not None
 
 
+@pytest.mark.fast
 def test_empty_inputs_are_refused_by_every_entry_point(mnist):
     x, y = mnist[0][:100], mnist[1][:100]
     model = small_cnn(seed=1)
@@ -126,6 +128,7 @@ def test_non_numeric_inputs_and_targets_are_refused(mnist):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.fast
 def test_unbatched_dataset_is_refused_with_how_to_batch_it(mnist):
     x, y = mnist[0][:100], mnist[1][:100]
     model = small_cnn(seed=1)

@@ -5,6 +5,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from conftest import data_file
 
 SCRIPT = textwrap.dedent(
@@ -51,6 +53,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.fast
 def test_mirrored_strategy_over_two_cpu_devices_matches_one_device():
     tests = os.path.dirname(os.path.abspath(__file__))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([tests, os.path.dirname(tests), os.environ.get("PYTHONPATH", "")]))

@@ -47,6 +47,7 @@ def test_unit_steps_are_accepted_on_a_quadratic():
     assert evaluations <= 1.15 * iterations + 1, (iterations, evaluations)
 
 
+@pytest.mark.fast
 def test_compiled_loop_equals_eager_loop():
     # TensorFlow 2.21 once returned empty tensors from this loop in a tf.function (branch order of a
     # tf.cond): the compiled result must be the eager one.
@@ -106,6 +107,7 @@ def test_a_nan_everywhere_but_the_start_fails_as_non_finite():
     assert int(state.num_objective_evaluations) == 1 + 1 + lbfgs_loop.MAX_SHRINKS
 
 
+@pytest.mark.fast
 def test_wolfe_acceptance():
     f0, slope = 1.0, -1.0
     # Enough decrease and a flattened slope: accepted.
@@ -117,6 +119,7 @@ def test_wolfe_acceptance():
     assert bool(lbfgs_loop.accepts(1.0, -1e-9, 1.0, 1.0 + 1e-8, -0.5e-9))
 
 
+@pytest.mark.fast
 def test_curvature_pairs_need_positive_curvature():
     s = tf.constant([1.0, 0.0], tf.float64)
     assert bool(lbfgs_loop.keep_pair(s, tf.constant([1.0, 0.0], tf.float64)))
@@ -131,6 +134,7 @@ def test_curvature_pairs_need_positive_curvature():
     np.testing.assert_allclose(direction.numpy(), [-2.0, 0.0])
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("bad", [{"initial_position": None}, {"initial_position": tf.zeros([2]), "previous_state": 1}])
 def test_exactly_one_start(bad):
     with pytest.raises(ValueError, match="exactly one"):

@@ -12,6 +12,7 @@ from conftest import small_cnn
 from convex import downsampled, logistic_regression, numpy_objective, scipy_optimum
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("line_search", ["initial_step", "hager_zhang"])
 def test_float64_reaches_scipy_optimum_on_convex_problem(mnist, line_search):
     x, y = downsampled(mnist, 3000)
@@ -88,6 +89,7 @@ def test_nan_during_run_never_leaves_nan_weights(mnist, line_search):
     assert float(value) == pytest.approx(result.loss, rel=1e-5)
 
 
+@pytest.mark.fast
 def test_non_finite_initial_loss_is_an_error(mnist):
     x, y = mnist[0][:50].copy(), mnist[1][:50]
     x[3, 5, 5, 0] = np.nan

@@ -11,6 +11,7 @@ from keras_subset.objective import Objective
 from conftest import small_cnn
 
 
+@pytest.mark.fast
 def test_objective_equals_keras_loss_and_chunking_changes_nothing(mnist):
     x, y = mnist[0][:500], mnist[1][:500]
     weights = np.linspace(0.5, 2.0, 500).astype("float32")

@@ -12,6 +12,7 @@ from keras_subset.objective import Objective
 from conftest import small_cnn
 
 
+@pytest.mark.fast
 def test_stage_sizes_grow_by_the_factor_to_the_last():
     assert stage_sizes(100, 1000, None) == [100]
     assert stage_sizes(100, 1000, 2.0) == [100, 200, 400, 800, 1000]
@@ -167,6 +168,7 @@ def test_keras_optimizer_stages(mnist):
     assert result.stages[-1].loss < result.initial_loss
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize(
     "kwargs, match",
     [

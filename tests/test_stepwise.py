@@ -6,6 +6,9 @@ import tensorflow as tf
 
 from keras_subset import stepwise
 
+# Every test of this file is quick: all in the fast tier.
+pytestmark = pytest.mark.fast
+
 
 def _rosenbrock(position):
     x, y = position[0], position[1]

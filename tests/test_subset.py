@@ -12,6 +12,10 @@ from keras_subset.subset import resolve_subset_size, warn_if_underdetermined
 
 from conftest import small_cnn
 
+# Every test of this file is quick: all in the fast tier.
+pytestmark = pytest.mark.fast
+
+
 P_SMALL_CNN = (3 * 3 * 1 * 4 + 4) + (6 * 6 * 4 * 10 + 10)  # conv + dense = 1,490
 
 

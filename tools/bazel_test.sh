@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # CI entry point: run every Bazel test target offline.
 #   bash tools/bazel_test.sh [extra `bazel test` flags, e.g. --nocache_test_results]
+#   TEST_TARGETS=//:fast_tier bash tools/bazel_test.sh   (targets other than //...)
 # Installs nothing but Debian's bazel-bootstrap(+source) when Bazel is missing,
-# then runs `bazel test //... --test_output=errors` and exits with Bazel's code.
+# then runs `bazel test ${TEST_TARGETS:-//...} --test_output=errors` and exits with Bazel's code.
 # Environment passed on to tests (see .bazelrc): PATH, HOME, PYENV_VERSION,
 # KERAS_SUBSET_DATA_DIR, KERAS_BACKEND, TF_CPP_MIN_LOG_LEVEL, CUDA_VISIBLE_DEVICES.
 set -euo pipefail
@@ -33,7 +34,8 @@ sys.exit(any(u.find_spec(m) is None for m in ("tensorflow", "keras", "numpy", "p
 fi
 
 set +e
-bazel test //... --test_output=errors "$@"
+read -r -a targets <<< "${TEST_TARGETS:-//...}"
+bazel test --test_output=errors "$@" "${targets[@]}"
 rc=$?
 set -e
 exit "${rc}"
