@@ -37,6 +37,7 @@ def _evaluate(model, x, y, **kwargs):
     return model.evaluate(x, y, batch_size=n, verbose=0, return_dict=True, **kwargs)["loss"]
 
 
+@pytest.mark.fast
 def test_binary_classifier_with_flat_targets(small):
     x, labels, _ = small
     y = (labels % 2).astype("float32")  # shape (N,), the output (N, 1): as model.fit takes them
@@ -130,6 +131,7 @@ class _Penalised(keras.Model):
         return loss + 0.5 * tf.reduce_sum(tf.square(self.trainable_variables[0]))
 
 
+@pytest.mark.fast
 def test_compute_loss_override_and_regularisers(small):
     x, labels, _ = small
     keras.utils.set_random_seed(4)
