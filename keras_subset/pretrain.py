@@ -528,7 +528,9 @@ class _Plan:
         tensors = objective.data(*tensors)
         first_loss = float(objective.value(objective.position(), *tensors))
         checker = None if held_out is None else _HeldOut(objective, held_out, self._value_function(objective))
-        parts = (x, y) if w is None else (x, y, w)
+        # tf.data reads a list as one tensor: the targets of several outputs go in as a tuple.
+        as_tuples = lambda a: tuple(as_tuples(b) for b in a) if isinstance(a, list) else a
+        parts = (as_tuples(x), as_tuples(y)) + (() if w is None else (w,))
         size = data_lib.num_examples(x)
         dataset = tf.data.Dataset.from_tensor_slices(parts).shuffle(size, seed=self.seed, reshuffle_each_iteration=True)
         dataset = dataset.batch(self.batch_size)

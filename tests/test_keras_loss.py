@@ -74,6 +74,9 @@ def test_several_outputs_list_dict_and_loss_weights(small):
     assert result.stages[0].held_out_size == 50
     assert keras_subset.overdetermination_ratio(model, 50) == pytest.approx(50 * 5 / model.count_params())
     assert keras_subset.pretrain(model, x, [ya, yb], ratio=1.0, optimizer=keras_subset.LBFGS(max_iterations=2)).stages
+    # A Keras optimizer's minibatches carry the list of targets too.
+    adam = keras_subset.pretrain(model, x, [ya, yb], size=50, seed=0, optimizer="adam", epochs=2, stop_rule="none")
+    assert adam.loss < adam.initial_loss
 
 
 def test_masks_from_embedding_and_ignore_class(small):
