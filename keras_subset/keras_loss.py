@@ -209,12 +209,9 @@ class KerasLoss:
         """
         if self._kinds is not None:
             return
-        if tf.inside_function():
-            if self.container is not None and not getattr(self.container, "built", False):
-                self._probe(x, y, sample_weight)
-            return
         if self.container is None and not self.overridden:
             return
+        # A concrete function of its own: traced (also from inside another trace), never run.
         spec = lambda t: None if t is None else tf.TensorSpec([None] + list(t.shape[1:]), t.dtype)
         specs = tf.nest.map_structure(spec, (x, y, sample_weight))
         tf.function(lambda x, y, w: self._probe(x, y, w, learn=True)).get_concrete_function(*specs)
@@ -232,10 +229,17 @@ class KerasLoss:
         return tf.zeros([])
 
     def static_divisors(self, num_examples):
-        """The full-batch divisors of `num_examples` examples when no data is needed for them, else `None`."""
+        """The full-batch divisors of `num_examples` (an int or a scalar tensor) examples, or `None`.
+
+        `None` when a divisor depends on the data (masks, `"mean_with_sample_weight"`)
+        or `build` has not run.
+        """
         if self._kinds is None or any(k is None for k in self._kinds):
             return None
-        return tf.constant([1.0 if k == 0 else float(k * num_examples) for k in self._kinds], self.dtype)
+        if not self._kinds:  # an override that uses no compiled loss
+            return tf.zeros([0], self.dtype)
+        n = tf.cast(num_examples, self.dtype)
+        return tf.stack([tf.ones([], self.dtype) if k == 0 else n * k for k in self._kinds])
 
     def chunk(self, x, y, y_pred, sample_weight, fraction, divisors, single_pass):
         """`f_c * compute_loss` of one chunk, whose sum over the chunks is the full-batch loss.

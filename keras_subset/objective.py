@@ -122,7 +122,9 @@ class Objective:
     def _divisors(self, position, x, y, sample_weight):
         """The divisors of every output's loss over all examples (summed over replicas)."""
         if not isinstance(tf.nest.flatten(x)[0], tf.distribute.DistributedValues):
-            return self._shard_divisors(position, x, y, sample_weight)
+            self.keras_loss.build(x, y, sample_weight)
+            static = self.keras_loss.static_divisors(tf.shape(tf.nest.flatten(x)[0])[0])
+            return static if static is not None else self._shard_divisors(position, x, y, sample_weight)
         strategy = tf.distribute.get_strategy()
         local = strategy.run(self._shard_divisors, args=(position, x, y, sample_weight))
         return strategy.reduce("sum", local, axis=None)

@@ -240,3 +240,45 @@ def test_smaller_mends(small, monkeypatch):
     monkeypatch.setattr(keras_subset.data, "PROGRESS_SECONDS", 0.0)
     with pytest.raises(ValueError, match="301 batches.*may never end"):
         keras_subset.LBFGS().minimize(regression, dataset)
+
+
+@pytest.mark.fast
+def test_divisors_cost_no_forward_pass_unless_a_mask_needs_one(small):
+    """Counted divisors are free; a masked loss's are measured by one forward pass per set of examples."""
+    x, labels, tokens = small
+    forwarded = {"examples": 0}
+
+    class Counting(keras.layers.Layer):
+        def call(self, inputs):
+            def count(batch):
+                forwarded["examples"] += int(batch)
+                return np.float32(0.0)
+
+            zero = tf.py_function(count, [tf.shape(inputs)[0]], tf.float32)
+            zero.set_shape([])
+            return inputs + tf.cast(tf.stop_gradient(zero), inputs.dtype)
+
+    from keras_subset.objective import Objective
+
+    model = keras.Sequential([keras.Input((49,)), Counting(), keras.layers.Dense(10, activation="softmax")])
+    model.compile(loss="sparse_categorical_crossentropy")
+    objective = Objective(model, chunk_size=7)
+    step = tf.function(objective.value_and_gradient)
+    step(objective.position(), tf.constant(x), tf.constant(labels))  # no divisors given: counted, not measured
+    assert forwarded["examples"] == N
+    data = objective.data(tf.constant(x), tf.constant(labels))
+    assert forwarded["examples"] == N  # nothing run for them
+
+    keras.utils.set_random_seed(7)
+    masked = keras.Sequential([
+        keras.Input((49,)), Counting(), keras.layers.Embedding(4, 2, mask_zero=True),
+        keras.layers.SimpleRNN(2, return_sequences=True), keras.layers.Dense(3, activation="softmax"),
+    ])
+    masked.compile(loss="sparse_categorical_crossentropy")
+    objective = Objective(masked, chunk_size=7)
+    y = np.repeat(labels[:, None] % 3, 49, axis=1)
+    forwarded["examples"] = 0
+    data = objective.data(tf.constant(tokens), tf.constant(y))
+    assert forwarded["examples"] == N  # one pass measured the unmasked steps
+    objective.value_and_gradient(objective.position(), *data)
+    assert forwarded["examples"] == 2 * N
