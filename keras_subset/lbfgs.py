@@ -449,7 +449,10 @@ class LBFGS(keras.optimizers.Optimizer):
             "budget_spent": self.max_evaluations is not None and int(state["evaluations"]) >= self.max_evaluations,
         }
 
-    def minimize(self, model, x, y=None, sample_weight=None, loss=None, verbose=0, class_weight=None):
+    def minimize(
+        self, model, x, y=None, sample_weight=None, loss=None, verbose=0, class_weight=None,
+        augment=None, copies=0, seed=None,
+    ):
         """Minimises the model's loss over all of `x`, `y`; the model ends at the best weights.
 
         Args:
@@ -463,6 +466,15 @@ class LBFGS(keras.optimizers.Optimizer):
             verbose: 0 silent, 1 a progress bar, 2 one line per progress update.
             class_weight: A dict `{class index: weight}`, as `model.fit` takes
                 it (instead of `sample_weight`; one output only).
+            augment: A Keras random preprocessing layer (or a
+                `keras.Sequential` of them), or a function `(images, seed) ->
+                images` for a batch of one image and a shape-[2] stateless seed,
+                that makes the augmented copies (`copies` > 0).
+            copies: Augmented copies fitted with every example (0: none). Copy j
+                of example i is a fixed function of `(seed, i, j)`, made inside the
+                chunked evaluation (no memory grows with it); the objective is the
+                loss over all `N * (1 + copies)` examples.
+            seed: The copies' seed (an int >= 0; `None` is 0).
 
         Returns:
             An `LBFGSResult`.
@@ -471,7 +483,10 @@ class LBFGS(keras.optimizers.Optimizer):
             ValueError: for a model without trainable weights, inputs that do
                 not fit, or a loss that is not finite at the starting weights.
         """
-        run = Minimization(self, model, x, y, sample_weight, loss, class_weight=class_weight)
+        run = Minimization(
+            self, model, x, y, sample_weight, loss, class_weight=class_weight, augment=augment, copies=copies,
+            seed=seed,
+        )
         progress = Progress(verbose, self.max_iterations)
         while not run.done:
             # Segments also refresh the |loss| that f_relative_tolerance is relative to.
@@ -495,6 +510,9 @@ class LBFGS(keras.optimizers.Optimizer):
         callbacks=None,
         verbose=1,
         class_weight=None,
+        augment=None,
+        copies=0,
+        seed=None,
     ):
         """Full-batch L-BFGS in `model.fit`'s shape: epochs of iterations, Keras callbacks, History.
 
@@ -524,7 +542,7 @@ class LBFGS(keras.optimizers.Optimizer):
                 before the first iteration.
             callbacks: A list of `keras.callbacks.Callback`.
             verbose: 0 silent, 1 progress bar, 2 one line per epoch.
-            class_weight: As for `minimize`.
+            class_weight, augment, copies, seed: As for `minimize`.
 
         Returns:
             The `keras.callbacks.History` of the run (also `model.history`).
@@ -545,7 +563,10 @@ class LBFGS(keras.optimizers.Optimizer):
                 "`model` must be compiled (`model.compile(loss=..., metrics=...)`): LBFGS.fit reports "
                 "the compiled loss and metrics at every epoch's end."
             )
-        run = Minimization(self, model, x, y, sample_weight, loss, class_weight=class_weight)
+        run = Minimization(
+            self, model, x, y, sample_weight, loss, class_weight=class_weight, augment=augment, copies=copies,
+            seed=seed,
+        )
         validation = None
         if validation_data is not None:
             # Checked before the first iteration: a failure after an epoch would lose the History.

@@ -45,7 +45,7 @@ class LBFGSResult:
         restarts: How often the optimiser restarted from its best point with a
             fresh history after a failure.
         seconds: Wall-clock seconds of the whole call.
-        num_examples: Examples in the objective.
+        num_examples: Examples in the objective (with augmented copies, N * (1 + copies)).
     """
 
     iterations: int
@@ -87,7 +87,10 @@ _NO_BUDGET = np.iinfo(np.int32).max
 class Minimization:
     """One L-BFGS minimisation, advanced in compiled segments; keeps the best point found."""
 
-    def __init__(self, options, model, x, y, sample_weight, loss, history=None, class_weight=None):
+    def __init__(
+        self, options, model, x, y, sample_weight, loss, history=None, class_weight=None,
+        augment=None, copies=0, seed=None, ids=None,
+    ):
         """Checks the inputs and evaluates the starting point (one evaluation).
 
         Args:
@@ -98,10 +101,14 @@ class Minimization:
                 warm start on new examples keeps its inverse-Hessian estimate
                 (`line_search="initial_step"` only; ignored otherwise).
             class_weight: A dict `{class: weight}`, turned into sample weights as `fit` does.
+            augment, copies, seed: Fixed augmented copies of every example
+                (`keras_subset.augment.Copies`).
+            ids: The examples' positions in the training set (default `0 .. N-1`),
+                from which their copies are drawn.
         """
         self.start_time = time.perf_counter()
         self.options = options
-        self.objective, self.run = compiled_run(options, model, loss)
+        self.objective, self.run = compiled_run(options, model, loss, (augment, copies, seed))
         self.x, self.y, self.sample_weight = data_lib.to_arrays(x, y, sample_weight)
         if self.y is None:
             raise ValueError("`y` is None: L-BFGS needs targets (pass `y`, or a dataset of (x, y)).")
@@ -121,10 +128,18 @@ class Minimization:
                 )
             # Each replica keeps its own contiguous shard of the examples.
             self.tensors = tuple(Objective.shard(strategy, t) for t in self.tensors)
+        n = data_lib.num_examples(self.x)
+        if self.objective.copies is not None:
+            ids = np.arange(n, dtype=np.int64) if ids is None else np.asarray(ids, np.int64)
+            ids = tf.constant(ids)
+            if strategy.num_replicas_in_sync > 1:
+                ids = Objective.shard(strategy, ids)
+        else:
+            ids = None
         position = self.objective.position()
         try:
             # The data with the full-batch divisors of the losses (one forward pass; see keras_loss).
-            self.tensors = self.objective.data(*self.tensors)
+            self.tensors = self.objective.data(*self.tensors, ids=ids)
             value, gradient = self.run.value_and_gradient(position, *self.tensors)
         except tf.errors.InvalidArgumentError as error:
             # What the checks above cannot see (labels of a custom loss, shapes the model refuses).
@@ -257,7 +272,7 @@ class Minimization:
             reason=self._reason(gradient_norm),
             restarts=self.restarts,
             seconds=time.perf_counter() - self.start_time,
-            num_examples=data_lib.num_examples(self.x),
+            num_examples=data_lib.num_examples(self.x) * self.objective.factor,
         )
 
     def _reason(self, gradient_norm):
@@ -406,7 +421,7 @@ class Progress:
             self.bar.update(iterations, values=[("loss", loss), ("evaluations", evaluations)], finalize=True)
 
 
-def compiled_run(options, model, loss):
+def compiled_run(options, model, loss, copies=(None, 0, None)):
     """Returns `(objective, CompiledRun)` for `model`, reusing the last call's when they fit.
 
     Tracing TFP's L-BFGS loop costs seconds, so repeated `minimize` calls with the
@@ -422,13 +437,15 @@ def compiled_run(options, model, loss):
         options.chunk_size,
         options.training,
         options.weight_decay,
+        id(copies[0]),
+        copies[1:],
     )
     cached = getattr(options, "_cache", None)
     if cached is not None and cached[0]() is model and cached[1] == key:
         return cached[2], cached[3]
     objective = Objective(
         model, loss=loss, chunk_size=options.chunk_size, dtype=options.dtype, training=options.training,
-        weight_decay=options.weight_decay,
+        weight_decay=options.weight_decay, augment=copies[0], copies=copies[1], seed=copies[2],
     )
     run = CompiledRun(objective, options)
     options._cache = (weakref.ref(model), key, objective, run)

@@ -7,6 +7,7 @@ import keras
 from keras_subset import checks
 from keras_subset import chunking
 from keras_subset import subset as subset_lib
+from keras_subset.augment import Copies, check_copies
 from keras_subset.keras_loss import KerasLoss
 
 # Chunks in flight at once in the chunk loop. TensorFlow's default (10) kept the activations of
@@ -56,9 +57,17 @@ class Objective:
         training: Whether to call the model in training mode (see above).
         weight_decay: Adds `weight_decay / 2 * |w|^2` over all trainable
             weights `w` to the objective (an L2 penalty; 0 for none).
+        augment, copies, seed: With `copies` > 0, every example is fitted
+            together with `copies` augmented versions of itself, made by
+            `augment` inside the chunked evaluation (see
+            `keras_subset.augment.Copies`); the objective is the loss over all
+            `N * (1 + copies)` examples.
     """
 
-    def __init__(self, model, loss=None, chunk_size=None, dtype="float32", training=False, weight_decay=0.0):
+    def __init__(
+        self, model, loss=None, chunk_size=None, dtype="float32", training=False, weight_decay=0.0,
+        augment=None, copies=0, seed=None,
+    ):
         checks.check_built("model", model)
         if not model.trainable_variables:
             raise ValueError(
@@ -69,6 +78,8 @@ class Objective:
         self.model = model
         self.dtype = tf.as_dtype(dtype)
         self.keras_loss = KerasLoss(model, loss)
+        self.copies = Copies(augment, copies, seed) if check_copies(augment, copies) else None
+        self.factor = 1 + (self.copies.copies if self.copies else 0)  # examples per original one
         self.chunk_size = None if chunk_size is None else int(chunk_size)
         self.training = bool(training)
         self.weight_decay = checks.check_number("weight_decay", weight_decay, minimum=0)
@@ -100,8 +111,8 @@ class Objective:
         assign_flat(self.variables, position)
 
     # -- the examples ---------------------------------------------------------------------
-    def data(self, x, y, sample_weight=None):
-        """Returns `(x, y, sample_weight, divisors)`: what `value_and_gradient` and `value` take after the position.
+    def data(self, x, y, sample_weight=None, ids=None):
+        """Returns `(x, y, sample_weight, divisors, ids)`: what `value_and_gradient` and `value` take after the position.
 
         Builds the loss container (a mismatch of `y` and the model's outputs
         fails here, clearly) and finds the full-batch divisors of every
@@ -109,35 +120,44 @@ class Objective:
         of examples, or, with masks or `"mean_with_sample_weight"`, measured
         with one forward pass. `x`, `y`, `sample_weight` are tensors (or
         nests), or per-replica values from `shard` under a `tf.distribute`
-        strategy.
+        strategy. `ids` are the examples' positions in the training set (int64,
+        default `0 .. N-1`), from which their augmented copies are drawn; only
+        used with `copies`.
         """
         divisors = None
         if not isinstance(tf.nest.flatten(x)[0], tf.distribute.DistributedValues):
+            n = int(tf.shape(tf.nest.flatten(x)[0])[0])
+            if self.copies is not None:
+                self.copies.check_inputs(x)
+                ids = tf.range(n, dtype=tf.int64) if ids is None else tf.cast(ids, tf.int64)
             self.keras_loss.build(x, y, sample_weight)
-            divisors = self.keras_loss.static_divisors(int(tf.shape(tf.nest.flatten(x)[0])[0]))
+            divisors = self.keras_loss.static_divisors(n * self.factor)
+        elif self.copies is not None and ids is None:
+            raise ValueError("Under a tf.distribute strategy, pass the shards' example `ids` with `copies`.")
         if divisors is None:  # masks or weight-sum divisors: one forward pass measures them
-            divisors = self._divisor_function(self.position(), x, y, sample_weight)
-        return x, y, sample_weight, divisors
+            divisors = self._divisor_function(self.position(), x, y, sample_weight, ids)
+        return x, y, sample_weight, divisors, ids
 
-    def _divisors(self, position, x, y, sample_weight):
+    def _divisors(self, position, x, y, sample_weight, ids=None):
         """The divisors of every output's loss over all examples (summed over replicas)."""
         if not isinstance(tf.nest.flatten(x)[0], tf.distribute.DistributedValues):
             self.keras_loss.build(x, y, sample_weight)
-            static = self.keras_loss.static_divisors(tf.shape(tf.nest.flatten(x)[0])[0])
-            return static if static is not None else self._shard_divisors(position, x, y, sample_weight)
+            static = self.keras_loss.static_divisors(tf.shape(tf.nest.flatten(x)[0])[0] * self.factor)
+            return static if static is not None else self._shard_divisors(position, x, y, sample_weight, ids)
         strategy = tf.distribute.get_strategy()
-        local = strategy.run(self._shard_divisors, args=(position, x, y, sample_weight))
+        local = strategy.run(self._shard_divisors, args=(position, x, y, sample_weight, ids))
         return strategy.reduce("sum", local, axis=None)
 
-    def _shard_divisors(self, position, x, y, sample_weight):
+    def _shard_divisors(self, position, x, y, sample_weight, ids=None):
         self.keras_loss.build(x, y, sample_weight)  # at the first trace; nothing once built
         weights = self.unflatten(position)
         non_trainable = [v.value for v in self.model.non_trainable_variables]
-        n = tf.shape(tf.nest.flatten(x)[0])[0]
+        originals = tf.shape(tf.nest.flatten(x)[0])[0]
+        n = originals * self.factor
         chunk, num_chunks = self._chunks(n)
 
         def divisors_of(start, end):
-            x_c, y_c, w_c = self._rows((x, y, sample_weight), start, end)
+            x_c, y_c, w_c = self._rows((x, y, sample_weight), start, end, ids, originals)
             with keras.StatelessScope(state_mapping=self._mapping(weights, non_trainable), collect_losses=True):
                 y_pred = self.model(x_c, training=self.training)
                 return self.keras_loss.chunk_divisors(x_c, y_c, y_pred, w_c)
@@ -154,16 +174,17 @@ class Objective:
         return total
 
     # -- value and gradient --------------------------------------------------------------
-    def value_and_gradient(self, position, x, y, sample_weight=None, divisors=None):
+    def value_and_gradient(self, position, x, y, sample_weight=None, divisors=None, ids=None):
         """Returns the objective and its gradient at `position` (graph-compatible).
 
         Args:
             position: Flat vector of `self.dtype` and length `num_parameters`.
             x, y, sample_weight: Tensors (or nests of tensors for `x` and `y`)
                 holding all examples.
-            divisors: The full-batch divisors `data` measured for these
-                examples; `None` measures them again at this call (one more
-                forward pass).
+            divisors: The full-batch divisors `data` found for these
+                examples; `None` finds them again at this call (one more
+                forward pass where masks need it).
+            ids: The examples' ids, with `copies` (see `data`).
 
         Under a `tf.distribute` strategy, pass `x`, `y` and `sample_weight` as
         per-replica shards (see `shard`): each replica then computes its
@@ -174,10 +195,12 @@ class Objective:
             A tuple `(value, gradient)` of `self.dtype`. An evaluation where either
             is not finite adds one to `non_finite_evaluations`.
         """
+        if self.copies is not None and ids is None:
+            ids = tf.range(tf.shape(x)[0], dtype=tf.int64)
         if divisors is None:
-            divisors = self._divisors(position, x, y, sample_weight)
+            divisors = self._divisors(position, x, y, sample_weight, ids)
         value, gradient = self._counted(
-            *self._summed(position, x, y, sample_weight, divisors, with_gradient=True)
+            *self._summed(position, x, y, sample_weight, divisors, ids, with_gradient=True)
         )
         if self.weight_decay:
             decay = tf.cast(self.weight_decay, self.dtype)
@@ -185,28 +208,30 @@ class Objective:
             gradient += decay * position
         return value, gradient
 
-    def value(self, position, x, y, sample_weight=None, divisors=None):
+    def value(self, position, x, y, sample_weight=None, divisors=None, ids=None):
         """Returns the objective's data term at `position`: the loss (and `model.losses`), no gradient.
 
         Forward passes only, in chunks; `weight_decay` is not added (it is a term of
         the weights, not of the examples). Used to measure a held-out loss.
         """
+        if self.copies is not None and ids is None:
+            ids = tf.range(tf.shape(x)[0], dtype=tf.int64)
         if divisors is None:
-            divisors = self._divisors(position, x, y, sample_weight)
-        return self._summed(position, x, y, sample_weight, divisors, with_gradient=False)[0]
+            divisors = self._divisors(position, x, y, sample_weight, ids)
+        return self._summed(position, x, y, sample_weight, divisors, ids, with_gradient=False)[0]
 
-    def _summed(self, position, x, y, sample_weight, divisors, with_gradient):
+    def _summed(self, position, x, y, sample_weight, divisors, ids, with_gradient):
         if not isinstance(tf.nest.flatten(x)[0], tf.distribute.DistributedValues):
             n = tf.shape(tf.nest.flatten(x)[0])[0]
-            return self._shard_sum(position, x, y, sample_weight, divisors, n, with_gradient)
+            return self._shard_sum(position, x, y, sample_weight, divisors, ids, n, with_gradient)
 
-        def replica_fn(position, x, y, sample_weight, divisors):
+        def replica_fn(position, x, y, sample_weight, divisors, ids):
             local = tf.shape(tf.nest.flatten(x)[0])[0]
             total = tf.distribute.get_replica_context().all_reduce("sum", local)
-            return self._shard_sum(position, x, y, sample_weight, divisors, total, with_gradient)
+            return self._shard_sum(position, x, y, sample_weight, divisors, ids, total, with_gradient)
 
         strategy = tf.distribute.get_strategy()
-        value, gradient = strategy.run(replica_fn, args=(position, x, y, sample_weight, divisors))
+        value, gradient = strategy.run(replica_fn, args=(position, x, y, sample_weight, divisors, ids))
         return strategy.reduce("sum", value, axis=None), strategy.reduce("sum", gradient, axis=None)
 
     def _counted(self, value, gradient):
@@ -220,31 +245,42 @@ class Objective:
         chunk = tf.maximum(n, 1) if self.chunk_size is None else tf.minimum(tf.maximum(n, 1), self.chunk_size)
         return chunk, (n + chunk - 1) // chunk
 
-    @staticmethod
-    def _rows(tensors, start, end):
-        return tf.nest.map_structure(lambda t: None if t is None else t[start:end], tensors)
+    def _rows(self, tensors, start, end, ids=None, originals=None):
+        """Rows `start:end` of `(x, y, sample_weight)`; with copies, of the set extended by them.
+
+        The extended set holds `originals * (1 + copies)` examples, copy-major:
+        row `e` is copy `e // originals` (0: the original) of example `e % originals`.
+        """
+        if self.copies is None:
+            return tf.nest.map_structure(lambda t: None if t is None else t[start:end], tensors)
+        rows = tf.range(start, end)
+        example, copy = rows % originals, rows // originals
+        x, y, sample_weight = tf.nest.map_structure(
+            lambda t: None if t is None else tf.gather(t, example), tensors
+        )
+        return self.copies.apply(x, tf.gather(ids, example), copy), y, sample_weight
 
     def _mapping(self, weights, non_trainable):
         return list(zip(self.variables, weights)) + list(zip(self.model.non_trainable_variables, non_trainable))
 
-    def _shard_sum(self, position, x, y, sample_weight, divisors, total, with_gradient):
+    def _shard_sum(self, position, x, y, sample_weight, divisors, ids, total, with_gradient):
         """The share of `x` (`total` examples in all shards) in the value and (if asked) the gradient."""
         weights = self.unflatten(position)
         non_trainable = [v.value for v in self.model.non_trainable_variables]
-        n = tf.shape(tf.nest.flatten(x)[0])[0]
+        originals = tf.shape(tf.nest.flatten(x)[0])[0]
+        n, total = originals * self.factor, total * self.factor
         chunk, num_chunks = self._chunks(n)
+        data = (x, y, sample_weight, divisors, ids, originals)
 
         def body(i, value, gradients):
             start = i * chunk
             end = tf.minimum(start + chunk, n)
             if not with_gradient:
-                chunk_value = self._chunk_value(weights, non_trainable, x, y, sample_weight, divisors, start, end, total)
+                chunk_value = self._chunk_value(weights, non_trainable, data, start, end, total)
                 return i + 1, value + tf.cast(chunk_value, self.dtype), gradients
             with tf.GradientTape() as tape:
                 tape.watch(weights)
-                chunk_value = self._chunk_value(
-                    weights, non_trainable, x, y, sample_weight, divisors, start, end, total
-                )
+                chunk_value = self._chunk_value(weights, non_trainable, data, start, end, total)
             chunk_gradients = tape.gradient(chunk_value, weights)
             chunk_gradients = [
                 tf.zeros_like(w) if g is None else tf.convert_to_tensor(g)
@@ -268,9 +304,10 @@ class Objective:
         gradient = tf.concat([tf.reshape(tf.cast(g, self.dtype), [-1]) for g in gradients], axis=0)
         return value, gradient
 
-    def _chunk_value(self, weights, non_trainable, x, y, sample_weight, divisors, start, end, n):
+    def _chunk_value(self, weights, non_trainable, data, start, end, n):
         """This chunk's term of the full-batch loss: Keras's `compute_loss`, split as `KerasLoss` says."""
-        x_c, y_c, w_c = self._rows((x, y, sample_weight), start, end)
+        x, y, sample_weight, divisors, ids, originals = data
+        x_c, y_c, w_c = self._rows((x, y, sample_weight), start, end, ids, originals)
         fraction = tf.cast(end - start, self.keras_loss.dtype) / tf.cast(n, self.keras_loss.dtype)
         single_pass = self.chunk_size is None and not isinstance(
             tf.distribute.get_strategy(), tf.distribute.MirroredStrategy

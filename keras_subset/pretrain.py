@@ -43,6 +43,7 @@ from keras_subset import data as data_lib
 from keras_subset import subset as subset_lib
 from keras_subset.lbfgs import LBFGS
 from keras_subset.minimize import Minimization
+from keras_subset.augment import check_copies
 from keras_subset.keras_loss import KerasLoss, check_loss_argument
 from keras_subset.objective import Objective, check_targets
 
@@ -55,7 +56,8 @@ class Stage:
 
     Attributes:
         size: K, examples in the subset.
-        ratio: Its overdetermination ratio Q = K*M/P.
+        ratio: Its overdetermination ratio Q = K*(1 + copies)*M/P: the
+            augmented copies count as examples.
         iterations: L-BFGS iterations (or minibatch steps of a Keras optimizer).
         evaluations: Full-subset objective evaluations (L-BFGS, line searches
             and the stage's starting point included), or epochs of a Keras
@@ -68,8 +70,11 @@ class Stage:
         reason: Why the stage ended, in words.
         seconds: Wall-clock seconds of the stage.
         example_gradients: Examples through a forward and backward pass:
-            `evaluations * size` for L-BFGS, `epochs * size` for a Keras optimizer.
-        example_forwards: Examples through a forward pass only (held-out checks).
+            `evaluations * size * (1 + copies)` for L-BFGS, `epochs * size` for a
+            Keras optimizer.
+        example_forwards: Examples through a forward pass only (held-out checks,
+            their copies included).
+        copies: Augmented copies fitted with every subset example.
     """
 
     size: int
@@ -83,6 +88,7 @@ class Stage:
     seconds: float
     example_gradients: int
     example_forwards: int
+    copies: int = 0
 
 
 @dataclasses.dataclass
@@ -159,6 +165,8 @@ def pretrain(
     sample_weight=None,
     class_weight=None,
     loss=None,
+    augment=None,
+    copies=0,
     size=None,
     fraction=None,
     ratio=None,
@@ -225,6 +233,14 @@ def pretrain(
             by default the compiled loss, exactly as `model.evaluate`
             computes it (`compute_loss`, `loss_weights`, masks,
             `model.losses`).
+        augment: A Keras random preprocessing layer (or a `keras.Sequential`
+            of them), or a function `(images, seed) -> images`, that makes the
+            augmented copies (see `LBFGS.minimize`).
+        copies: Augmented copies fitted with every subset example (L-BFGS
+            only; 0: none). Copy j of example i is a fixed function of
+            `(seed, i, j)`, i its position in `x`, so the stages stay nested
+            on the extended set; Q and the cost count the copies, and the
+            held-out checks use the held-out examples with their copies.
         size, fraction, ratio: The first subset's size (exactly one).
         growth: The factor between stage sizes (> 1), or `None` for one subset.
         max_size, max_fraction, max_ratio: The last stage's size (at most one;
@@ -280,7 +296,7 @@ def pretrain(
     """
     start_time = time.perf_counter()
     plan = _Plan(
-        model, x, y, sample_weight, class_weight, loss, size, fraction, ratio, growth, max_size, max_fraction, max_ratio, strategy,
+        model, x, y, sample_weight, class_weight, loss, augment, copies, size, fraction, ratio, growth, max_size, max_fraction, max_ratio, strategy,
         optimizer, epochs, batch_size, seed, num_outputs, weight_decay, stop_rule, check_every, patience,
         check_tolerance, carry_history, training, callbacks, verbose,
     )
@@ -317,7 +333,7 @@ class _Plan:
     """The checked arguments of one `pretrain` call, its stage sizes and subset order, and the stages' work."""
 
     def __init__(
-        self, model, x, y, sample_weight, class_weight, loss, size, fraction, ratio, growth, max_size, max_fraction, max_ratio,
+        self, model, x, y, sample_weight, class_weight, loss, augment, copies, size, fraction, ratio, growth, max_size, max_fraction, max_ratio,
         strategy, optimizer, epochs, batch_size, seed, num_outputs, weight_decay, stop_rule, check_every,
         patience, check_tolerance, carry_history, training, callbacks, verbose,
     ):
@@ -330,6 +346,12 @@ class _Plan:
             carry_history=carry_history, training=training, verbose=verbose, class_weight=class_weight, loss=loss,
         )
         optimizer = resolve_optimizer(optimizer)
+        self.augment, self.copies = augment, check_copies(augment, copies)
+        if self.copies and not isinstance(optimizer, LBFGS):
+            raise ValueError(
+                "`copies` applies to L-BFGS stages (fixed copies, one objective); a Keras optimizer "
+                "sees augmentation live: put it in the model (e.g. keras.layers.RandomFlip) instead."
+            )
         if optimizer is getattr(model, "optimizer", None):
             raise ValueError("`optimizer` must not be the model's compiled optimizer: pass a new instance.")
         self.p = subset_lib.num_trainable_parameters(model)  # refuses an unbuilt model
@@ -353,7 +375,7 @@ class _Plan:
                     f"the first ({first}): it must be at least as large."
                 )
         self.sizes = stage_sizes(first, last, growth)
-        subset_lib.warn_if_underdetermined(model, first, num_outputs)
+        subset_lib.warn_if_underdetermined(model, first * (1 + self.copies), num_outputs)
         self.model, self.num_outputs = model, num_outputs
         if strategy == "stratified" and not isinstance(self.y, np.ndarray):
             raise ValueError(
@@ -387,7 +409,7 @@ class _Plan:
         indices = np.sort(self.order[:size])
         subset = tuple(data_lib.take(a, indices) for a in (self.x, self.y, self.sample_weight))
         self.last_subset = subset
-        held_out = None
+        held_out, check_indices = None, None
         if self.stop_rule == "held_out" and size < self.n:
             following = self.sizes[k + 1] if k + 1 < len(self.sizes) else self.n
             check_size = min(max(following, size + 1) - size, size, self.n - size)
@@ -395,17 +417,19 @@ class _Plan:
             held_out = tuple(data_lib.take(a, check_indices) for a in (self.x, self.y, self.sample_weight))
         decay = self.weight_decay if size < self.n else 0.0
         if isinstance(self.optimizer, LBFGS):
-            figures, previous, first_loss = self._lbfgs_stage(subset, held_out, decay, previous)
+            figures, previous, first_loss = self._lbfgs_stage(subset, held_out, decay, previous, indices, check_indices)
         else:
             figures, first_loss = self._keras_stage(subset, held_out)
-        q = subset_lib.overdetermination_ratio(self.model, size, self.num_outputs)
-        self.cost[0] += figures["evaluations_cost"] * size
+        extended = size * (1 + self.copies)  # examples in the objective, augmented copies included
+        q = subset_lib.overdetermination_ratio(self.model, extended, self.num_outputs)
+        self.cost[0] += figures["evaluations_cost"] * extended
         self.cost[1] += figures["example_forwards"]
         stage = Stage(
             size=size,
             ratio=q,
             seconds=time.perf_counter() - start,
-            example_gradients=figures["evaluations_cost"] * size,
+            example_gradients=figures["evaluations_cost"] * extended,
+            copies=self.copies,
             held_out_size=0 if held_out is None else data_lib.num_examples(held_out[0]),
             **{key: figures[key] for key in ("iterations", "evaluations", "loss", "held_out_loss", "reason", "example_forwards")},
         )
@@ -417,12 +441,17 @@ class _Plan:
         self.done.append(stage)
         return stage, previous, first_loss
 
-    def _lbfgs_stage(self, subset, held_out, decay, previous):
+    def _lbfgs_stage(self, subset, held_out, decay, previous, indices, check_indices):
         size = data_lib.num_examples(subset[0])
         options = self._lbfgs_options(decay)
         history = previous if self.carry_history else None
-        run = Minimization(options, self.model, *subset, self.loss, history=history)
-        checker = None if held_out is None else _HeldOut(run.objective, held_out, self._value_function(run.objective))
+        run = Minimization(
+            options, self.model, *subset, self.loss, history=history, augment=self.augment, copies=self.copies,
+            seed=self.seed, ids=indices,
+        )
+        checker = None if held_out is None else _HeldOut(
+            run.objective, held_out, self._value_function(run.objective), ids=check_indices
+        )
         progress = keras.utils.Progbar(options.max_iterations, verbose=self.verbose, unit_name="iteration") if self.verbose == 1 else None
         stopped_by_rule = False
         # Segments of `check_every` iterations: a held-out check (when there are held-out examples)
@@ -438,7 +467,10 @@ class _Plan:
             if self.callbacks:
                 run.assign_best()  # the callbacks see the current weights
             forwards = 0 if checker is None else checker.forwards
-            self._report(size, run.iterations, run.evaluations, run.evaluations * size, forwards, run.best_value)
+            self._report(
+                size, run.iterations, run.evaluations, run.evaluations * size * (1 + self.copies), forwards,
+                run.best_value,
+            )
             if bad_checks >= self.patience:
                 stopped_by_rule = True
                 break
@@ -477,7 +509,7 @@ class _Plan:
         logs = {
             "stage": len(self.done),
             "subset_size": size,
-            "ratio": subset_lib.overdetermination_ratio(self.model, size, self.num_outputs),
+            "ratio": subset_lib.overdetermination_ratio(self.model, size * (1 + self.copies), self.num_outputs),
             "stage_iterations": iterations,
             "stage_evaluations": evaluations,
             "example_gradients": self.cost[0] + example_gradients,
@@ -577,14 +609,17 @@ class _Plan:
 class _HeldOut:
     """The held-out loss of the stage rule: measured at given weights, the best one kept."""
 
-    def __init__(self, objective, held_out, value_function):
+    def __init__(self, objective, held_out, value_function, ids=None):
         self.objective = objective
         tensors = tuple(None if a is None else tf.nest.map_structure(data_lib.to_tensor, a) for a in held_out)
+        ids = None if objective.copies is None or ids is None else tf.constant(np.asarray(ids, np.int64))
         strategy = tf.distribute.get_strategy()
         if strategy.num_replicas_in_sync > 1:
             tensors = tuple(Objective.shard(strategy, t) for t in tensors)
-        self.tensors = objective.data(*tensors)
-        self.size = data_lib.num_examples(held_out[0])
+            ids = None if ids is None else Objective.shard(strategy, ids)
+        self.tensors = objective.data(*tensors, ids=ids)
+        # Examples forwarded by one check: the held-out ones with their copies (the same objective).
+        self.size = data_lib.num_examples(held_out[0]) * objective.factor
         self._value = value_function
         self.best_value, self.best_position, self.best_subset_loss, self.best_iteration = math.inf, None, None, 0
         self.bad_checks, self.forwards, self.history, self.last_iteration = 0, 0, [], None

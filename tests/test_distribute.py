@@ -40,6 +40,20 @@ SCRIPT = textwrap.dedent(
     assert result.iterations == single.iterations == 5
     for a, b in zip(model.get_weights(), mirrored.get_weights()):
         np.testing.assert_allclose(a, b, atol=1e-4)
+    # Fixed augmented copies: each replica makes its shard's copies from the examples' ids, so the
+    # objective (and the run) equals one device's.
+    flip = lambda images, seed: tf.image.stateless_random_flip_left_right(images, seed)
+    model.set_weights(initial)
+    single_copies = keras_subset.LBFGS(max_iterations=3, dtype="float64", chunk_size=128).minimize(
+        model, x, y, augment=flip, copies=2, seed=1)
+    with strategy.scope():
+        mirrored.set_weights(initial)
+        copies = keras_subset.LBFGS(max_iterations=3, dtype="float64", chunk_size=128).minimize(
+            mirrored, x, y, augment=flip, copies=2, seed=1)
+    assert copies.num_examples == single_copies.num_examples == 3 * 601
+    np.testing.assert_allclose(copies.initial_loss, single_copies.initial_loss, rtol=1e-6)
+    np.testing.assert_allclose(copies.loss, single_copies.loss, rtol=1e-5)
+    assert abs(single_copies.initial_loss - single.initial_loss) > 1e-4
     # model.compile(optimizer=LBFGS()) needs one replica: a clear error, not a wrong result.
     with strategy.scope():
         try:

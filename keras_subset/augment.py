@@ -1,0 +1,97 @@
+"""Fixed augmented copies of the examples: copy j of example i is a fixed function of (seed, i, j).
+
+Full-batch training on fixed augmented copies (Geiping et al. 2022 trained CIFAR-10
+full-batch on 10 and 40 fixed copies) multiplies a set's examples, and so its
+overdetermination ratio Q, by `1 + copies` without changing the model. A line search
+compares losses of one objective, so the copies must be the same at every evaluation:
+each copy is drawn from stateless random ops seeded by `(seed, example id, copy)`, one
+example at a time (vectorised with `tf.vectorized_map`), so it does not depend on the
+chunk an example falls in, on the subset around it, or on the order of evaluations. The
+copies are made inside the chunked evaluation, never stored: memory does not grow with
+`copies`.
+"""
+
+import tensorflow as tf
+import keras
+
+from keras_subset import checks
+
+
+class Copies:
+    """`copies` augmented versions of every example, made by `augment` from `seed`.
+
+    Args:
+        augment: A Keras layer (e.g. `keras.layers.RandomFlip`, or a
+            `keras.Sequential` of random preprocessing layers), called in
+            training mode with its random seeds set per example; or a function
+            `(images, seed) -> images` taking a batch of one image and a shape
+            [2] integer seed for TensorFlow's stateless random ops
+            (`tf.image.stateless_random_flip_left_right(images, seed)`, ...).
+        copies: The number of augmented copies of each example (>= 1).
+        seed: An integer >= 0; the same seed gives the same copies.
+    """
+
+    def __init__(self, augment, copies, seed=None):
+        self.copies = check_copies(augment, copies)
+        self.augment = augment
+        self.seed = 0 if seed is None else checks.check_seed("seed", seed)
+        self._states = None
+
+    def check_inputs(self, x):
+        """Refuses inputs the copies cannot be made of, and an `augment` that changes their shape (traced only)."""
+        if tf.nest.is_nested(x) or isinstance(x, dict):
+            raise ValueError(
+                "`augment` applies to a single input array (images); `x` is a list or dict of inputs."
+            )
+        spec = tf.TensorSpec([None] + list(x.shape[1:]), x.dtype)
+        out = tf.function(lambda images: self._one((images[0], tf.zeros([2], tf.int64)))).get_concrete_function(spec)
+        if tuple(out.output_shapes) != tuple(x.shape[1:]):
+            raise ValueError(
+                f"`augment` must keep the shape of an example: it turned {tuple(x.shape[1:])} into "
+                f"{tuple(out.output_shapes)} (use padding='same'-style settings, or crop after padding)."
+            )
+
+    def apply(self, images, ids, copy):
+        """`images` with row k replaced by copy `copy[k]` of example `ids[k]` (copy 0: the image itself).
+
+        Args:
+            images: A batch of examples (a tensor).
+            ids: Their example ids (int64, shape [n]): positions in the full training set.
+            copy: Which copy each row is (int, shape [n]; 0 for the original).
+        """
+        base = tf.constant([self.seed, 0], tf.int64)
+        seeds = tf.vectorized_map(
+            lambda pair: tf.random.experimental.stateless_fold_in(
+                tf.random.experimental.stateless_fold_in(base, pair[0]), pair[1]
+            ),
+            (tf.cast(ids, tf.int64), tf.cast(copy, tf.int64)),
+        )
+        augmented = tf.vectorized_map(self._one, (images, seeds))
+        keep = tf.reshape(copy > 0, [-1] + [1] * (images.shape.rank - 1))
+        return tf.where(keep, tf.cast(augmented, images.dtype), images)
+
+    def _one(self, pair):
+        image, seed = pair
+        if isinstance(self.augment, keras.layers.Layer):
+            if not self.augment.built:
+                self.augment.build((None,) + tuple(image.shape))
+            states = [v for v in self.augment.non_trainable_variables if "seed" in v.name]
+            mapping = [
+                (v, tf.cast(tf.random.experimental.stateless_fold_in(seed, k), v.dtype)) for k, v in enumerate(states)
+            ]
+            with keras.StatelessScope(state_mapping=mapping):
+                return self.augment(image[None], training=True)[0]
+        return self.augment(image[None], seed)[0]
+
+
+def check_copies(augment, copies):
+    """Returns `copies` as an int after checking it and `augment` (raises `ValueError`/`TypeError`)."""
+    copies = checks.check_int("copies", copies, minimum=0)
+    if copies and augment is None:
+        raise ValueError(f"`copies`={copies} needs `augment`: the function or Keras layer that makes the copies.")
+    if augment is not None and not (isinstance(augment, keras.layers.Layer) or callable(augment)):
+        raise TypeError(
+            "`augment` must be a Keras layer (a random preprocessing layer or a keras.Sequential of them) or "
+            f"a function (images, seed) -> images; got {augment!r}."
+        )
+    return copies
