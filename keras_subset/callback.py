@@ -57,7 +57,7 @@ class SubsetPretraining(keras.callbacks.Callback):
             the last fraction of `x` and `y` is left out of the pretraining,
             as `fit` leaves it out of training.
         **kwargs: The keyword arguments of `keras_subset.pretrain`
-            (`sample_weight`, `class_weight`, `loss`, `size`, `fraction`, `ratio`, `growth`, `max_size`,
+            (`sample_weight`, `class_weight`, `loss`, `augment`, `copies`, `size`, `fraction`, `ratio`, `growth`, `max_size`,
             `max_fraction`, `max_ratio`, `strategy`, `optimizer`, `epochs`,
             `batch_size`, `seed`, `num_outputs`, `weight_decay`, `stop_rule`,
             `check_every`, `patience`, `check_tolerance`, `carry_history`,
