@@ -27,7 +27,7 @@ class Copies:
             `(images, seed) -> images` taking a batch of one image and a shape
             [2] integer seed for TensorFlow's stateless random ops
             (`tf.image.stateless_random_flip_left_right(images, seed)`, ...).
-        copies: The number of augmented copies of each example (>= 1).
+        copies: The number of augmented copies of each example (>= 0).
         seed: An integer >= 0; the same seed gives the same copies.
     """
 
@@ -39,7 +39,7 @@ class Copies:
 
     def check_inputs(self, x):
         """Refuses inputs the copies cannot be made of, and an `augment` that changes their shape (traced only)."""
-        if tf.nest.is_nested(x) or isinstance(x, dict):
+        if tf.nest.is_nested(x):
             raise ValueError(
                 "`augment` applies to a single input array (images); `x` is a list or dict of inputs."
             )

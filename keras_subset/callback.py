@@ -3,7 +3,7 @@
 import inspect
 import math
 
-import numpy as np
+import tensorflow as tf
 import keras
 
 from keras_subset import checks
@@ -114,6 +114,8 @@ class SubsetPretraining(keras.callbacks.Callback):
         kwargs = dict(self._kwargs)
         # Read the data once (a dataset is read here, not again by pretrain).
         x, y, sample_weight = data_lib.to_arrays(*self._data, kwargs.pop("sample_weight", None))
+        # As fit does, before the split: the weights of the examples pretrain and evaluate see.
+        sample_weight = data_lib.apply_class_weight(y, sample_weight, kwargs.pop("class_weight", None))
         if self.validation_split:
             # fit's split: the last fraction of the examples, before shuffling (keras's array_slicing).
             n = data_lib.num_examples(x)
@@ -122,11 +124,12 @@ class SubsetPretraining(keras.callbacks.Callback):
                 raise ValueError(
                     f"`validation_split`={self.validation_split} leaves no training example of the {n} given."
                 )
-            x, y, sample_weight = (data_lib.take(a, np.arange(split_at)) for a in (x, y, sample_weight))
+            x, y, sample_weight = (
+                None if a is None else tf.nest.map_structure(lambda t: t[:split_at], a)  # views, no copy
+                for a in (x, y, sample_weight)
+            )
         result = pretrain(self.model, x, y, sample_weight=sample_weight, **kwargs)
         xs, ys, ws = (data_lib.take(a, result.subset_indices) for a in (x, y, sample_weight))
-        if kwargs.get("class_weight") is not None:
-            ws = data_lib.take(data_lib.apply_class_weight(y, None, kwargs["class_weight"]), result.subset_indices)
         evaluated = self.model.evaluate(xs, ys, sample_weight=ws, verbose=0, return_dict=True)
         figures = result.as_logs()
         figures.update(evaluated)

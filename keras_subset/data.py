@@ -104,19 +104,13 @@ def apply_class_weight(y, sample_weight, class_weight):
     """
     if class_weight is None:
         return sample_weight
-    if not isinstance(class_weight, dict) or not all(
-        checks.is_integer(k) and checks.is_number(v) for k, v in class_weight.items()
-    ):
-        raise ValueError(
-            "`class_weight` must be a dict mapping class indices (integers) to weights (numbers), as "
-            f"model.fit takes it; got {class_weight!r}."
-        )
+    check_class_weight(class_weight)
     if sample_weight is not None:
         raise ValueError(
             "Give `class_weight` or `sample_weight`, not both (as model.fit): multiply the class weights "
             "into `sample_weight` yourself."
         )
-    if y is None or isinstance(y, (list, tuple, dict)) or not isinstance(y, np.ndarray):
+    if not isinstance(y, np.ndarray):
         raise ValueError("`class_weight` is only supported for models with a single output (one array of targets).")
     labels = y
     if labels.ndim > 1:
@@ -130,6 +124,18 @@ def apply_class_weight(y, sample_weight, class_weight):
     for cls, weight in class_weight.items():
         weights[labels == cls] = weight
     return checks.check_sample_weight("class_weight", weights)
+
+
+def check_class_weight(class_weight):
+    """Returns `class_weight` when it is a dict of class indices (integers) to weights (numbers)."""
+    if not isinstance(class_weight, dict) or not all(
+        checks.is_integer(k) and checks.is_number(v) for k, v in class_weight.items()
+    ):
+        raise ValueError(
+            "`class_weight` must be a dict mapping class indices (integers) to weights (numbers), as "
+            f"model.fit takes it; got {class_weight!r}."
+        )
+    return class_weight
 
 
 def validation_arrays(validation_data):

@@ -14,8 +14,8 @@ override included) or, for a loss given as an argument, Keras's `CompileLoss`
 container over it, with the structure matching, `loss_weights`, masks and
 sample weights that Keras applies. Only the last step of each output's
 reduction is changed while a chunk is evaluated: each per-output loss returns
-`S_o,c / (D_o * f_c)`, `D_o` the divisor of all examples (measured once per
-set of examples by `divisors`) and `f_c` the chunk's share of the examples.
+`S_o,c / (D_o * f_c)`, `D_o` the divisor of all examples (counted, or measured
+once per set of examples: `Objective.data`) and `f_c` the chunk's share of the examples.
 The whole `compute_loss` of the chunk is then weighted by `f_c`, so that
 
     sum_c f_c * compute_loss_c = sum_o w_o * S_o / D_o + sum_c f_c * model.losses_c,
@@ -55,12 +55,9 @@ class _SplitLoss:
         self.loss = loss
         self.index = index
         self.split = split
-        self.dtype = getattr(loss, "dtype", None)
 
     def __call__(self, y_true, y_pred, sample_weight=None):
-        loss = self.loss
-        if not isinstance(loss, keras.losses.Loss):  # Keras wraps every compiled loss; be safe
-            return loss(y_true, y_pred, sample_weight)
+        loss = self.loss  # a keras.losses.Loss: the container wraps functions and names in one
         reduction = loss.reduction
         if reduction not in SUPPORTED_REDUCTIONS:
             raise ValueError(
@@ -244,13 +241,14 @@ class KerasLoss:
     def chunk(self, x, y, y_pred, sample_weight, fraction, divisors, single_pass):
         """`f_c * compute_loss` of one chunk, whose sum over the chunks is the full-batch loss.
 
-        Call it inside the `keras.StatelessScope` (`collect_losses=True`) the
-        model was called in, so that `model.losses` holds this chunk's losses.
+        Call it right after the model's call on the chunk (inside the
+        `keras.StatelessScope` of that call, if any), so that `model.losses`
+        holds this chunk's losses.
 
         Args:
             x, y, y_pred, sample_weight: The chunk's inputs, targets, outputs and weights.
             fraction: The chunk's share of all examples (a scalar tensor).
-            divisors: The full-batch divisors from `divisors`, or `None` when
+            divisors: The full-batch divisors (`Objective.data`), or `None` when
                 the chunk holds every example.
             single_pass: Whether the chunk holds every example.
         """
@@ -277,7 +275,7 @@ class KerasLoss:
             return model._compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
         # A loss given as an argument: Keras's default compute_loss over our container.
         losses = [self.container(y, y_pred, sample_weight)]
-        losses += [tf.cast(tf.reduce_sum(l), self.dtype) for l in model.losses]
+        losses += [tf.reduce_sum(l) for l in model.losses]
         return tf.add_n([tf.cast(l, self.dtype) for l in losses])
 
 

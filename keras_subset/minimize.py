@@ -138,7 +138,8 @@ class Minimization:
             ids = None
         position = self.objective.position()
         try:
-            # The data with the full-batch divisors of the losses (one forward pass; see keras_loss).
+            # The data with the full-batch divisors of the losses (counted, or measured by one forward
+            # pass where masks need it; see keras_loss).
             self.tensors = self.objective.data(*self.tensors, ids=ids)
             value, gradient = self.run.value_and_gradient(position, *self.tensors)
         except tf.errors.InvalidArgumentError as error:

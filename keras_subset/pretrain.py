@@ -344,14 +344,10 @@ class _Plan:
             epochs=epochs, batch_size=batch_size, seed=seed, num_outputs=num_outputs, weight_decay=weight_decay,
             stop_rule=stop_rule, check_every=check_every, patience=patience, check_tolerance=check_tolerance,
             carry_history=carry_history, training=training, verbose=verbose, class_weight=class_weight, loss=loss,
+            augment=augment, copies=copies,
         )
         optimizer = resolve_optimizer(optimizer)
-        self.augment, self.copies = augment, check_copies(augment, copies)
-        if self.copies and not isinstance(optimizer, LBFGS):
-            raise ValueError(
-                "`copies` applies to L-BFGS stages (fixed copies, one objective); a Keras optimizer "
-                "sees augmentation live: put it in the model (e.g. keras.layers.RandomFlip) instead."
-            )
+        self.augment, self.copies = augment, int(copies)
         if optimizer is getattr(model, "optimizer", None):
             raise ValueError("`optimizer` must not be the model's compiled optimizer: pass a new instance.")
         self.p = subset_lib.num_trainable_parameters(model)  # refuses an unbuilt model
@@ -602,7 +598,7 @@ class _Plan:
     def finish(self):
         """Population statistics of the last subset for every BatchNormalization layer (training mode)."""
         if self.training and not isinstance(self.optimizer, LBFGS) and self.last_subset is not None:
-            objective = Objective(self.model, chunk_size="auto", training=True)
+            objective = Objective(self.model, loss=self.loss, chunk_size="auto", training=True)
             objective.refresh_batch_norm_statistics(tf.nest.map_structure(data_lib.to_tensor, self.last_subset[0]))
 
 
@@ -652,14 +648,14 @@ def resolve_optimizer(optimizer):
 def check_arguments(
     *, size, fraction, ratio, growth, max_size, max_fraction, max_ratio, strategy, optimizer, epochs, batch_size,
     seed, num_outputs, weight_decay, stop_rule, check_every, patience, check_tolerance, carry_history, training,
-    verbose, class_weight=None, loss=None,
+    verbose, class_weight=None, loss=None, augment=None, copies=0,
 ):
     """Checks every argument of `pretrain` that needs neither the data nor the model; raises `ValueError`."""
     subset_lib.check_size_arguments(size, fraction, ratio)
     if loss is not None:
         check_loss_argument(loss)
     if class_weight is not None:
-        data_lib.apply_class_weight(np.zeros(1, np.int64), None, class_weight)  # the dict's form only
+        data_lib.check_class_weight(class_weight)
     growth = checks.check_number("growth", growth, minimum=1, min_inclusive=False, allow_none=True)
     maxima = [v for v in (max_size, max_fraction, max_ratio) if v is not None]
     if maxima and growth is None:
@@ -671,6 +667,11 @@ def check_arguments(
     checks.check_number("max_ratio", max_ratio, minimum=0, min_inclusive=False, allow_none=True)
     checks.check_choice("strategy", strategy, subset_lib.STRATEGIES)
     optimizer = resolve_optimizer(optimizer)
+    if check_copies(augment, copies) and not isinstance(optimizer, LBFGS):
+        raise ValueError(
+            "`copies` applies to L-BFGS stages (fixed copies, one objective); a Keras optimizer "
+            "sees augmentation live: put it in the model (e.g. keras.layers.RandomFlip) instead."
+        )
     if isinstance(optimizer, LBFGS):
         if epochs is not None:
             raise ValueError("`epochs` applies to a Keras optimizer only; for LBFGS set `max_iterations`.")

@@ -273,3 +273,20 @@ def test_divisors_cost_no_forward_pass_unless_a_mask_needs_one(small):
     assert forwarded["examples"] == N  # one pass measured the unmasked steps
     objective.value_and_gradient(objective.position(), *data)
     assert forwarded["examples"] == 2 * N
+
+
+def test_callback_checks_at_construction_and_loss_reaches_the_batch_statistics(small):
+    x, labels, _ = small
+    # A class weighted 0 is legal (the check reads the dict, not a made-up example).
+    keras_subset.SubsetPretraining(x, labels, size=10, class_weight={0: 0.0, 1: 1.0})
+    with pytest.raises(ValueError, match="`copies` must be an integer >= 0"):
+        keras_subset.SubsetPretraining(x, labels, size=10, augment=lambda images, seed: images, copies=-1)
+    with pytest.raises(ValueError, match="applies to L-BFGS stages"):
+        keras_subset.SubsetPretraining(x, labels, size=10, optimizer="adam", epochs=1,
+                                       augment=lambda images, seed: images, copies=1)
+    # No compiled loss, `loss=`, a Keras optimizer and Dropout: the final batch-statistics pass uses `loss` too.
+    keras.utils.set_random_seed(8)
+    model = keras.Sequential([keras.Input((49,)), keras.layers.Dropout(0.2), keras.layers.Dense(10, activation="softmax")])
+    result = keras_subset.pretrain(model, x, labels, size=60, seed=0, loss="sparse_categorical_crossentropy",
+                                   optimizer="adam", epochs=1, stop_rule="none")
+    assert np.isfinite(result.loss)
