@@ -210,6 +210,16 @@ class Config:
         "example augmented once, fixed).",
         choices=("none", "once"),
     )
+    augment_copies: int = _option(
+        0,
+        "With --augment: fixed augmented copies of every example (copy j of example i a fixed "
+        "function of the seed, i and j), fitted together with it by every L-BFGS phase: "
+        "lbfgs_full, the progressive stages, the subset runs' L-BFGS phase and the sweep. Q, the "
+        "sweep's and the progressive runs' subset sizes and the cost count them (K examples are "
+        "K*(1 + copies)); 0: those phases fit the original examples. The Adam phases keep live "
+        "random augmentation.",
+        minimum=0,
+    )
     lbfgs_iterations: int = _option(
         100, "Maximum L-BFGS iterations of the subset phase (all segments together).", minimum=1
     )
@@ -323,8 +333,9 @@ class Config:
     plateau_tolerance: float = _option(
         0.2,
         "Stopping rule of the Adam phases on the full set: an epoch end improves when its test "
-        "accuracy beats the best earlier epoch end (the phase's start included) by at least this "
-        "many percentage points.",
+        "accuracy beats the best earlier epoch end of the phase (its starting point not counted, "
+        "so that a fine-tuning phase from pretrained weights is stopped as Adam from the initial "
+        "weights is) by at least this many percentage points.",
         minimum=0,
         maximum=100,
     )
@@ -375,8 +386,20 @@ class Config:
                 f"({self.lbfgs_iterations}): every segment runs at least one iteration; "
                 f"got {self.lbfgs_segments}."
             )
+        if self.augment and self.augment_copies and self.subset_augment != "none":
+            raise ValueError(
+                f"`--subset_augment={self.subset_augment}` and `--augment_copies="
+                f"{self.augment_copies}` both set what a subset run's L-BFGS phase fits: give one "
+                "(--subset_augment=none with copies)."
+            )
         # The seeds seed, ..., seed + seeds - 1 must all be valid NumPy seeds.
         checks.check_int("--seed", self.seed, 0, 2**32 - self.seeds)
+
+    @property
+    def copies(self):
+        """Augmented copies of every example in the L-BFGS phases: `augment_copies` with
+        `--augment`, else 0."""
+        return self.augment_copies if self.augment else 0
 
     @property
     def seed_list(self):

@@ -1,6 +1,7 @@
 """Prints one markdown table over several benchmark output folders (the README's Results).
 
-Usage: `python -m benchmarks.overview docs/results/mnist docs/results/cifar10 ...`
+Usage: `python -m benchmarks.overview docs/results/mnist docs/results/cifar10 ...
+[--gap_plot=docs/results/gap_vs_q.png]`
 Each folder holds the `summary.json` a benchmark script wrote. Every run gets
 one row with both frames of `benchmarks.stats`: its cost and time to the paper
 target (`lbfgs_full`'s final test accuracy minus the tolerance) over
@@ -12,6 +13,8 @@ import json
 import os
 import sys
 
+from benchmarks.report import _log_q_axis
+from benchmarks.report import _pyplot
 from benchmarks.report import format_number
 from benchmarks.report import size_cells
 
@@ -49,7 +52,8 @@ def rows(folder):
     with open(os.path.join(folder, "summary.json")) as f:
         summary = json.load(f)
     n = summary["train_examples"]
-    name = summary["dataset"] + (" + aug." if summary["augment"] else "")
+    name = summary["dataset"] + (" + aug." if summary["augment"] else "") + (
+        f" ({summary['copies']} copies)" if summary.get("copies") else "")
     levelled = summary.get("levelled_off", {})
     for run in summary["runs"]:
         label = run["run"]
@@ -78,12 +82,58 @@ def rows(folder):
         )
 
 
-def main(folders):
+def plot_gap_vs_q(folders, path):
+    """One figure of every folder's Q sweep: the test-accuracy gap of a subset at its
+    minimum to `lbfgs_full` on the same (extended) set, against Q (log x; with fixed
+    augmented copies Q counts them). Un-augmented sweeps solid, augmented dashed, one
+    colour per dataset; returns the number of curves drawn."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 5))
+    colours, drawn, qs, tolerance = {}, 0, [], None
+    for folder in folders:
+        with open(os.path.join(folder, "summary.json")) as f:
+            summary = json.load(f)
+        rows = [r for r in summary["sweep"]["rows"] if r["test_accuracy_gap_pp"]["mean"] is not None]
+        if not rows:
+            continue
+        tolerance = summary["target_tolerance_pp"]
+        dataset = summary["dataset"]
+        colour = colours.setdefault(dataset, f"C{len(colours)}")
+        copies = summary.get("copies", 0)
+        label = dataset + (f" + {copies} fixed augmented copies" if copies else "")
+        gaps = [r["test_accuracy_gap_pp"] for r in rows]
+        ax.errorbar([r["ratio"] for r in rows], [g["mean"] for g in gaps],
+                    yerr=[g["std"] or 0.0 for g in gaps], color=colour, marker="o", capsize=3,
+                    ls="--" if copies else "-", label=label)
+        qs += [r["ratio"] for r in rows]
+        drawn += 1
+    ax.axhline(0.0, color="black", lw=0.8)
+    if tolerance is not None:
+        ax.axhline(-tolerance, color="gray", ls=":", lw=1, label=f"-{tolerance:g} pp")
+    _log_q_axis(ax, qs)
+    ax.set_xlabel("overdetermination ratio Q = K*(1 + copies)*M/P of the subset (log)")
+    ax.set_ylabel("test accuracy gap to lbfgs_full on the same set (pp)")
+    ax.set_title("One subset fitted to its minimum, with and without augmented copies")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return drawn
+
+
+def main(argv):
+    """`overview FOLDER... [--gap_plot=PATH]`: prints the table; with `--gap_plot`, also
+    writes the folders' Q sweeps on one figure (`plot_gap_vs_q`)."""
+    plot = [a.split("=", 1)[1] for a in argv if a.startswith("--gap_plot=")]
+    folders = [a for a in argv if not a.startswith("--gap_plot=")]
     print(HEADER)
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for folder in folders:
         for row in rows(folder):
             print(row)
+    if plot:
+        drawn = plot_gap_vs_q(folders, plot[0])
+        print(f"\nWrote {plot[0]}: {drawn} sweep curves.")
 
 
 if __name__ == "__main__":

@@ -152,8 +152,11 @@ def summary_markdown(summary):
         f"- Model `{summary['model']}`: P = {summary['parameters']:,d} trainable "
         f"parameters, M = {summary['outputs']} outputs; training set N = {n:,d} "
         f"(Q = N*M/P = {summary['q_full']:.2f}), test set {summary['test_examples']:,d}; "
-        f"augmentation {'on' if summary['augment'] else 'off'}; preset "
-        f"`{summary['preset']}`.",
+        f"augmentation {'on' if summary['augment'] else 'off'}"
+        + (f", the L-BFGS phases fit every example with {summary['copies']} fixed augmented "
+           f"copies (Q of the extended set {summary['q_extended']:.2f}; Q, K and cost count "
+           "the copies)" if summary.get("copies") else "")
+        + f"; preset `{summary['preset']}`.",
         "- Cost: example-gradients (examples times forward+backward passes, L-BFGS "
         f"line-search evaluations included), shown in epochs of N = {n:,d}; the held-out "
         "checks' forward passes count as whole example-gradients (conservative: a forward "

@@ -35,10 +35,14 @@ weights and the same seed, the run kinds `--runs` lists:
   on the whole training set.
 
 Stopping rule of every Adam phase on the full set: after each epoch, it stops
-when the test accuracy has not improved on the best earlier epoch end (the
-phase's starting point included) by at least `--plateau_tolerance`
-percentage points for `--plateau_patience` epochs in a row
-(`stats.should_stop`), or at its epoch cap.
+when the test accuracy has not improved on the best earlier epoch end of the
+phase by at least `--plateau_tolerance` percentage points for
+`--plateau_patience` epochs in a row (`stats.should_stop`), or at its epoch
+cap. The phase's starting point does not count: a fine-tuning phase is then
+stopped as a conventional run is (whose start, the initial weights, never
+mattered), however good its pretrained start (the rule used to count it, and
+stopped MNIST fine-tuning after 3 augmented epochs that stayed below the
+pretrained point).
 
 `run_benchmark` runs them all for every seed; its steps are `run_specs` (the
 runs), `plan_runs` (K of every subset, the progressive sizes and the sweep
@@ -79,12 +83,16 @@ run. Every run ends with one measurement on the whole training set
 Augmentation (`--augment`): random translations (and horizontal flips for
 CIFAR) by Keras preprocessing layers inside `tf.data`, for every Adam phase on
 the full set. L-BFGS needs a fixed, deterministic objective, so the L-BFGS
-phases never see fresh random augmentation: `lbfgs_full`, the progressive
-stages and the sweep fit the original examples; the subset phase of a subset
-run fits the K original examples (`--subset_augment=none`, default) or every
-subset example augmented once, up front (`--subset_augment=once`). The Adam
-subset phase uses the same fixed examples, so both subset optimizers minimise
-the same objective.
+phases never see fresh random augmentation. With `--augment_copies=c` every
+L-BFGS phase (`lbfgs_full`, the progressive stages, a subset run's L-BFGS
+phase, the sweep) fits each of its examples together with c fixed augmented
+copies (`keras_subset`'s `augment=`/`copies=`, the same augmentation layers,
+copy j of example i a fixed function of the run seed, i and j): K examples
+count as K*(1 + c) in Q, in the sizes a Q asks for (the sweep's, the first
+progressive stage's, `--ratios`) and in the cost. With `--augment_copies=0`
+those phases fit the original examples, or, in a subset run, every subset
+example augmented once, up front (`--subset_augment=once`). The Adam subset
+phase uses the subset's fixed examples (without the copies).
 
 Outputs in `--output_dir`: `run_<name>_seed<k>.json` (written, atomically,
 when the run completes; until then the run is rewritten after every point in
@@ -225,10 +233,15 @@ class Runner:
         seed: The run's seed.
         full_evaluator: The evaluator over the whole training set of the run's
             last measurement (default: `evaluator`).
+        copier: The augmentation (Keras layers) that makes the fixed copies of
+            the L-BFGS phases, with `config.copies` > 0.
     """
 
-    def __init__(self, config, data, model, evaluator, log, seed, full_evaluator=None):
+    def __init__(self, config, data, model, evaluator, log, seed, full_evaluator=None,
+                 copier=None):
         self.config = config
+        self.copier = copier  # makes the L-BFGS phases' fixed copies (`--augment_copies`)
+        self.copies = config.copies
         self.data = data
         self.model = model
         self.evaluator = evaluator
@@ -436,8 +449,16 @@ class Runner:
             dtype="float32",
         )
 
+    def copy_options(self, seed=True):
+        """The fixed-copies arguments of `keras_subset.LBFGS.minimize` (with `seed`) or
+        `pretrain` (whose `seed` seeds them too); none without `--augment_copies`."""
+        if not self.copies:
+            return {}
+        return dict(augment=self.copier, copies=self.copies, **({"seed": self.seed} if seed else {}))
+
     def lbfgs_phase(self, x, y):
-        """Full-batch L-BFGS over `(x, y)`; cost `result.evaluations * len(x)`."""
+        """Full-batch L-BFGS over `(x, y)` (with `--augment_copies`, and their copies); cost
+        `result.evaluations * len(x) * (1 + copies)`."""
         c = self.config
         segments = c.lbfgs_segments
         optimizer = self.lbfgs_optimizer(max(1, math.ceil(c.lbfgs_iterations / segments)))
@@ -447,10 +468,11 @@ class Runner:
             start_seconds = self.meter.seconds
             self.meter.resume()
             result = optimizer.minimize(
-                self.model, x, y, loss=loss_function(), verbose=c.verbose
+                self.model, x, y, loss=loss_function(), verbose=c.verbose,
+                **self.copy_options(),
             )
             self.meter.pause()
-            self.meter.evaluations += int(result.evaluations) * k
+            self.meter.evaluations += int(result.evaluations) * k * (1 + self.copies)
             iterations += int(result.iterations)
             info = dataclasses.asdict(result)
             info.update(
@@ -458,14 +480,15 @@ class Runner:
                 optimizer="lbfgs",
                 segment=segment,
                 examples=k,
-                evaluations_cost=int(result.evaluations) * k,
+                copies=self.copies,
+                evaluations_cost=int(result.evaluations) * k * (1 + self.copies),
                 seconds_measured=self.meter.seconds - start_seconds,
             )
             self.log.add_phase(info)
             _log(
                 f"  [{self.log.data['run']} seed {self.seed}] L-BFGS segment "
                 f"{segment}: {result.iterations} iterations, {result.evaluations} "
-                f"evaluations of {k} examples, loss {result.initial_loss:.4g} -> "
+                f"evaluations of {k * (1 + self.copies)} examples, loss {result.initial_loss:.4g} -> "
                 f"{result.loss:.4g}, {result.reason}"
             )
             self.record("subset", iterations=iterations)
@@ -474,7 +497,8 @@ class Runner:
         self.meter.pause()
 
     def pretrain_phase(self, phase_of_stage, max_iterations, **options):
-        """`keras_subset.pretrain` on the un-augmented training set, seeded by the run.
+        """`keras_subset.pretrain` on the training set (with `--augment_copies`, extended by its
+        fixed copies), seeded by the run.
 
         Args:
             phase_of_stage: Callable from a stage index to the phase name of its
@@ -497,7 +521,7 @@ class Runner:
             self.model, self.data.x_train, self.data.y_train,
             optimizer=self.lbfgs_optimizer(max_iterations), strategy=c.subset_strategy,
             seed=self.seed, callbacks=None if points is None else [points],
-            verbose=c.verbose, **options,
+            verbose=c.verbose, **self.copy_options(seed=False), **options,
         )
         self.meter.pause()
         self.meter.evaluations = base + result.example_gradients + result.example_forwards
@@ -513,6 +537,7 @@ class Runner:
             "phase": "pretrain",
             "optimizer": "lbfgs",
             "options": dict(options),
+            "copies": self.copies,
             "max_iterations": max_iterations,
             "stages": stages,
             "iterations": logs["iterations"],
@@ -601,7 +626,7 @@ class PointCallback(keras.callbacks.Callback):
     of all batches done so far (the last batch of an epoch may be smaller).
     With `stop_rule = (tolerance_pp, patience)`, training stops after the
     epoch at which `stats.should_stop` holds for the test accuracies at the
-    epoch ends, the run's last point before the phase first.
+    phase's epoch ends (its starting point not counted).
     """
 
     def __init__(self, runner, phase, n, batch_size, epochs, base,
@@ -622,7 +647,10 @@ class PointCallback(keras.callbacks.Callback):
         self.epochs_done = 0
         self.stop_rule = stop_rule
         self.stopped = False
-        self.epoch_ends = [runner.log.data["points"][-1]["test_accuracy"]]
+        # The rule looks at this phase's epoch ends only, not at its starting point: a
+        # fine-tuning phase then gets the same chance as Adam from the initial weights (whose
+        # start never counts, being far below), however good the pretrained start is.
+        self.epoch_ends = []
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
@@ -681,11 +709,12 @@ class Plan:
     skipped: list
 
 
-def plan_runs(specs, model, n_train, num_classes):
+def plan_runs(specs, model, n_train, num_classes, copies=0):
     """Resolves the subset sizes of `specs` for `model` and `n_train` examples.
 
-    K comes from `keras_subset.subset.resolve_subset_size`: ceil(Q*P/M) for a
-    ratio, round(fraction*N) for a fraction.
+    K comes from `keras_subset.subset.resolve_subset_size`: ceil(Q*P/(M*(1 + copies)))
+    for a ratio (the fixed augmented copies count in Q), round(fraction*N) for a
+    fraction.
 
     Returns:
         A `Plan`.
@@ -699,7 +728,8 @@ def plan_runs(specs, model, n_train, num_classes):
 
     def size(ratio=None, fraction=None):
         return keras_subset.subset.resolve_subset_size(
-            n_train, fraction=fraction, ratio=ratio, model=model, num_outputs=num_classes
+            n_train, fraction=fraction, ratio=ratio, model=model, num_outputs=num_classes,
+            copies=copies,
         )
 
     kept, sizes, skipped = [], {}, []
@@ -710,11 +740,13 @@ def plan_runs(specs, model, n_train, num_classes):
             except ValueError as e:
                 raise _size_error("--ratios", spec.ratio, spec.name, e) from None
         elif spec.kind == "sweep":
-            k = keras_subset.subset_size_for_ratio(model, spec.ratio, num_outputs=num_classes)
+            k = keras_subset.subset_size_for_ratio(
+                model, spec.ratio, num_outputs=num_classes, copies=copies)
             if k > n_train:
+                with_copies = f" (with {copies} copies each)" if copies else ""
                 skipped.append(
-                    f"{spec.name}: Q = {spec.ratio:g} needs K = {k:,d} examples, more than the "
-                    f"{n_train:,d} of the training set"
+                    f"{spec.name}: Q = {spec.ratio:g} needs K = {k:,d} examples{with_copies}, more "
+                    f"than the {n_train:,d} of the training set"
                 )
                 _log(f"Skipping {skipped[-1]}.")
                 continue
@@ -777,7 +809,10 @@ def prepare_seed(config, data, build_model, seed, evaluator_factory=default_eval
     _log(
         f"{data.name} seed {seed}: model {model.name}, P = {setup.parameters:,d} trainable "
         f"parameters, M = {m}, N = {n_train:,d} training examples, Q of the "
-        f"full set = {setup.q_full:.2f}; {len(data.x_test):,d} test examples"
+        f"full set = {setup.q_full:.2f}"
+        + (f" ({setup.q_full * (1 + config.copies):.2f} with {config.copies} fixed copies of "
+           "each in the L-BFGS phases)" if config.copies else "")
+        + f"; {len(data.x_test):,d} test examples"
     )
     return setup
 
@@ -798,6 +833,10 @@ def run_header(config, data, setup, spec, evaluator):
         "train_eval_examples": evaluator.sizes["train"],
         "q_full": setup.q_full,
         "augment": config.augment,
+        # Fixed augmented copies of every example in the L-BFGS phases, and Q of the
+        # training set with them (`--augment_copies`).
+        "copies": config.copies,
+        "q_extended": setup.q_full * (1 + config.copies),
         "batch_size": spec.batch_size,
         "learning_rate": spec.learning_rate,
         "data_source": data.source,
@@ -816,8 +855,9 @@ def run_header(config, data, setup, spec, evaluator):
 
 
 def subset_info(config, data, setup, spec, size):
-    """The record's `subset` entry of a subset of K = `size` examples."""
-    q = keras_subset.overdetermination_ratio(setup.model, size, num_outputs=data.num_classes)
+    """The record's `subset` entry of a subset of K = `size` examples (Q with their copies)."""
+    q = keras_subset.overdetermination_ratio(
+        setup.model, size * (1 + config.copies), num_outputs=data.num_classes)
     return {
         "optimizer": spec.optimizer,
         "size": size,
@@ -826,6 +866,7 @@ def subset_info(config, data, setup, spec, size):
         "requested_fraction": spec.fraction if spec.kind == "subset" else None,
         "fraction": size / len(data.x_train),
         "strategy": config.subset_strategy,
+        "copies": config.copies,
         "augment": (config.subset_augment if config.augment and spec.kind == "subset"
                     else "none"),
     }
@@ -856,13 +897,14 @@ def progressive_info(config, data, setup, spec, sizes):
     """The record's `progressive` entry: the first and last subset of the stages."""
     first, last = sizes
     ratio = lambda k: keras_subset.overdetermination_ratio(  # noqa: E731
-        setup.model, k, num_outputs=data.num_classes)
+        setup.model, k * (1 + config.copies), num_outputs=data.num_classes)
     return {
         "first_size": first,
         "last_size": last,
         "first_ratio": ratio(first),
         "last_ratio": ratio(last),
         "growth": config.growth,
+        "copies": config.copies,
         "max_fraction": spec.fraction,
         "strategy": config.subset_strategy,
         "stage_rule": config.pretrain_options(),
@@ -888,6 +930,12 @@ def run_one(config, data, setup, spec, size=None):
         datasets.make_augmenter(data.flip, config.translation, seed=seed)
         if config.augment else None
     )
+    # The fixed copies of the L-BFGS phases: the same layers, their randomness drawn per
+    # (seed, example, copy) by keras_subset (another instance: tf.data keeps its own).
+    copier = (
+        datasets.make_augmenter(data.flip, config.translation, seed=seed)
+        if config.copies and spec.kind != "conventional" else None
+    )
     evaluator = setup.full_evaluator if spec.kind == "sweep" else setup.evaluator
     header = run_header(config, data, setup, spec, evaluator)
     subset = None
@@ -904,14 +952,15 @@ def run_one(config, data, setup, spec, size=None):
         _log(f"run {spec.name} seed {seed}: subsets of {size[0]:,d} to {size[1]:,d} "
              f"examples, growth {config.growth:g}")
     elif spec.kind == "lbfgs_full":
-        _log(f"run {spec.name} seed {seed}: L-BFGS on all {n:,d} examples")
+        _log(f"run {spec.name} seed {seed}: L-BFGS on all {n:,d} examples"
+             + (f" and {config.copies} fixed copies of each" if config.copies else ""))
     else:
         _log(f"run {spec.name} seed {seed}: Adam on all {n:,d} examples, batch "
              f"{spec.batch_size}, learning rate {spec.learning_rate:.3g}")
     log = runlog.RunLog(
         os.path.join(config.output_dir, f"run_{spec.name}_seed{seed}.json"), header
     )
-    runner = Runner(config, data, setup.model, evaluator, log, seed, setup.full_evaluator)
+    runner = Runner(config, data, setup.model, evaluator, log, seed, setup.full_evaluator, copier)
     return runner.run(spec, subset, augmenter)
 
 
@@ -948,7 +997,8 @@ def run_benchmark(config, data, build_model, evaluator_factory=None):
             config, data, build_model, seed, evaluator_factory or default_evaluator
         )
         if plan is None:  # P is the same for every seed: checked once, before any run
-            plan = plan_runs(run_specs(config), setup.model, len(data.x_train), data.num_classes)
+            plan = plan_runs(run_specs(config), setup.model, len(data.x_train), data.num_classes,
+                             config.copies)
             planned = [(spec.name, s) for s in config.seed_list for spec in plan.specs]
         for spec in plan.specs:
             records.append(run_one(config, data, setup, spec, plan.sizes.get(spec.name)))

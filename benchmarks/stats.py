@@ -4,8 +4,8 @@ Pure NumPy on the run records (the dicts written to `run_<name>_seed<k>.json`):
 this module imports neither TensorFlow nor Keras nor absl, so results can be
 summarized anywhere.
 
-Stopping rule (`should_stop`): a sequence of test accuracies at epoch ends (the
-phase's start first) stops when its last `patience` values each failed to beat
+Stopping rule (`should_stop`): a sequence of test accuracies at a phase's
+epoch ends (its starting point not counted) stops when its last `patience` values each failed to beat
 the best value before them by `tolerance_pp` percentage points. The Adam phases
 on the full set stop by it; a run has *levelled off* when it holds at the run's
 last point (`levelled_off`: epoch ends for Adam, every point for L-BFGS).
@@ -77,7 +77,7 @@ def checks_without_gain(accuracies, tolerance_pp):
 
 def should_stop(accuracies, tolerance_pp, patience):
     """The stopping rule: whether the last `patience` test accuracies of
-    `accuracies` (epoch ends, the phase's start first) each failed to improve on
+    `accuracies` (the phase's epoch ends) each failed to improve on
     the best earlier one by `tolerance_pp` percentage points."""
     return checks_without_gain(accuracies, tolerance_pp) >= patience
 
@@ -220,7 +220,9 @@ def _run_summary(name, recs, targets, config):
         "batch_size": first.get("batch_size"),
         "subset_size": subset.get("size", progressive.get("last_size")),
         "first_subset_size": progressive.get("first_size"),
-        "ratio": subset.get("ratio", progressive.get("first_ratio", first["q_full"])),
+        "ratio": subset.get("ratio", progressive.get("first_ratio",
+                                                      first.get("q_extended", first["q_full"]))),
+        "copies": first.get("copies", 0),
         "last_ratio": progressive.get("last_ratio"),
         "fraction": subset.get("fraction", 1.0),
         "seeds": [e["seed"] for e in per_seed],
@@ -340,6 +342,8 @@ def summarize(config, records, planned=None, skipped=()):
         "test_examples": first["test_examples"],
         "q_full": first["q_full"],
         "augment": first["augment"],
+        "copies": first.get("copies", 0),
+        "q_extended": first.get("q_extended", first["q_full"]),
         "preset": config.preset,
         "target_tolerance_pp": config.target_tolerance,
         "plateau_tolerance_pp": config.plateau_tolerance,

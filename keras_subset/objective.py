@@ -122,7 +122,11 @@ class Objective:
         nests), or per-replica values from `shard` under a `tf.distribute`
         strategy. `ids` are the examples' positions in the training set (int64,
         default `0 .. N-1`), from which their augmented copies are drawn; only
-        used with `copies`.
+        used with `copies`. When the extended set fits
+        `keras_subset.augment.MATERIALIZE_BYTES` (and there is one replica),
+        the copies are made here, once, and the returned data hold all
+        `N * (1 + copies)` examples, copy-major, with `ids=None`; otherwise
+        they are made inside every evaluation, one chunk at a time.
         """
         divisors = None
         if not isinstance(tf.nest.flatten(x)[0], tf.distribute.DistributedValues):
@@ -130,8 +134,12 @@ class Objective:
             if self.copies is not None:
                 self.copies.check_inputs(x)
                 ids = tf.range(n, dtype=tf.int64) if ids is None else tf.cast(ids, tf.int64)
+                if self.copies.fits(x, n):
+                    # Made once here, not at every evaluation (see `augment.MATERIALIZE_BYTES`).
+                    x, y, sample_weight = self.copies.extend(x, y, sample_weight, ids, self.chunk_size)
+                    n, ids = n * self.factor, None
             self.keras_loss.build(x, y, sample_weight)
-            divisors = self.keras_loss.static_divisors(n * self.factor)
+            divisors = self.keras_loss.static_divisors(n * self._factor(ids))
         elif self.copies is not None and ids is None:
             raise ValueError("Under a tf.distribute strategy, pass the shards' example `ids` with `copies`.")
         if divisors is None:  # masks or weight-sum divisors: one forward pass measures them
@@ -142,7 +150,7 @@ class Objective:
         """The divisors of every output's loss over all examples (summed over replicas)."""
         if not isinstance(tf.nest.flatten(x)[0], tf.distribute.DistributedValues):
             self.keras_loss.build(x, y, sample_weight)
-            static = self.keras_loss.static_divisors(tf.shape(tf.nest.flatten(x)[0])[0] * self.factor)
+            static = self.keras_loss.static_divisors(tf.shape(tf.nest.flatten(x)[0])[0] * self._factor(ids))
             return static if static is not None else self._shard_divisors(position, x, y, sample_weight, ids)
         strategy = tf.distribute.get_strategy()
         local = strategy.run(self._shard_divisors, args=(position, x, y, sample_weight, ids))
@@ -153,7 +161,7 @@ class Objective:
         weights = self.unflatten(position)
         non_trainable = [v.value for v in self.model.non_trainable_variables]
         originals = tf.shape(tf.nest.flatten(x)[0])[0]
-        n = originals * self.factor
+        n = originals * self._factor(ids)
         chunk, num_chunks = self._chunks(n)
 
         def divisors_of(start, end):
@@ -184,7 +192,9 @@ class Objective:
             divisors: The full-batch divisors `data` found for these
                 examples; `None` finds them again at this call (one more
                 forward pass where masks need it).
-            ids: The examples' ids, with `copies` (see `data`).
+            ids: The examples' ids while their copies are still to be made;
+                `None` when there are no copies or the data hold them already
+                (both as `data` returns them).
 
         Under a `tf.distribute` strategy, pass `x`, `y` and `sample_weight` as
         per-replica shards (see `shard`): each replica then computes its
@@ -195,8 +205,6 @@ class Objective:
             A tuple `(value, gradient)` of `self.dtype`. An evaluation where either
             is not finite adds one to `non_finite_evaluations`.
         """
-        if self.copies is not None and ids is None:
-            ids = tf.range(tf.shape(x)[0], dtype=tf.int64)
         if divisors is None:
             divisors = self._divisors(position, x, y, sample_weight, ids)
         value, gradient = self._counted(
@@ -214,8 +222,6 @@ class Objective:
         Forward passes only, in chunks; `weight_decay` is not added (it is a term of
         the weights, not of the examples). Used to measure a held-out loss.
         """
-        if self.copies is not None and ids is None:
-            ids = tf.range(tf.shape(x)[0], dtype=tf.int64)
         if divisors is None:
             divisors = self._divisors(position, x, y, sample_weight, ids)
         return self._summed(position, x, y, sample_weight, divisors, ids, with_gradient=False)[0]
@@ -241,6 +247,11 @@ class Objective:
         with tf.control_dependencies([counted]):
             return tf.identity(value), tf.identity(gradient)
 
+    def _factor(self, ids):
+        """Rows of the objective per row of the data: `1 + copies` while the copies are still to be
+        made (`ids` given), 1 for data without copies or with them made already (`ids=None`)."""
+        return 1 if ids is None else self.factor
+
     def _chunks(self, n):
         chunk = tf.maximum(n, 1) if self.chunk_size is None else tf.minimum(tf.maximum(n, 1), self.chunk_size)
         return chunk, (n + chunk - 1) // chunk
@@ -251,7 +262,7 @@ class Objective:
         The extended set holds `originals * (1 + copies)` examples, copy-major:
         row `e` is copy `e // originals` (0: the original) of example `e % originals`.
         """
-        if self.copies is None:
+        if self.copies is None or ids is None:  # no copies, or made already (`data`)
             return tf.nest.map_structure(lambda t: None if t is None else t[start:end], tensors)
         rows = tf.range(start, end)
         example, copy = rows % originals, rows // originals
@@ -268,7 +279,7 @@ class Objective:
         weights = self.unflatten(position)
         non_trainable = [v.value for v in self.model.non_trainable_variables]
         originals = tf.shape(tf.nest.flatten(x)[0])[0]
-        n, total = originals * self.factor, total * self.factor
+        n, total = originals * self._factor(ids), total * self._factor(ids)
         chunk, num_chunks = self._chunks(n)
         data = (x, y, sample_weight, divisors, ids, originals)
 

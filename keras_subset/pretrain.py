@@ -241,10 +241,13 @@ def pretrain(
             `(seed, i, j)`, i its position in `x`, so the stages stay nested
             on the extended set; Q and the cost count the copies, and the
             held-out checks use the held-out examples with their copies.
-        size, fraction, ratio: The first subset's size (exactly one).
+        size, fraction, ratio: The first subset's size (exactly one): `size`
+            and `fraction` in original examples; `ratio` is Q of the subset
+            with its copies, so K = ceil(ratio * P / (M * (1 + copies))).
         growth: The factor between stage sizes (> 1), or `None` for one subset.
         max_size, max_fraction, max_ratio: The last stage's size (at most one;
-            only with `growth`); default: every example.
+            only with `growth`; `max_ratio` counts the copies as `ratio` does);
+            default: every example.
         strategy: `"random"` or `"stratified"` (class-balanced subsets; needs
             class labels as `y`).
         optimizer: A `keras_subset.LBFGS` (default `LBFGS()`), or a Keras
@@ -359,11 +362,12 @@ class _Plan:
         KerasLoss(model, loss)  # no loss at all is refused here, before any work
         check_targets(model, self.y, loss)
         self.n = data_lib.num_examples(self.x)
-        first = subset_lib.resolve_subset_size(self.n, size, fraction, ratio, model, num_outputs)
+        first = subset_lib.resolve_subset_size(self.n, size, fraction, ratio, model, num_outputs, copies=self.copies)
         last = self.n
         if any(v is not None for v in (max_size, max_fraction, max_ratio)):
             last = subset_lib.resolve_subset_size(
-                self.n, max_size, max_fraction, max_ratio, model, num_outputs, names=("max_size", "max_fraction", "max_ratio")
+                self.n, max_size, max_fraction, max_ratio, model, num_outputs, names=("max_size", "max_fraction", "max_ratio"),
+                copies=self.copies,
             )
             if last < first:
                 raise ValueError(

@@ -85,26 +85,30 @@ def overdetermination_ratio(model, num_examples, num_outputs=None):
     return num_examples * m / p
 
 
-def subset_size_for_ratio(model, ratio, num_outputs=None):
-    """Returns K = ceil(ratio*P/M), the smallest subset size whose Q reaches `ratio`.
+def subset_size_for_ratio(model, ratio, num_outputs=None, copies=0):
+    """Returns K = ceil(ratio*P/(M*(1 + copies))), the smallest subset size whose Q reaches `ratio`.
 
     Args:
         model: A built Keras model.
         ratio: Target overdetermination ratio Q (> 0).
         num_outputs: M, outputs per example; read from the model when `None`.
+        copies: Augmented copies fitted with every example: they count as
+            examples in Q (K examples make K*(1 + copies) equations per output).
 
     Returns:
-        The subset size K as an int.
+        The subset size K (original examples) as an int.
     """
     ratio = checks.check_number("ratio", ratio, minimum=0, min_inclusive=False)
+    copies = checks.check_int("copies", copies, minimum=0)
     p = num_trainable_parameters(model)
     m = num_outputs_of(model) if num_outputs is None else checks.check_int("num_outputs", num_outputs, minimum=1)
     # Round first so that e.g. 4.0 * P / M that is an integer up to float error stays one.
-    return max(1, math.ceil(round(ratio * p / m, 9)))
+    return max(1, math.ceil(round(ratio * p / (m * (1 + copies)), 9)))
 
 
 def resolve_subset_size(
-    num_examples, size=None, fraction=None, ratio=None, model=None, num_outputs=None, names=("size", "fraction", "ratio")
+    num_examples, size=None, fraction=None, ratio=None, model=None, num_outputs=None, names=("size", "fraction", "ratio"),
+    copies=0,
 ):
     """Returns the subset size given exactly one of `size`, `fraction` or `ratio`.
 
@@ -117,6 +121,8 @@ def resolve_subset_size(
         num_outputs: M, when it cannot be read from the model.
         names: The names of the three arguments in the caller's words (for
             the error messages).
+        copies: Augmented copies fitted with every example, counted in Q (see
+            `subset_size_for_ratio`).
 
     Returns:
         K, with 1 <= K <= N.
@@ -138,11 +144,13 @@ def resolve_subset_size(
     else:
         if model is None:
             raise ValueError(f"`{names[2]}` needs the model to convert Q into a number of examples.")
-        k = subset_size_for_ratio(model, ratio, num_outputs)
+        k = subset_size_for_ratio(model, ratio, num_outputs, copies)
         if k > num_examples:
+            with_copies = f" with {copies} copies of each" if copies else ""
+            q_full = overdetermination_ratio(model, num_examples * (1 + copies), num_outputs)
             raise ValueError(
-                f"`{names[2]}`={ratio} needs {k} examples but the training set has {num_examples}; "
-                f"the full set's Q is {overdetermination_ratio(model, num_examples, num_outputs):.3g}."
+                f"`{names[2]}`={ratio} needs {k} examples{with_copies} but the training set has "
+                f"{num_examples}; the full set's Q is {q_full:.3g}."
             )
     return k
 

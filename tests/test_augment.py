@@ -104,3 +104,38 @@ def test_bad_copies_and_augment_are_refused_before_any_work(digits):
         keras_subset.pretrain(model, x, y, size=100, optimizer="adam", epochs=1, augment=_flip, copies=2)
     for a, b in zip(weights, model.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.fast
+def test_stored_copies_equal_copies_made_in_every_evaluation(digits, monkeypatch):
+    from keras_subset import augment
+    from keras_subset.objective import Objective
+
+    x, y = digits
+    model = small_cnn(seed=4)
+    layer = keras.layers.RandomTranslation(0.15, 0.15)
+    stored = _start_loss(model, x, y, options={"chunk_size": 64}, augment=layer, copies=3, seed=1)
+    data = Objective(model, chunk_size=64, augment=layer, copies=3, seed=1).data(tf.constant(x), tf.constant(y))
+    assert data[0].shape[0] == 1200 and data[4] is None  # within the budget: made once, stored
+    monkeypatch.setattr(augment, "MATERIALIZE_BYTES", 0)
+    data = Objective(model, chunk_size=64, augment=layer, copies=3, seed=1).data(tf.constant(x), tf.constant(y))
+    assert data[0].shape[0] == 300 and data[4].shape[0] == 300  # over it: only the originals are held
+    made = _start_loss(model, x, y, options={"chunk_size": 64}, augment=layer, copies=3, seed=1)
+    assert made.num_examples == stored.num_examples == 1200
+    assert made.initial_loss == pytest.approx(stored.initial_loss, rel=1e-6)
+    assert made.loss == pytest.approx(stored.loss, rel=1e-5)
+
+
+@pytest.mark.fast
+def test_ratio_counts_the_copies(digits):
+    x, y = digits
+    model = small_cnn(seed=5)
+    p = model.count_params()
+    assert keras_subset.subset_size_for_ratio(model, 2.0, copies=3) == int(np.ceil(2.0 * p / 40))
+    result = keras_subset.pretrain(
+        model, x, y, ratio=2.0, seed=0, augment=_flip, copies=3, optimizer=keras_subset.LBFGS(max_iterations=1),
+    )
+    stage = result.stages[0]
+    assert stage.size == int(np.ceil(2.0 * p / 40)) and 2.0 <= stage.ratio < 2.0 + 40 / p
+    with pytest.raises(ValueError, match="with 3 copies of each"):
+        keras_subset.pretrain(model, x, y, ratio=1e4, augment=_flip, copies=3)

@@ -261,7 +261,8 @@ def test_cost_accounting_of_the_pretrain_runs_matches_hand_count(tmp_path):
 @pytest.mark.parametrize("patience", [1, 2])
 def test_adam_phases_on_the_full_set_stop_by_the_stopping_rule(patience, tmp_path):
     # No epoch can gain 50 pp: the conventional run and the fine-tuning stop after
-    # `patience` epochs of their cap of 5; the Adam subset phase has no such rule.
+    # `patience` + 1 epochs of their cap of 5 (the phase's start does not count, so the
+    # first epoch end only sets the bar); the Adam subset phase has no such rule.
     data = _tiny_data()
     config = Config(
         dataset="mnist", output_dir=str(tmp_path), width=2, batch_size=32, adam_batch_sizes=(),
@@ -271,13 +272,56 @@ def test_adam_phases_on_the_full_set_stop_by_the_stopping_rule(patience, tmp_pat
     )
     records, summary = runner.run_benchmark(config, data, _tiny_model)
     conv, subset = records
-    assert [p["evaluations"] for p in conv["points"]] == [100 * e for e in range(patience + 1)]
+    assert [p["evaluations"] for p in conv["points"]] == [100 * e for e in range(patience + 2)]
     for phase in (conv["phases"][-1], subset["phases"][-1]):
-        assert phase["epochs"] == patience and phase["max_epochs"] == 5
+        assert phase["epochs"] == patience + 1 and phase["max_epochs"] == 5
         assert phase["stopped_by_rule"] and phase["reason"].startswith("stopping rule")
     assert subset["phases"][0]["epochs"] == 3
-    assert subset["points"][-1]["evaluations"] == 3 * 20 + patience * 100
+    assert subset["points"][-1]["evaluations"] == 3 * 20 + (patience + 1) * 100
     assert summary["conventional_levelled_off"] is True
+
+
+def test_fixed_copies_count_in_q_sizes_and_cost(tmp_path):
+    # --augment_copies=2: every L-BFGS phase fits each example with 2 fixed copies. P = 1,650,
+    # M = 10: Q = 0.9 of the extended set is K = ceil(0.9 * 165 / 3) = 50 examples, the sweep's
+    # Q = 1.5 is K = 83, Q = 7 would need 385 > 100 (skipped); every evaluation of K
+    # examples costs 3 * K, and the model forwards exactly that many (the independent count).
+    data = _tiny_data()
+    counting = _Counting()
+    config = Config(
+        dataset="mnist", output_dir=str(tmp_path), width=2, batch_size=32, adam_batch_sizes=(),
+        epochs=1, runs=("lbfgs_full", "subset", "sweep"), ratios=(0.9,), lbfgs_iterations=3,
+        finetune_epochs=1, lbfgs_full_iterations=3, lbfgs_points_every=3, sweep_ratios=(1.5, 7),
+        sweep_iterations=2, train_eval_examples=0, eval_batch_size=64, augment=True,
+        augment_copies=2,
+    )
+    records, summary = runner.run_benchmark(
+        config, data, counting.build_model, evaluator_factory=counting.evaluator_factory
+    )
+    by_name = {r["run"]: r for r in records}
+    assert list(by_name) == ["lbfgs_full", "lbfgs_q0.9", "sweep_q1.5"]
+    assert "(with 2 copies each)" in summary["sweep"]["skipped"][0]
+    full = by_name["lbfgs_full"]
+    stage = full["phases"][0]["stages"][0]
+    assert full["copies"] == stage["copies"] == 2
+    assert full["q_extended"] == pytest.approx(3 * full["q_full"])
+    assert stage["ratio"] == pytest.approx(full["q_extended"])
+    assert full["total_evaluations"] == 300 * stage["evaluations"]
+    subset = by_name["lbfgs_q0.9"]
+    assert subset["subset"]["size"] == 50 and subset["subset"]["copies"] == 2
+    assert subset["subset"]["ratio"] == pytest.approx(50 * 3 * 10 / 1650)
+    lbfgs = subset["phases"][0]
+    assert lbfgs["evaluations_cost"] == 150 * lbfgs["evaluations"]
+    # Fine-tuning (Adam, live augmentation) costs one epoch of the 100 originals.
+    assert subset["points"][-1]["evaluations"] == 150 * lbfgs["evaluations"] + 100
+    sweep = by_name["sweep_q1.5"]
+    stage = sweep["phases"][0]["stages"][0]
+    assert sweep["subset"]["size"] == stage["size"] == 83
+    assert sweep["points"][-1]["evaluations"] == 3 * 83 * stage["evaluations"]
+    counting.check(records)
+    runs = {r["run"]: r for r in summary["runs"]}
+    assert runs["lbfgs_full"]["ratio"] == pytest.approx(full["q_extended"])
+    assert summary["copies"] == 2
 
 
 # ----------------------------------------------------------------------------

@@ -70,7 +70,7 @@ def test_summary_modules_import_neither_tensorflow_nor_keras_nor_absl(module):
 
 
 def test_stopping_rule_on_epoch_ends():
-    # Epoch ends (the phase's start first), tolerance 0.2 pp, patience 2.
+    # A phase's epoch ends, tolerance 0.2 pp, patience 2.
     assert not stats.should_stop([0.10, 0.90], 0.2, 2)
     # 0.901 gains 0.1 pp < 0.2 over 0.90: one epoch without gain; 0.9015 another (the
     # best earlier is 0.901 now): stop.
