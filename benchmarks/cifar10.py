@@ -38,13 +38,15 @@ PRESETS = {
         ratios=(4,), subset_optimizer=("lbfgs",), lbfgs_iterations=100,
         evals_per_epoch=2, plateau_patience=3, lbfgs_full_iterations=100, lbfgs_points_every=10,
         sweep_ratios=(1, 2, 4, 8, 16), sweep_iterations=100,
+        augment_copies=4,  # with --augment; chosen on MNIST (see benchmarks.mnist)
     ),
     "paper": dict(
         width=16, batch_size=64, adam_batch_sizes=(256,), epochs=60, runs=mnist.ALL_RUNS,
         ratios=(1, 2, 4, 8), subset_optimizer=("lbfgs", "adam"), lbfgs_iterations=1000,
         lbfgs_chunk_size=16384, subset_epochs=100, evals_per_epoch=4, seeds=3,
         train_eval_examples=0, lbfgs_full_iterations=2000, lbfgs_points_every=20,
-        sweep_ratios=(1, 2, 4, 8), sweep_iterations=1000,
+        sweep_ratios=(1, 2, 4, 8, 16, 32, 64, 128), sweep_iterations=1000,
+        augment_copies=8,  # a GPU: Geiping et al. used 10 and 40 fixed copies on CIFAR-10
     ),
 }
 """Preset values; flags given on the command line override them."""

@@ -9,10 +9,11 @@ mkdir -p "$out"
 run mnist benchmarks.mnist --preset=cpu
 run cifar10 benchmarks.cifar10 --preset=cpu
 run cifar100 benchmarks.cifar100 --preset=cpu
-# With augmentation: only the run kinds with Adam phases on the full set, which augmentation
-# changes; the L-BFGS-only kinds (lbfgs_full, progressive, sweep) fit un-augmented data and
-# are the runs of the folders above (same seed). Without lbfgs_full, these have no paper frame.
-aug_runs=--runs=conventional,progressive_adam,subset
-run cifar10_augment benchmarks.cifar10 --preset=cpu --augment $aug_runs
-run cifar100_augment benchmarks.cifar100 --preset=cpu --augment $aug_runs
-run mnist_augment benchmarks.mnist --preset=cpu --augment $aug_runs
+# With augmentation: every run kind; the Adam phases augment live, every L-BFGS phase fits each
+# example with 4 fixed augmented copies (--augment_copies, the cpu presets' default; Q of the
+# extended sets 5 times the folders' above), the sweep reaching well past Q of the originals.
+run mnist_augment benchmarks.mnist --preset=cpu --augment --sweep_ratios=8,16,32,64,128,256
+run cifar10_augment benchmarks.cifar10 --preset=cpu --augment --sweep_ratios=4,8,16,32,64,128
+run cifar100_augment benchmarks.cifar100 --preset=cpu --augment --sweep_ratios=4,8,16,32,64,128
+python3 -m benchmarks.overview "$out"/mnist "$out"/mnist_augment "$out"/cifar10 \
+  "$out"/cifar10_augment "$out"/cifar100 "$out"/cifar100_augment --gap_plot="$out"/gap_vs_q.png

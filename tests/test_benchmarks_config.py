@@ -106,6 +106,8 @@ def test_flags_override_only_when_given():
     ("finetune_epochs", -2, "an integer >= 0"),
     ("finetune_learning_rate", -1.0, ">= 0"),
     ("augment", "yes", "True or False"),
+    ("augment_copies", -1, "an integer >= 0"),
+    ("augment_copies", 2.5, "an integer >= 0"),
     ("translation", -0.1, ">= 0"),
     ("translation", 1.5, "<= 1"),
     ("evals_per_epoch", 0, "an integer >= 1"),
@@ -128,6 +130,11 @@ def test_settings_that_depend_on_each_other_are_checked():
         config_lib.Config(lbfgs_iterations=3, lbfgs_segments=5)
     with pytest.raises(config_lib.ConfigError, match="`--seed`"):
         config_lib.Config(seed=2**32 - 2, seeds=3)
+    with pytest.raises(config_lib.ConfigError, match="`--subset_augment=once` and `--augment_copies=4`"):
+        config_lib.Config(augment=True, augment_copies=4, subset_augment="once")
+    # Copies apply with --augment only (a preset may set them for its augmented runs).
+    assert config_lib.Config(augment_copies=4).copies == 0
+    assert config_lib.Config(augment=True, augment_copies=4).copies == 4
     # The same value twice would be two runs writing one file.
     with pytest.raises(config_lib.ConfigError, match="`--ratios` lists 2 more than once"):
         config_lib.Config(ratios=(2, 2.0))
