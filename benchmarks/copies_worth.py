@@ -9,8 +9,9 @@ worth is the number of original examples that reach the same test accuracy (inte
 in log K between the original-example runs), per copy. Prints one line per fit and a JSON
 line (kept in `docs/results/copies/copies_worth.json`).
 
-Usage: `KERAS_SUBSET_DATA_DIR=data python3 -m benchmarks.copies_worth` (about 5 minutes on
-the 2-core machine).
+Usage: `KERAS_SUBSET_DATA_DIR=data python3 -m benchmarks.copies_worth` (about 6 minutes on
+the 2-core machine); `--timing_only` times one value-and-gradient with the copies made inside
+every evaluation against stored ones (about 1 minute).
 """
 
 import json
@@ -31,6 +32,8 @@ flags.DEFINE_integer("originals", 2000, "Original examples of the subsets with c
 flags.DEFINE_integer("iterations", 100, "L-BFGS iterations of each fit.")
 flags.DEFINE_integer("width", 8, "Width of the reference CNN (8: P = 5,258).")
 flags.DEFINE_integer("seed", 0, "Seed of the subset, the initial weights and the copies.")
+flags.DEFINE_bool("timing_only", False, "Only time one value-and-gradient with copies made "
+                  "inside the evaluation and with copies stored (6,000 images, 4 copies).")
 FLAGS = flags.FLAGS
 
 
@@ -59,6 +62,36 @@ def worth(row, originals):
     return None
 
 
+def timing(model, x, y, augment, copies=4, repeats=5):
+    """Seconds per example of one compiled value-and-gradient over `x` with `copies` copies,
+    made inside every evaluation (`MATERIALIZE_BYTES = 0`) and stored; and without copies."""
+    import tensorflow as tf
+    from keras_subset import augment as augment_lib
+    from keras_subset.objective import Objective
+
+    def per_example(copies_made, budget):
+        saved, augment_lib.MATERIALIZE_BYTES = augment_lib.MATERIALIZE_BYTES, budget
+        try:
+            objective = Objective(model, chunk_size="auto", augment=augment if copies_made else None,
+                                  copies=copies_made, seed=0)
+            data = objective.data(tf.constant(x), tf.constant(y))
+            run = tf.function(lambda p: objective.value_and_gradient(p, *data))
+            position = objective.position()
+            float(run(position)[0])  # traced
+            times = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                float(run(position)[0])
+                times.append(time.perf_counter() - start)
+            return min(times) / (len(x) * (1 + copies_made))
+        finally:
+            augment_lib.MATERIALIZE_BYTES = saved
+
+    return {"made_each_evaluation": per_example(copies, 0),
+            "stored": per_example(copies, augment_lib.MATERIALIZE_BYTES),
+            "no_copies": per_example(0, 0), "examples": len(x), "copies": copies}
+
+
 def main(argv):
     del argv
     data = datasets.load_dataset("mnist")
@@ -68,6 +101,14 @@ def main(argv):
     initial = model.get_weights()
     order = np.random.RandomState(FLAGS.seed).permutation(len(data.x_train))
     augment = datasets.make_augmenter(data.flip, 0.1, seed=FLAGS.seed)
+    if FLAGS.timing_only:
+        idx = order[:6000]
+        figures = timing(model, data.x_train[idx], data.y_train[idx], augment)
+        print(f"one value-and-gradient, per example: copies made inside the evaluation "
+              f"{1e6 * figures['made_each_evaluation']:.1f} us, stored "
+              f"{1e6 * figures['stored']:.1f} us, no copies {1e6 * figures['no_copies']:.1f} us")
+        print(json.dumps(figures))
+        return
     rows, originals = [], []
     for c in [int(v) for v in FLAGS.copies]:
         k = FLAGS.originals * (1 + c)

@@ -53,3 +53,23 @@ def test_overview_shows_both_frames(tmp_path):
         "1.00", "1.00", "2.50", "2.00"]
     assert rows["conventional, 2.0 epochs (not levelled off)"].split(" | ")[5:7] == [
         "not reached", "not reached"]
+
+
+def test_overview_draws_the_sweeps_of_several_folders_on_one_figure(tmp_path):
+    from benchmark_helpers import PNG_MAGIC
+
+    def folder(name, copies, gaps):
+        path = tmp_path / name
+        path.mkdir()
+        rows = [{"ratio": q, "test_accuracy_gap_pp": {"mean": g, "std": None}} for q, g in gaps]
+        (path / "summary.json").write_text(json.dumps({
+            "dataset": "mnist", "copies": copies, "target_tolerance_pp": 0.3,
+            "sweep": {"rows": rows}}))
+        return str(path)
+
+    folders = [folder("plain", 0, [(1, -9.0), (32, -0.4)]),
+               folder("augmented", 4, [(8, -3.0), (256, 0.1)]),
+               folder("no_sweep", 0, [])]
+    out = tmp_path / "gap.png"
+    assert overview.plot_gap_vs_q(folders, str(out)) == 2  # the folder without a sweep: no curve
+    assert out.read_bytes()[:8] == PNG_MAGIC
