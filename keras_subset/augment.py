@@ -18,17 +18,17 @@ sets (and sets sharded over `tf.distribute` replicas) make them inside every chu
 every evaluation, never stored, so that memory does not grow with `copies`.
 """
 
-MATERIALIZE_BYTES = 4 * 2**30
-"""The largest extended set (inputs of all `N * (1 + copies)` examples, in bytes) whose
-copies are made once and stored; beyond it they are made inside every evaluation. 4 GiB
-holds MNIST's 60,000 images with 16 copies or CIFAR-10's 50,000 with 4 (float32). Set it
-to 0 to never store copies (memory bounded by one chunk), higher where memory allows."""
-
 import numpy as np
 import tensorflow as tf
 import keras
 
 from keras_subset import checks
+
+MATERIALIZE_BYTES = 4 * 2**30
+"""The largest extended set (inputs of all `N * (1 + copies)` examples, in bytes) whose
+copies are made once and stored; beyond it they are made inside every evaluation. 4 GiB
+holds MNIST's 60,000 images with 16 copies or CIFAR-10's 50,000 with 4 (float32). Set it
+to 0 to never store copies (memory bounded by one chunk), higher where memory allows."""
 
 
 class Copies:
@@ -131,16 +131,15 @@ def check_copies(augment, copies):
 def _extend_graph(copies, x, ids, chunk_size):
     """`x` followed by its copies 1 .. `copies.copies`, made `chunk_size` rows at a time (0: all)."""
     n = tf.shape(x)[0]
-    total = n * (1 + copies.copies)
-    chunk = tf.where(chunk_size > 0, tf.minimum(chunk_size, tf.maximum(total, 1)), tf.maximum(total, 1))
-    num_chunks = (total + chunk - 1) // chunk
+    made = n * copies.copies  # rows n .. n * (1 + copies) - 1 of the extended set
+    chunk = tf.where(chunk_size > 0, tf.minimum(chunk_size, tf.maximum(made, 1)), tf.maximum(made, 1))
+    num_chunks = (made + chunk - 1) // chunk
     parts = tf.TensorArray(x.dtype, size=num_chunks, infer_shape=False, element_shape=[None] + x.shape[1:])
 
     def body(i, parts):
-        rows = tf.range(i * chunk, tf.minimum((i + 1) * chunk, total))
+        rows = n + tf.range(i * chunk, tf.minimum((i + 1) * chunk, made))
         example = rows % n
-        made = copies.apply(tf.gather(x, example), tf.gather(ids, example), rows // n)
-        return i + 1, parts.write(i, made)
+        return i + 1, parts.write(i, copies.apply(tf.gather(x, example), tf.gather(ids, example), rows // n))
 
     _, parts = tf.while_loop(lambda i, _: i < num_chunks, body, (tf.constant(0), parts))
-    return parts.concat()
+    return tf.concat([x, parts.concat()], axis=0)
