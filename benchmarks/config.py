@@ -346,6 +346,12 @@ class Config:
         "many points did not improve.",
         minimum=1,
     )
+    reuse: bool = _option(
+        False,
+        "Run a benchmark in parts: reuse the complete runs already in --output_dir whose "
+        "settings match this invocation's (they are not run again) and report every such run "
+        "there, also of run kinds or seeds this invocation does not list.",
+    )
     seeds: int = _option(
         1, "Number of seeds (seed, seed+1, ...); reports mean and standard deviation.", minimum=1
     )

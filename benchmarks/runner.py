@@ -103,6 +103,7 @@ cover), `accuracy_vs_cost.png`, `gap_vs_q.png`.
 """
 
 import dataclasses
+import json
 import math
 import os
 import platform
@@ -123,6 +124,52 @@ from benchmarks.config import ConfigError
 
 def _log(message):
     print(message, flush=True)
+
+
+STOPPING_RULE = "phase_epoch_ends"
+"""The stopping rule of the Adam phases on the full set, recorded in every run: its epoch
+ends, the phase's starting point not counted (`PointCallback`). Runs recorded before
+2026-12-01 counted the starting point and carry no such entry."""
+
+REUSE_FREE = ("output_dir", "runs", "seeds", "seed", "sweep_ratios", "ratios", "fractions",
+              "adam_batch_sizes", "subset_optimizer", "verbose", "reuse", "data_dir",
+              "local_data_dir", "tfds_download")
+"""`Config` fields that choose which runs an invocation makes, or where, without changing
+any run: a complete run recorded under other values of these may be reused (`--reuse`)."""
+
+
+def reusable(record, config):
+    """Whether a complete run `record` was made under the settings of `config` (but the
+    `REUSE_FREE` ones) and, for a run with an Adam phase on the full set, the current
+    stopping rule; runs recorded before `--augment_copies` existed had no copies."""
+    if not record.get("complete") or record["dataset"] != config.dataset:
+        return False
+    theirs, ours = dict(record["config"]), dataclasses.asdict(config)
+    theirs.setdefault("augment_copies", 0)
+    theirs.setdefault("reuse", False)
+    if any(theirs.get(k) != v for k, v in ours.items()
+           if k not in REUSE_FREE and not (k == "augment_copies" and not config.augment)):
+        return False
+    if record["kind"] in ("conventional", "subset", "progressive_adam"):
+        return record.get("stopping_rule") == STOPPING_RULE
+    return True
+
+
+def reusable_records(config):
+    """The complete run records in `config.output_dir` that `reusable` accepts."""
+    out = []
+    if not os.path.isdir(config.output_dir):
+        return out
+    for name in sorted(os.listdir(config.output_dir)):
+        if name.startswith("run_") and name.endswith(".json") and not name.endswith(".partial.json"):
+            with open(os.path.join(config.output_dir, name)) as f:
+                record = json.load(f)
+            # Lists come back from JSON as lists; compare them as the config holds them.
+            record["config"] = {k: tuple(v) if isinstance(v, list) else v
+                                for k, v in record["config"].items()}
+            if reusable(record, config):
+                out.append(record)
+    return out
 
 
 @dataclasses.dataclass
@@ -833,6 +880,7 @@ def run_header(config, data, setup, spec, evaluator):
         "train_eval_examples": evaluator.sizes["train"],
         "q_full": setup.q_full,
         "augment": config.augment,
+        "stopping_rule": STOPPING_RULE,
         # Fixed augmented copies of every example in the L-BFGS phases, and Q of the
         # training set with them (`--augment_copies`).
         "copies": config.copies,
@@ -992,6 +1040,8 @@ def run_benchmark(config, data, build_model, evaluator_factory=None):
     """
     os.makedirs(config.output_dir, exist_ok=True)
     records, plan, planned = [], None, None
+    earlier = {(r["run"], r["seed"]): r for r in reusable_records(config)} if config.reuse else {}
+    summary = None
     for seed in config.seed_list:
         setup = prepare_seed(
             config, data, build_model, seed, evaluator_factory or default_evaluator
@@ -1000,9 +1050,20 @@ def run_benchmark(config, data, build_model, evaluator_factory=None):
             plan = plan_runs(run_specs(config), setup.model, len(data.x_train), data.num_classes,
                              config.copies)
             planned = [(spec.name, s) for s in config.seed_list for spec in plan.specs]
+            # Complete runs of earlier invocations this one does not list stay in the report.
+            others = [r for key, r in earlier.items() if key not in planned]
+            planned += [(r["run"], r["seed"]) for r in others]
+            records += others
         for spec in plan.specs:
+            if (spec.name, seed) in earlier:
+                _log(f"run {spec.name} seed {seed}: reusing the complete run in "
+                     f"{config.output_dir} (--reuse)")
+                records.append(earlier[(spec.name, seed)])
+                continue
             records.append(run_one(config, data, setup, spec, plan.sizes.get(spec.name)))
             summary = report.write_reports(config, records, planned, plan.skipped)
+    if summary is None:  # every run reused
+        summary = report.write_reports(config, records, planned, plan.skipped)
     _log(f"Wrote {config.output_dir}/summary.md")
     print(report.summary_markdown(summary), flush=True)
     return records, summary

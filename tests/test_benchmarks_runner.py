@@ -404,6 +404,34 @@ def test_interrupted_rerun_keeps_complete_results(tmp_path):
     assert on_disk["started"] == records[0]["started"]
 
 
+def test_a_benchmark_runs_in_parts_with_reuse(tmp_path):
+    import dataclasses
+
+    data, config = _tiny_data(), _tiny_config(tmp_path)
+    first, _ = runner.run_benchmark(dataclasses.replace(config, runs=("conventional",)), data,
+                                    _tiny_model)
+    # Another part: the subset run, reusing the complete conventional run (not run again).
+    part = dataclasses.replace(config, runs=("conventional", "subset"), reuse=True)
+    records, summary = runner.run_benchmark(part, data, _tiny_model)
+    assert [r["run"] for r in records] == ["conventional", "lbfgs_f0.2"]
+    assert records[0]["started"] == first[0]["started"]  # the earlier record itself
+    assert summary["runs_planned"] == summary["runs_done"] == 2
+    # A part listing only the subset run still reports the earlier conventional run.
+    only, summary = runner.run_benchmark(
+        dataclasses.replace(part, runs=("subset",)), data, _tiny_model)
+    assert sorted(r["run"] for r in only) == ["conventional", "lbfgs_f0.2"]
+    assert summary["runs_planned"] == 2
+    # Another setting that changes the runs (the epoch cap): nothing is reused.
+    changed, _ = runner.run_benchmark(dataclasses.replace(part, epochs=2), data, _tiny_model)
+    assert all(r["started"] != first[0]["started"] for r in changed)
+    # A run with an Adam phase recorded under the former stopping rule is not reused.
+    record = json.loads((tmp_path / "run_conventional_seed0.json").read_text())
+    assert runner.reusable(record, dataclasses.replace(part, epochs=2))
+    record["config"] = {k: tuple(v) if isinstance(v, list) else v for k, v in record["config"].items()}
+    del record["stopping_rule"]
+    assert not runner.reusable(record, dataclasses.replace(part, epochs=2))
+
+
 def test_summary_says_how_many_planned_runs_it_covers(tmp_path):
     data, config = _tiny_data(), _tiny_config(tmp_path)
     # Killed at the first point of the second run: the conventional run (two
