@@ -220,8 +220,11 @@ def _run_summary(name, recs, targets, config):
         "batch_size": first.get("batch_size"),
         "subset_size": subset.get("size", progressive.get("last_size")),
         "first_subset_size": progressive.get("first_size"),
-        "ratio": subset.get("ratio", progressive.get("first_ratio",
-                                                      first.get("q_extended", first["q_full"]))),
+        # Q of the set a run fits: its subset's, its first stage's, the extended set's for
+        # lbfgs_full (fixed copies); Adam (live augmentation) sees the originals' Q.
+        "ratio": subset.get("ratio", progressive.get("first_ratio", first["q_full"]
+                                                      if first["kind"] == "conventional"
+                                                      else first.get("q_extended", first["q_full"]))),
         "copies": first.get("copies", 0),
         "last_ratio": progressive.get("last_ratio"),
         "fraction": subset.get("fraction", 1.0),
