@@ -1012,6 +1012,13 @@ def run_one(config, data, setup, spec, size=None):
     return runner.run(spec, subset, augmenter)
 
 
+def _report_order(record):
+    """Records in the order of `config.RUN_KINDS`, then by batch size or subset Q, name, seed
+    (so that runs reused from earlier invocations take their places in the reports)."""
+    size = (record.get("subset") or {}).get("ratio") or record.get("batch_size") or 0
+    return config_lib.RUN_KINDS.index(record["kind"]), size, record["run"], record["seed"]
+
+
 def run_benchmark(config, data, build_model, evaluator_factory=None):
     """Runs all runs of a benchmark for every seed and writes the reports.
 
@@ -1061,9 +1068,11 @@ def run_benchmark(config, data, build_model, evaluator_factory=None):
                 records.append(earlier[(spec.name, seed)])
                 continue
             records.append(run_one(config, data, setup, spec, plan.sizes.get(spec.name)))
-            summary = report.write_reports(config, records, planned, plan.skipped)
+            summary = report.write_reports(
+                config, sorted(records, key=_report_order), planned, plan.skipped)
     if summary is None:  # every run reused
-        summary = report.write_reports(config, records, planned, plan.skipped)
+        summary = report.write_reports(
+            config, sorted(records, key=_report_order), planned, plan.skipped)
     _log(f"Wrote {config.output_dir}/summary.md")
     print(report.summary_markdown(summary), flush=True)
     return records, summary
