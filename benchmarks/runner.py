@@ -1066,11 +1066,12 @@ def run_benchmark(config, data, build_model, evaluator_factory=None):
                 _log(f"run {spec.name} seed {seed}: reusing the complete run in "
                      f"{config.output_dir} (--reuse)")
                 records.append(earlier[(spec.name, seed)])
+                summary = None  # the reports must cover it too (written below)
                 continue
             records.append(run_one(config, data, setup, spec, plan.sizes.get(spec.name)))
             summary = report.write_reports(
                 config, sorted(records, key=_report_order), planned, plan.skipped)
-    if summary is None:  # every run reused
+    if summary is None:  # runs reused after the last report (or every run)
         summary = report.write_reports(
             config, sorted(records, key=_report_order), planned, plan.skipped)
     _log(f"Wrote {config.output_dir}/summary.md")

@@ -416,6 +416,12 @@ def test_a_benchmark_runs_in_parts_with_reuse(tmp_path):
     assert [r["run"] for r in records] == ["conventional", "lbfgs_f0.2"]
     assert records[0]["started"] == first[0]["started"]  # the earlier record itself
     assert summary["runs_planned"] == summary["runs_done"] == 2
+    # A run reused after the last run made is reported too.
+    (tmp_path / "run_conventional_seed0.json").unlink()
+    again, summary = runner.run_benchmark(part, data, _tiny_model)
+    assert again[0]["started"] != first[0]["started"] and again[1]["started"] == records[1]["started"]
+    assert summary["runs_done"] == 2 and not summary["runs_missing"]
+    first = again
     # A part listing only the subset run still reports the earlier conventional run.
     only, summary = runner.run_benchmark(
         dataclasses.replace(part, runs=("subset",)), data, _tiny_model)
