@@ -110,7 +110,7 @@ def plot_gap_vs_q(folders, path):
     ax.axhline(0.0, color="black", lw=0.8)
     if tolerance is not None:
         ax.axhline(-tolerance, color="gray", ls=":", lw=1, label=f"-{tolerance:g} pp")
-    _log_q_axis(ax, qs)
+    _log_q_axis(ax, sorted({round(q, 1 if q < 10 else 0) for q in qs}))  # 8 and 8.01: one tick
     ax.set_xlabel("overdetermination ratio Q = K*(1 + copies)*M/P of the subset (log)")
     ax.set_ylabel("test accuracy gap to lbfgs_full on the same set (pp)")
     ax.set_title("One subset fitted to its minimum, with and without augmented copies")
