@@ -471,9 +471,11 @@ class LBFGS(keras.optimizers.Optimizer):
                 images` for a batch of one image and a shape-[2] stateless seed,
                 that makes the augmented copies (`copies` > 0).
             copies: Augmented copies fitted with every example (0: none). Copy j
-                of example i is a fixed function of `(seed, i, j)`, made inside the
-                chunked evaluation (no memory grows with it); the objective is the
-                loss over all `N * (1 + copies)` examples.
+                of example i is a fixed function of `(seed, i, j)`: made once and
+                stored when the extended inputs fit
+                `keras_subset.augment.MATERIALIZE_BYTES` (4 GiB), else inside every
+                chunk of every evaluation (memory bounded by one chunk); the
+                objective is the loss over all `N * (1 + copies)` examples.
             seed: The copies' seed (an int >= 0; `None` is 0).
 
         Returns:

@@ -59,9 +59,10 @@ class Objective:
             weights `w` to the objective (an L2 penalty; 0 for none).
         augment, copies, seed: With `copies` > 0, every example is fitted
             together with `copies` augmented versions of itself, made by
-            `augment` inside the chunked evaluation (see
-            `keras_subset.augment.Copies`); the objective is the loss over all
-            `N * (1 + copies)` examples.
+            `augment` once in `data` (stored, where they fit
+            `keras_subset.augment.MATERIALIZE_BYTES`) or inside every chunk of
+            every evaluation (see `keras_subset.augment.Copies`); the objective
+            is the loss over all `N * (1 + copies)` examples.
     """
 
     def __init__(
