@@ -519,7 +519,8 @@ class Runner:
                 **self.copy_options(),
             )
             self.meter.pause()
-            self.meter.evaluations += int(result.evaluations) * k * (1 + self.copies)
+            cost = int(result.evaluations) * k * (1 + self.copies)  # the copies are examples
+            self.meter.evaluations += cost
             iterations += int(result.iterations)
             info = dataclasses.asdict(result)
             info.update(
@@ -528,7 +529,7 @@ class Runner:
                 segment=segment,
                 examples=k,
                 copies=self.copies,
-                evaluations_cost=int(result.evaluations) * k * (1 + self.copies),
+                evaluations_cost=cost,
                 seconds_measured=self.meter.seconds - start_seconds,
             )
             self.log.add_phase(info)

@@ -49,7 +49,6 @@ class Copies:
         self.copies = check_copies(augment, copies)
         self.augment = augment
         self.seed = 0 if seed is None else checks.check_seed("seed", seed)
-        self._states = None
 
     def check_inputs(self, x):
         """Refuses inputs the copies cannot be made of, and an `augment` that changes their shape (traced only)."""
