@@ -1,9 +1,10 @@
-"""Which first L-BFGS step: ours, `min(1, 1/|g|_1)·(−g)`, or SciPy's, length 1 along −g?
+"""Which first L-BFGS step: SciPy's, length 1 along −g (the default), or PyTorch's, `min(1, 1/|g|_1)·(−g)`?
 
 An experiment, not a library option. It runs the engine benchmark's models and subsets
 (`benchmarks.engine`'s flags: `--models`, `--sizes`, `--iterations`, `--chunk_size`) twice from
-the same start: with the library's first step, and with `Minimization`'s coordinate scale
-replaced by SciPy's (the position scaled by `1/|g|_2`, so the first trial step has length 1).
+the same start: with the library's first step (`keras_subset.minimize.first_step_scale`, SciPy's)
+and with `Minimization`'s coordinate scale replaced by PyTorch's rule, the default until 2026-12
+(the position scaled by `min(1, 1/|g|_1)**0.5`, so the first trial step is `min(1, 1/|g|_1)·(−g)`).
 For each it prints the evaluations, the loss after `--iterations` iterations and the loss
 SciPy's L-BFGS-B reached within as many evaluations, then one JSON line.
 
@@ -24,14 +25,14 @@ FLAGS = engine.FLAGS
 
 
 @contextlib.contextmanager
-def _scipy_first_step():
-    """Runs `minimize` with SciPy's first step: u = position / scale with scale² = 1 / |g|_2."""
+def _pytorch_first_step():
+    """Runs `minimize` with PyTorch's first step: u = position / scale with scale² = min(1, 1 / |g|_1)."""
     original = minimize_lib.Minimization.__init__
 
     def init(self, *args, **kwargs):
         original(self, *args, **kwargs)
         if self._initial_history is None:  # a warm start keeps the previous run's scale
-            self.scale = (1.0 / max(float(tf.norm(self.best_gradient)), 1e-30)) ** 0.5
+            self.scale = min(1.0, 1.0 / max(float(tf.reduce_sum(tf.abs(self.best_gradient))), 1e-30)) ** 0.5
 
     minimize_lib.Minimization.__init__ = init
     try:
@@ -47,7 +48,7 @@ def main(argv):
         for size in sorted(map(int, FLAGS.sizes)):
             model, x, y = engine._model_and_data(name, size)
             row = {"model": name, "size": size}
-            for rule, context in (("ours", contextlib.nullcontext), ("scipy", _scipy_first_step)):
+            for rule, context in (("scipy", contextlib.nullcontext), ("pytorch", _pytorch_first_step)):
                 optimizer = keras_subset.LBFGS(
                     tolerance=0.0, chunk_size=engine._chunk(FLAGS.chunk_size), line_search=FLAGS.line_search)
                 with context():

@@ -24,6 +24,7 @@ import keras
 from keras_subset import data as data_lib
 from keras_subset import lbfgs_loop
 from keras_subset.objective import Objective, check_targets
+from keras_subset.tracing import ExampleFree
 
 
 @dataclasses.dataclass
@@ -78,6 +79,26 @@ def _error_line(error):
     lines = [l for l in lines if not l.startswith(("Graph execution error", "Detected at node", "File "))]
     line = lines[-1] if lines else error.message.strip()
     return line.split("  Label values:")[0].split(" [[")[0].strip()
+
+
+def first_step_scale(gradient):
+    """The coordinate scale that makes the first L-BFGS step SciPy's: length 1 along -g.
+
+    Without curvature pairs an L-BFGS step is the raw negative gradient, whose
+    length is the gradient's. The optimiser works in u = position / scale; with
+    scale**2 = 1 / |g|_2 its first trial step, -g_u = -g * scale in u, is
+    -g / |g|_2 in the model's weights, as in SciPy's L-BFGS-B. (Until 2026-12 the
+    rule was PyTorch's, min(1, 1/|g|_1) * -g: shorter by up to sqrt(P); it cost
+    up to 6 times SciPy's loss at equal evaluations, and the dead-ReLU case it
+    was made for is not its doing: see the README's "First step".)
+
+    Args:
+        gradient: The gradient at the starting weights, a vector.
+
+    Returns:
+        The scale, a Python float.
+    """
+    return (1.0 / max(float(tf.norm(gradient)), 1e-30)) ** 0.5
 
 
 # The evaluation budget when there is none: more than any run can spend.
@@ -155,11 +176,9 @@ class Minimization:
                 f"The loss at the starting weights is not finite ({self.initial_value}): check the "
                 "inputs (NaN or Inf values, labels out of range) and the model's initial weights."
             )
-        # The first L-BFGS step is the raw negative gradient; on networks that step can be
-        # huge (and kill every ReLU), so the optimiser works in scaled coordinates
-        # u = position / scale, which makes the first trial step min(1, 1/|g|_1) * -g, as
-        # PyTorch's L-BFGS does. Later steps are scaled by the curvature estimate anyway.
-        self.scale = min(1.0, 1.0 / max(float(tf.reduce_sum(tf.abs(gradient))), 1e-30)) ** 0.5
+        # The optimiser works in scaled coordinates u = position / scale whose first step is
+        # SciPy's (see `first_step_scale`); later steps are scaled by the curvature estimate.
+        self.scale = first_step_scale(gradient)
         self._initial_history = None
         if history is not None and options.line_search == "initial_step" and history.pairs() is not None:
             # The pairs live in the previous run's coordinates: keep its scale.
@@ -312,12 +331,19 @@ class CompiledRun:
       segments).
     """
 
+    # Where the examples' tensors (x, y, sample_weight, ids; not the divisors) are among each
+    # graph's arguments: their leading dimension is traced free (`keras_subset.tracing`), so every
+    # subset size and warm start reuses the first trace.
+    _DATA = (0, 1, 2, 4)  # in (x, y, sample_weight, divisors, ids)
+
     def __init__(self, objective, options):
         self.objective = objective
         self.options = options
-        self.value_and_gradient = tf.function(
-            objective.value_and_gradient, jit_compile=options.jit_compile, reduce_retracing=True
+        self.value_and_gradient = ExampleFree(
+            objective.value_and_gradient, [1 + i for i in self._DATA], jit_compile=options.jit_compile
         )
+        # The data term without gradient (held-out checks), compiled once per run too.
+        self.value = ExampleFree(objective.value, [1 + i for i in self._DATA])
         start, resume = (
             (self._start_tfp, self._resume_tfp)
             if options.line_search == "hager_zhang"
@@ -330,8 +356,10 @@ class CompiledRun:
             # loop runs eagerly and each evaluation is one compiled call holding the all-reduce.
             self.start, self.resume = start, resume
         else:
-            self.start = tf.function(start, reduce_retracing=True)
-            self.resume = tf.function(resume, reduce_retracing=True)
+            # start(u, value, gradient, s, y, count, max_iterations, budget, f_tolerance, scale, *data)
+            self.start = ExampleFree(start, [10 + i for i in self._DATA])
+            # resume(state, max_iterations, budget, f_tolerance, scale, *data)
+            self.resume = ExampleFree(resume, [5 + i for i in self._DATA])
 
     def _scaled(self, scale, *data):
         def scaled_value_and_gradient(u):
@@ -422,32 +450,56 @@ class Progress:
             self.bar.update(iterations, values=[("loss", loss), ("evaluations", evaluations)], finalize=True)
 
 
-def compiled_run(options, model, loss, copies=(None, 0, None)):
-    """Returns `(objective, CompiledRun)` for `model`, reusing the last call's when they fit.
+# Compiled runs kept per model (in the model's `__dict__`, so they go with it), newest last.
+_RUNS_ATTRIBUTE = "_keras_subset_compiled_runs"
+_RUNS_KEPT = 4
 
-    Tracing TFP's L-BFGS loop costs seconds, so repeated `minimize` calls with the
-    same `options` (an `LBFGS`) on the same model, loss and variables reuse the
-    traced graphs; `options` keeps a weak reference to the last model it ran on.
+
+def compiled_run(options, model, loss, copies=(None, 0, None)):
+    """Returns `(objective, CompiledRun)` for `model`, reusing an earlier call's when they fit.
+
+    Tracing the L-BFGS loop costs seconds, so `minimize` calls on the same model,
+    loss, variables and augmentation, by this `LBFGS` or by any other with the
+    same graph settings (`_graph_settings`), reuse the traced graphs; the model
+    keeps the last `_RUNS_KEPT` of them. `options._cache` holds the last one used
+    (a weak reference to the model, the key, the objective and the run).
     """
     resolved = loss if loss is not None else getattr(model, "loss", None)
     key = (
         id(resolved),
         tuple(id(v) for v in model.trainable_variables),
         len(model.non_trainable_variables),
-        options.line_search,
-        options.chunk_size,
-        options.training,
-        options.weight_decay,
-        id(copies[0]),
-        copies[1:],
+        _graph_settings(options),
+        # The augmentation, the number of copies and their seed, where there are copies.
+        (id(copies[0]),) + tuple(copies[1:]) if copies[1] else None,
     )
-    cached = getattr(options, "_cache", None)
-    if cached is not None and cached[0]() is model and cached[1] == key:
-        return cached[2], cached[3]
-    objective = Objective(
-        model, loss=loss, chunk_size=options.chunk_size, dtype=options.dtype, training=options.training,
-        weight_decay=options.weight_decay, augment=copies[0], copies=copies[1], seed=copies[2],
+    runs = model.__dict__.get(_RUNS_ATTRIBUTE)
+    if runs is None:
+        runs = {}
+        # Past Keras's attribute tracking: these are not the model's state.
+        object.__setattr__(model, _RUNS_ATTRIBUTE, runs)
+    if key in runs:
+        # The entry holds `resolved` and the augmentation, so their ids cannot have been reused.
+        entry = runs.pop(key)
+    else:
+        objective = Objective(
+            model, loss=loss, chunk_size=options.chunk_size, dtype=options.dtype, training=options.training,
+            weight_decay=options.weight_decay, augment=copies[0], copies=copies[1], seed=copies[2],
+        )
+        entry = (objective, CompiledRun(objective, options), resolved)
+        while len(runs) >= _RUNS_KEPT:
+            runs.pop(next(iter(runs)))
+    runs[key] = entry
+    options._cache = (weakref.ref(model), key, entry[0], entry[1])
+    return entry[0], entry[1]
+
+
+def _graph_settings(options):
+    """The `LBFGS` settings the compiled graphs hold as constants (a run is shared only when they agree)."""
+    return tuple(
+        getattr(options, name)
+        for name in (
+            "line_search", "chunk_size", "training", "weight_decay", "dtype", "jit_compile",
+            "num_correction_pairs", "tolerance", "x_tolerance", "max_line_search_iterations",
+        )
     )
-    run = CompiledRun(objective, options)
-    options._cache = (weakref.ref(model), key, objective, run)
-    return objective, run

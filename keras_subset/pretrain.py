@@ -42,7 +42,8 @@ from keras_subset import chunking
 from keras_subset import data as data_lib
 from keras_subset import subset as subset_lib
 from keras_subset.lbfgs import LBFGS
-from keras_subset.minimize import Minimization
+from keras_subset.minimize import CompiledRun, Minimization
+from keras_subset.tracing import ExampleFree
 from keras_subset.augment import check_copies
 from keras_subset.keras_loss import KerasLoss, check_loss_argument
 from keras_subset.objective import Objective, check_targets
@@ -450,7 +451,7 @@ class _Plan:
             seed=self.seed, ids=indices,
         )
         checker = None if held_out is None else _HeldOut(
-            run.objective, held_out, self._value_function(run.objective), ids=check_indices
+            run.objective, held_out, run.run.value, ids=check_indices
         )
         progress = keras.utils.Progbar(options.max_iterations, verbose=self.verbose, unit_name="iteration") if self.verbose == 1 else None
         stopped_by_rule = False
@@ -522,9 +523,10 @@ class _Plan:
         self.segments += 1
 
     def _value_function(self, objective):
-        """The compiled forward-only loss of `objective`, one per objective (traced once or twice, not per stage)."""
+        """The compiled forward-only loss of `objective` (a Keras-optimizer stage's), traced once per objective."""
         if id(objective) not in self._value_functions:
-            self._value_functions[id(objective)] = (objective, tf.function(objective.value, reduce_retracing=True))
+            function = ExampleFree(objective.value, [1 + i for i in CompiledRun._DATA])
+            self._value_functions[id(objective)] = (objective, function)
         return self._value_functions[id(objective)][1]
 
     def _lbfgs_options(self, weight_decay):

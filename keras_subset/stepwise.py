@@ -53,10 +53,11 @@ def initial_state(num_parameters, num_correction_pairs, dtype):
 
 
 def _first_step_length(gradient, history_size):
-    # Without curvature information, the first trial step is min(1, 1/|g|_1) * -g (PyTorch's rule).
-    l1 = tf.reduce_sum(tf.abs(gradient))
-    one = tf.ones_like(l1)
-    return tf.where(history_size > 0, one, tf.minimum(one, one / tf.maximum(l1, 1e-30)))
+    # Without curvature information, the first trial step has length 1 along -g (SciPy's rule,
+    # as `keras_subset.minimize.first_step_scale`).
+    norm = tf.norm(gradient)
+    one = tf.ones_like(norm)
+    return tf.where(history_size > 0, one, one / tf.maximum(norm, 1e-30))
 
 
 def step(state, position, value, gradient, tolerance, max_line_search_iterations, max_evaluations=None):

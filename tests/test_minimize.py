@@ -6,6 +6,7 @@ import tensorflow as tf
 import keras
 
 import keras_subset
+from keras_subset.minimize import Minimization
 from keras_subset.objective import Objective
 
 from conftest import small_cnn
@@ -222,3 +223,27 @@ def test_labels_outside_the_outputs_are_refused_naming_y(mnist):
     ignoring = keras.losses.SparseCategoricalCrossentropy(ignore_class=-1)
     result = keras_subset.LBFGS(max_iterations=2).minimize(model, x, np.where(y == 12, -1, y), loss=ignoring)
     assert np.isfinite(result.loss)
+
+
+@pytest.mark.fast
+def test_first_step_is_scipys_unit_step(mnist):
+    x, y = mnist[0][:500], mnist[1][:500]
+    run = Minimization(keras_subset.LBFGS(), small_cnn(seed=1), x, y, None, None)
+    # In u = position / scale the first step is -g_u = -g * scale, in the weights -g * scale**2:
+    # length 1 along -g, SciPy's L-BFGS-B's first step.
+    assert run.scale**2 * float(tf.norm(run.best_gradient)) == pytest.approx(1.0, rel=1e-6)
+
+
+@pytest.mark.parametrize("seed", [0, 2, 3])
+def test_first_step_does_not_leave_every_relu_dead_on_unscaled_images(mnist, seed):
+    # The case behind the former first step (PyTorch's min(1, 1/|g|_1) * -g): a long first step
+    # killed every ReLU and left L-BFGS on the constant-output plateau, loss ln 10. Images left in
+    # 0..255 make the gradient large (loss above 100 at the start), the hardest such start here.
+    x, y = mnist[0][:2000] * 255.0, mnist[1][:2000]
+    model = small_cnn(seed=seed)
+    result = keras_subset.LBFGS(max_iterations=30).minimize(model, x, y)
+    assert result.initial_loss > 100
+    assert result.loss < np.log(10.0) - 0.2, result
+    convolution = keras.Model(model.inputs[0], model.layers[0].output)
+    alive = np.max(convolution(x[:500]).numpy(), axis=(0, 1, 2)) > 0
+    assert alive.any(), "every filter of the first layer is dead"

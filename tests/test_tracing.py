@@ -1,0 +1,58 @@
+"""One trace per model (keras_subset/tracing.py, minimize.compiled_run): sizes, stages, warm starts, later runs."""
+
+import logging
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import keras
+
+import keras_subset
+from keras_subset.tracing import ExampleFree
+
+from conftest import small_cnn
+
+
+@pytest.mark.fast
+def test_example_free_function_traces_once_over_sizes():
+    total = ExampleFree(lambda w, x, n: w * tf.reduce_sum(x) + n, examples=(1,))
+    for size in (5, 8, 3):
+        value = total(tf.constant(2.0), tf.ones([size, 3]), tf.constant(1.0))
+        assert float(value) == 2.0 * 3 * size + 1.0
+    assert total.experimental_get_tracing_count() == 1
+    # Other trailing dimensions are another graph: they are the model's, not the subset's.
+    total(tf.constant(2.0), tf.ones([4, 2]), tf.constant(1.0))
+    assert total.experimental_get_tracing_count() == 2
+
+
+def _counts(optimizer):
+    run = optimizer._cache[3]
+    return {name: getattr(run, name).experimental_get_tracing_count() for name in ("start", "resume", "value_and_gradient", "value")}
+
+
+def test_progressive_run_and_later_runs_trace_once(mnist, caplog):
+    x, y = mnist[0][:2400], mnist[1][:2400]
+    model = small_cnn(seed=3)
+    optimizer = keras_subset.LBFGS(max_iterations=10)
+    caplog.set_level(logging.WARNING)
+    first = keras_subset.pretrain(model, x, y, size=300, growth=2, optimizer=optimizer, seed=0, verbose=0)
+    # Four stages (300, 600, 1,200, 2,400 examples), each warm-started from the previous one's pairs,
+    # with held-out checks: one graph each.
+    assert [s.size for s in first.stages] == [300, 600, 1200, 2400]
+    assert _counts(optimizer) == {"start": 1, "resume": 1, "value_and_gradient": 1, "value": 1}
+    run = optimizer._cache[3]
+    # Later runs on the same model with another LBFGS of the same settings reuse the graphs: a
+    # second progressive run, and single minimize calls on new subset sizes.
+    again = keras_subset.LBFGS(max_iterations=10)
+    keras_subset.pretrain(model, x, y, size=400, growth=2, optimizer=again, seed=1, verbose=0)
+    for size in (350, 700, 1000, 1300, 1600, 1900):
+        keras_subset.LBFGS(max_iterations=3).minimize(model, x[:size], y[:size])
+    assert again._cache[3] is run
+    assert _counts(again) == {"start": 1, "resume": 1, "value_and_gradient": 1, "value": 1}
+    # TensorFlow's warning about repeated tracing ("... triggered tf.function retracing") is gone.
+    assert not [r for r in caplog.records if "retracing" in r.getMessage()]
+    # Another graph setting (the pairs kept) is another run, traced on its own.
+    other = keras_subset.LBFGS(max_iterations=3, num_correction_pairs=5)
+    other.minimize(model, x[:500], y[:500])
+    assert other._cache[3] is not run
+    assert other._cache[3].options.num_correction_pairs == 5
