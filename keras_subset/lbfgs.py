@@ -104,7 +104,7 @@ class LBFGS(keras.optimizers.Optimizer):
             arithmetic (position, history, line search). The model keeps its
             own dtype; the loss and gradient are cast.
         chunk_size: Examples per forward/backward pass: `"auto"` (the default:
-            the largest power of two whose layer outputs fit 16 MiB, see
+            the largest power of two whose layer outputs fit 32 MiB, see
             `keras_subset.chunking`), a number, or `None` for one pass over all
             examples. Bounds memory; does not change the result (with
             `training=False`) beyond float round-off. On a GPU larger chunks
