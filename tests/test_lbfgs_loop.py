@@ -134,6 +134,48 @@ def test_curvature_pairs_need_positive_curvature():
     np.testing.assert_allclose(direction.numpy(), [-2.0, 0.0])
 
 
+def _two_loop(g, pairs):
+    """Nocedal and Wright's Algorithm 7.4 in NumPy, H0 = (s.y / y.y) I of the newest pair."""
+    q, alphas = g.copy(), []
+    for s, y in reversed(pairs):
+        alphas.append(s @ q / (s @ y))
+        q -= alphas[-1] * y
+    s, y = pairs[-1] if pairs else (None, None)
+    r = q * ((s @ y) / (y @ y) if pairs else 1.0)
+    for (s, y), alpha in zip(pairs, reversed(alphas)):
+        r += s * (alpha - y @ r / (s @ y))
+    return -r
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("kept", [0, 1, 4, 6])
+def test_compact_direction_equals_the_two_loop_recursion(kept):
+    rng = np.random.default_rng(kept)
+    n, m = 50, 6
+    s_rows = rng.normal(size=(m, n))
+    y_rows = 1.5 * s_rows + 0.3 * rng.normal(size=(m, n))  # s.y > 0
+    # Rows before the kept ones hold stale pairs (as after a restart): they must not count.
+    g = rng.normal(size=n)
+    pairs = list(zip(s_rows[m - kept :], y_rows[m - kept :]))
+    direction = lbfgs_loop.search_direction(
+        tf.constant(g), tf.constant(s_rows), tf.constant(y_rows), tf.constant(kept)
+    )
+    np.testing.assert_allclose(direction.numpy(), _two_loop(g, pairs), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.fast
+def test_history_update_keeps_order_and_skips_rejected_pairs():
+    history = tf.zeros([3, 2], tf.float64)
+    s_history, y_history, size = history, history, tf.constant(0)
+    for k in range(1, 5):
+        s = tf.constant([float(k), 0.0], tf.float64)
+        s_history, y_history, size = lbfgs_loop.push_pair(s_history, y_history, size, s, 2 * s, tf.constant(True))
+    s_kept, _, size_kept = lbfgs_loop.push_pair(s_history, y_history, size, -s, s, tf.constant(False))
+    np.testing.assert_array_equal(s_history.numpy()[:, 0], [2.0, 3.0, 4.0])  # oldest dropped, newest last
+    np.testing.assert_array_equal(s_kept.numpy(), s_history.numpy())
+    assert int(size) == int(size_kept) == 3
+
+
 @pytest.mark.fast
 @pytest.mark.parametrize("bad", [{"initial_position": None}, {"initial_position": tf.zeros([2]), "previous_state": 1}])
 def test_exactly_one_start(bad):
