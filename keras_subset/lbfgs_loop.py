@@ -86,8 +86,8 @@ def search_direction(gradient, s_history, y_history, history_size):
     with R the upper triangle of S^T Y and D its diagonal. The work over the
     n weights is five matrix products with the [m, n] histories instead of the
     recursion's 4m vector operations; on the engine MLP (n = 101,770, m = 10)
-    that took the direction from 9.2 to 2.6 ms on this CPU
-    (`docs/results/engine/overhead.json`).
+    that took the direction from about 9 to 2.4 ms on a 2-core CPU
+    (`python3 -m benchmarks.iteration_profile`; `docs/results/engine/iteration_profile.json`).
 
     Args:
         gradient: The gradient, a vector.
