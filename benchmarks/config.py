@@ -220,6 +220,13 @@ class Config:
         "random augmentation.",
         minimum=0,
     )
+    dtype_policy: str = _option(
+        "float32",
+        "Keras dtype policy the model is built under, for every run kind (Adam and L-BFGS alike): "
+        "float32, or mixed_bfloat16 (bfloat16 computation, float32 weights; L-BFGS keeps its "
+        "position, history and chunk sums in float32).",
+        choices=("float32", "mixed_bfloat16"),
+    )
     lbfgs_iterations: int = _option(
         100, "Maximum L-BFGS iterations of the subset phase (all segments together).", minimum=1
     )

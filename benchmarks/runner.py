@@ -147,6 +147,7 @@ def reusable(record, config):
     theirs, ours = dict(record["config"]), dataclasses.asdict(config)
     theirs.setdefault("augment_copies", 0)
     theirs.setdefault("reuse", False)
+    theirs.setdefault("dtype_policy", "float32")  # runs recorded before --dtype_policy existed
     if any(theirs.get(k) != v for k, v in ours.items()
            if k not in REUSE_FREE and not (k == "augment_copies" and not config.augment)):
         return False
@@ -838,7 +839,13 @@ def prepare_seed(config, data, build_model, seed, evaluator_factory=default_eval
     `train_eval_examples=0`, unless the points' evaluator measures all of it."""
     keras.utils.set_random_seed(seed)
     n_train, m = len(data.x_train), data.num_classes
-    model = build_model(width=config.width, input_shape=data.input_shape, num_classes=m)
+    # The policy is read when the layers are made: the model keeps it, the process does not.
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(config.dtype_policy)
+    try:
+        model = build_model(width=config.width, input_shape=data.input_shape, num_classes=m)
+    finally:
+        keras.config.set_dtype_policy(previous)
     evaluator = evaluator_factory(model, data, config)
     full_evaluator = evaluator
     if evaluator.sizes["train"] != n_train:

@@ -1,10 +1,12 @@
 """Tests of `benchmarks.runner`: cost accounting against a hand count, on a tiny run."""
 
+import dataclasses
 import itertools
 import json
 
 import numpy as np
 import pytest
+import keras
 
 from benchmark_helpers import PNG_MAGIC
 from benchmarks import datasets
@@ -455,3 +457,19 @@ def test_summary_says_how_many_planned_runs_it_covers(tmp_path):
     assert summary["runs_planned"] == summary["runs_done"] == 2
     assert summary["runs_missing"] == []
     assert "all 2 planned runs" in (tmp_path / "summary.md").read_text()
+
+
+def test_dtype_policy_builds_the_model_under_it_and_leaves_the_process_alone(tmp_path):
+    data = _tiny_data()
+    counting = _Counting()
+    config = Config(dataset="mnist", output_dir=str(tmp_path), width=2, dtype_policy="mixed_bfloat16")
+    setup = runner.prepare_seed(config, data, counting.build_model, 0, evaluator_factory=counting.evaluator_factory)
+    assert {layer.compute_dtype for layer in setup.model.layers if layer.weights} == {"bfloat16"}
+    assert all(v.dtype == "float32" for v in setup.model.weights)
+    assert keras.config.dtype_policy().name == "float32"
+    # Records made before the flag existed were float32 runs: still reusable as such.
+    record = {"complete": True, "dataset": "mnist", "kind": "lbfgs_full",
+              "config": {k: v for k, v in dataclasses.asdict(Config(dataset="mnist", output_dir=str(tmp_path))).items()
+                         if k != "dtype_policy"}}
+    assert runner.reusable(record, Config(dataset="mnist", output_dir=str(tmp_path)))
+    assert not runner.reusable(record, config)

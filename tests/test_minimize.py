@@ -247,3 +247,24 @@ def test_first_step_does_not_leave_every_relu_dead_on_unscaled_images(mnist, see
     convolution = keras.Model(model.inputs[0], model.layers[0].output)
     alive = np.max(convolution(x[:500]).numpy(), axis=(0, 1, 2)) > 0
     assert alive.any(), "every filter of the first layer is dead"
+
+
+def test_mixed_bfloat16_model_is_minimised_with_float32_weights_and_sums(mnist):
+    # bfloat16 follows Keras's dtype policy: a model built under "mixed_bfloat16" computes in
+    # bfloat16 and keeps float32 weights; L-BFGS's position, history and chunk sums stay float32.
+    x, y = mnist[0][:1000], mnist[1][:1000]
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        model = small_cnn(seed=1)
+    finally:
+        keras.config.set_dtype_policy("float32")
+    reference = small_cnn(seed=1)  # the same weights in float32
+    assert model.layers[0].compute_dtype == "bfloat16"
+    result = keras_subset.LBFGS(max_iterations=30, chunk_size=256).minimize(model, x, y)
+    assert all(v.dtype == "float32" for v in model.trainable_variables)
+    assert result.loss < 0.5 * result.initial_loss
+    # The reported loss is Keras's loss of the bfloat16 model at its final weights ...
+    assert result.loss == pytest.approx(model.evaluate(x, y, batch_size=1000, verbose=0)[0], rel=1e-2)
+    # ... and the float32 model at those weights agrees to bfloat16's precision.
+    reference.set_weights(model.get_weights())
+    assert result.loss == pytest.approx(reference.evaluate(x, y, batch_size=1000, verbose=0)[0], rel=5e-2)
