@@ -23,6 +23,7 @@ import tensorflow as tf
 import keras
 
 from keras_subset import checks
+from keras_subset.tracing import ExampleFree
 
 MATERIALIZE_BYTES = 4 * 2**30
 """The largest extended set (inputs of all `N * (1 + copies)` examples, in bytes) whose
@@ -49,6 +50,9 @@ class Copies:
         self.copies = check_copies(augment, copies)
         self.augment = augment
         self.seed = 0 if seed is None else checks.check_seed("seed", seed)
+        self._checked = set()  # the example shapes and dtypes `check_inputs` has accepted
+        # One graph for every set this makes copies of (stages of any size): the example dimension free.
+        self._extend = ExampleFree(lambda x, ids, chunk_size: _extend_graph(self, x, ids, chunk_size), (0, 1))
 
     def check_inputs(self, x):
         """Refuses inputs the copies cannot be made of, and an `augment` that changes their shape (traced only)."""
@@ -56,6 +60,9 @@ class Copies:
             raise ValueError(
                 "`augment` applies to a single input array (images); `x` is a list or dict of inputs."
             )
+        key = (tuple(x.shape[1:]), x.dtype)
+        if key in self._checked:
+            return
         spec = tf.TensorSpec([None] + list(x.shape[1:]), x.dtype)
         out = tf.function(lambda images: self._one((images[0], tf.zeros([2], tf.int64)))).get_concrete_function(spec)
         if tuple(out.output_shapes) != tuple(x.shape[1:]):
@@ -63,6 +70,7 @@ class Copies:
                 f"`augment` must keep the shape of an example: it turned {tuple(x.shape[1:])} into "
                 f"{tuple(out.output_shapes)} (use padding='same'-style settings, or crop after padding)."
             )
+        self._checked.add(key)
 
     def apply(self, images, ids, copy):
         """`images` with row k replaced by copy `copy[k]` of example `ids[k]` (copy 0: the image itself).
@@ -95,7 +103,7 @@ class Copies:
         examples (all at once for `None`). Returns `(x, y, sample_weight)`.
         """
         factor = 1 + self.copies
-        made = _extend_graph(self, x, tf.cast(ids, tf.int64), tf.constant(chunk_size or 0))
+        made = self._extend(x, tf.cast(ids, tf.int64), tf.constant(chunk_size or 0))
         tile = lambda t: None if t is None else tf.concat([t] * factor, axis=0)  # noqa: E731
         return made, tf.nest.map_structure(tile, y), tile(sample_weight)
 
@@ -126,7 +134,6 @@ def check_copies(augment, copies):
     return copies
 
 
-@tf.function(reduce_retracing=True)
 def _extend_graph(copies, x, ids, chunk_size):
     """`x` followed by its copies 1 .. `copies.copies`, made `chunk_size` rows at a time (0: all)."""
     n = tf.shape(x)[0]

@@ -56,3 +56,17 @@ def test_progressive_run_and_later_runs_trace_once(mnist, caplog):
     other.minimize(model, x[:500], y[:500])
     assert other._cache[3] is not run
     assert other._cache[3].options.num_correction_pairs == 5
+
+
+def test_a_progressive_run_with_copies_traces_once(mnist):
+    x, y = mnist[0][:800], mnist[1][:800]
+    model = small_cnn(seed=3)
+    optimizer = keras_subset.LBFGS(max_iterations=10)
+    result = keras_subset.pretrain(
+        model, x, y, size=100, growth=2, augment=keras.layers.RandomTranslation(0.1, 0.1), copies=2,
+        optimizer=optimizer, seed=0, verbose=0,
+    )
+    assert [s.size for s in result.stages] == [100, 200, 400, 800]
+    assert _counts(optimizer) == {"start": 1, "resume": 1, "value_and_gradient": 1, "value": 1}
+    # The stored copies of every stage and held-out set: one graph.
+    assert optimizer._cache[2].copies._extend.experimental_get_tracing_count() == 1
