@@ -16,8 +16,10 @@ import json
 
 import tensorflow as tf
 from absl import app
+from absl import flags
 
 import keras_subset
+from keras_subset import lbfgs_loop
 from keras_subset import minimize as minimize_lib
 from benchmarks import engine
 
@@ -43,6 +45,8 @@ def _pytorch_first_step():
 
 def main(argv):
     del argv
+    # The loop without the short-step rule: a too-short first step goes to the line search.
+    lbfgs_loop.KEEP_SHORT_STEPS = FLAGS.short_steps == "keep"
     rows = []
     for name in FLAGS.models:
         for size in sorted(map(int, FLAGS.sizes)):
@@ -64,4 +68,7 @@ def main(argv):
 
 if __name__ == "__main__":
     engine.define_flags()
+    flags.DEFINE_enum("short_steps", "keep", ["keep", "search"],
+                      "keep: the library's rule (a too-short first step is kept without a line "
+                      "search); search: the line search decides, as before 2026-12-01.")
     app.run(main)

@@ -48,6 +48,10 @@ MIN_INTERPOLATION = 0.05
 CONCAVE_EXTRAPOLATION = 4.0
 MAX_INTERPOLATION = 0.9
 
+# Whether a too-short first step is kept without a line search (see `_iteration`); read when the
+# loop is traced. `benchmarks/first_step.py --short_steps=search` measures the loop without it.
+KEEP_SHORT_STEPS = True
+
 # A non-finite trial step is shrunk by this factor, at most this many times.
 SHRINK = 0.1
 MAX_SHRINKS = 10
@@ -365,7 +369,7 @@ def _iteration(value_and_gradient, state, tolerance, x_tolerance, f_absolute_tol
     farther_decrease = second & finite(farther) & (farther.f <= f0 + SUFFICIENT_DECREASE * farther.x * slope)
     # (Where a trial was not finite the search decides, as before: it reports the failure.)
     # A "decrease" lost in float32 round-off (f equal to f(0)) is no decrease here.
-    short_kept = second & decrease & (trial.f < f0) & ~farther_wolfe & finite(farther) & (shrinks == 0)
+    short_kept = KEEP_SHORT_STEPS & second & decrease & (trial.f < f0) & ~farther_wolfe & finite(farther) & (shrinks == 0)
     short_point = _where(farther_decrease & (farther.f < trial.f), farther, trial)
     need_search = second & ~farther_wolfe & ~short_kept & has_budget(evaluations)
     # The search must be the false branch: with it as the true branch, TensorFlow 2.21 returned
