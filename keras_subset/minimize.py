@@ -14,6 +14,7 @@ but `LBFGSResult`.
 import dataclasses
 import math
 import time
+import types
 import weakref
 
 import numpy as np
@@ -98,7 +99,8 @@ def first_step_scale(gradient):
     Returns:
         The scale, a Python float.
     """
-    return (1.0 / max(float(tf.norm(gradient)), 1e-30)) ** 0.5
+    # In float64: a float32 norm overflows where the entries are about 1e19 (scale 0 then).
+    return (1.0 / max(float(tf.norm(tf.cast(gradient, tf.float64))), 1e-30)) ** 0.5
 
 
 # The evaluation budget when there is none: more than any run can spend.
@@ -129,11 +131,13 @@ class Minimization:
         """
         self.start_time = time.perf_counter()
         self.options = options
-        self.objective, self.run = compiled_run(options, model, loss, (augment, copies, seed))
         self.x, self.y, self.sample_weight = data_lib.to_arrays(x, y, sample_weight)
         if self.y is None:
             raise ValueError("`y` is None: L-BFGS needs targets (pass `y`, or a dataset of (x, y)).")
         self.sample_weight = data_lib.apply_class_weight(self.y, self.sample_weight, class_weight)
+        self.objective, self.run = compiled_run(
+            options, model, loss, (augment, copies, seed), weighted=self.sample_weight is not None
+        )
         check_targets(model, self.y, loss)
         self.tensors = (
             tf.nest.map_structure(data_lib.to_tensor, self.x),
@@ -338,7 +342,9 @@ class CompiledRun:
 
     def __init__(self, objective, options):
         self.objective = objective
-        self.options = options
+        # A snapshot of the settings the graphs hold, not the `LBFGS` itself: the run is shared
+        # by every `LBFGS` with these settings, and a later trace must not read one that changed.
+        self.options = types.SimpleNamespace(**dict(zip(_GRAPH_SETTINGS, _graph_settings(options))))
         self.value_and_gradient = ExampleFree(
             objective.value_and_gradient, [1 + i for i in self._DATA], jit_compile=options.jit_compile
         )
@@ -455,18 +461,24 @@ _RUNS_ATTRIBUTE = "_keras_subset_compiled_runs"
 _RUNS_KEPT = 4
 
 
-def compiled_run(options, model, loss, copies=(None, 0, None)):
+def compiled_run(options, model, loss, copies=(None, 0, None), weighted=False):
     """Returns `(objective, CompiledRun)` for `model`, reusing an earlier call's when they fit.
 
     Tracing the L-BFGS loop costs seconds, so `minimize` calls on the same model,
     loss, variables and augmentation, by this `LBFGS` or by any other with the
     same graph settings (`_graph_settings`), reuse the traced graphs; the model
     keeps the last `_RUNS_KEPT` of them. `options._cache` holds the last one used
-    (a weak reference to the model, the key, the objective and the run).
+    (a weak reference to the model, the key, the objective and the run). `weighted`
+    (sample weights given or not) is part of the key: the objective learns the
+    form of each loss's divisor from the first data it sees (`keras_loss`).
     """
     resolved = loss if loss is not None else getattr(model, "loss", None)
+    # A recompiled model has a new loss container even where `model.loss` is the same string.
+    container = None if loss is not None else getattr(model, "_compile_loss", None)
     key = (
         id(resolved),
+        id(container),
+        bool(weighted),
         tuple(id(v) for v in model.trainable_variables),
         len(model.non_trainable_variables),
         _graph_settings(options),
@@ -479,14 +491,14 @@ def compiled_run(options, model, loss, copies=(None, 0, None)):
         # Past Keras's attribute tracking: these are not the model's state.
         object.__setattr__(model, _RUNS_ATTRIBUTE, runs)
     if key in runs:
-        # The entry holds `resolved` and the augmentation, so their ids cannot have been reused.
         entry = runs.pop(key)
     else:
         objective = Objective(
             model, loss=loss, chunk_size=options.chunk_size, dtype=options.dtype, training=options.training,
             weight_decay=options.weight_decay, augment=copies[0], copies=copies[1], seed=copies[2],
         )
-        entry = (objective, CompiledRun(objective, options), resolved)
+        # The entry holds `resolved` and `container`, so their ids cannot be reused while it lives.
+        entry = (objective, CompiledRun(objective, options), resolved, container)
         while len(runs) >= _RUNS_KEPT:
             runs.pop(next(iter(runs)))
     runs[key] = entry
@@ -494,12 +506,12 @@ def compiled_run(options, model, loss, copies=(None, 0, None)):
     return entry[0], entry[1]
 
 
+_GRAPH_SETTINGS = (
+    "line_search", "chunk_size", "training", "weight_decay", "dtype", "jit_compile",
+    "num_correction_pairs", "tolerance", "x_tolerance", "max_line_search_iterations",
+)
+
+
 def _graph_settings(options):
     """The `LBFGS` settings the compiled graphs hold as constants (a run is shared only when they agree)."""
-    return tuple(
-        getattr(options, name)
-        for name in (
-            "line_search", "chunk_size", "training", "weight_decay", "dtype", "jit_compile",
-            "num_correction_pairs", "tolerance", "x_tolerance", "max_line_search_iterations",
-        )
-    )
+    return tuple(getattr(options, name) for name in _GRAPH_SETTINGS)

@@ -70,3 +70,27 @@ def test_a_progressive_run_with_copies_traces_once(mnist):
     assert _counts(optimizer) == {"start": 1, "resume": 1, "value_and_gradient": 1, "value": 1}
     # The stored copies of every stage and held-out set: one graph.
     assert optimizer._cache[2].copies._extend.experimental_get_tracing_count() == 1
+
+
+def test_a_kept_run_is_not_reused_for_other_weighting_or_a_recompiled_loss(mnist):
+    x, y = mnist[0][:300], mnist[1][:300]
+    w = np.linspace(0.2, 2.0, 300).astype("float32")
+    model = small_cnn(seed=2)
+    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(reduction="mean_with_sample_weight"))
+    keras_subset.LBFGS(max_iterations=1).minimize(model, x, y)
+    # Sample weights change the divisor of a "mean_with_sample_weight" loss (the sum of the
+    # weights): the run made without them must not serve.
+    reference = np.ravel(model.evaluate(x, y, sample_weight=w, batch_size=300, verbose=0))[0]
+    weighted = keras_subset.LBFGS(max_iterations=1).minimize(model, x, y, sample_weight=w)
+    assert weighted.initial_loss == pytest.approx(reference, rel=1e-4)
+    # The same loss string, recompiled with a loss weight: a new loss container.
+    model.compile(loss="sparse_categorical_crossentropy", loss_weights=[3.0])
+    reference = np.ravel(model.evaluate(x, y, batch_size=300, verbose=0))[0]
+    recompiled = keras_subset.LBFGS(max_iterations=1).minimize(model, x, y)
+    assert recompiled.initial_loss == pytest.approx(reference, rel=1e-4)
+    # A run shared by several LBFGS holds its own copy of their settings.
+    first = keras_subset.LBFGS(max_iterations=2)
+    first.minimize(model, x, y)
+    first.tolerance = 10.0
+    later = keras_subset.LBFGS(max_iterations=5).minimize(model, x, y, sample_weight=w)
+    assert later.iterations == 5 and not later.converged
