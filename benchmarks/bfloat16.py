@@ -35,12 +35,7 @@ def _loss():
 
 def _build(policy, weights):
     """The MNIST CNN of `--width` under `policy`, with `weights`, compiled."""
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(policy)
-    try:
-        model = models.mnist_cnn(width=FLAGS.width)
-    finally:
-        keras.config.set_dtype_policy(previous)
+    model = models.build_under_policy(policy, models.mnist_cnn, width=FLAGS.width)
     model.set_weights(weights)
     model.compile(loss=_loss(), metrics=["accuracy"])
     return model

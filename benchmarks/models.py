@@ -93,6 +93,20 @@ def cifar_cnn(width=16, input_shape=(32, 32, 3), num_classes=10):
     return keras.Sequential(layers, name=f"cifar_cnn_w{width}_c{num_classes}")
 
 
+def build_under_policy(policy, build, **kwargs):
+    """`build(**kwargs)` under Keras's dtype policy `policy` (e.g. `"mixed_bfloat16"`).
+
+    The policy is read when the layers are made: the model keeps it, and the
+    process's policy is left as it was.
+    """
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        return build(**kwargs)
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
 def count_trainable(model):
     """Returns the number of trainable parameters P of a built model (keras_subset's count)."""
     return keras_subset.subset.num_trainable_parameters(model)

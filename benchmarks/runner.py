@@ -116,6 +116,7 @@ import tensorflow as tf
 
 from benchmarks import config as config_lib
 from benchmarks import datasets
+from benchmarks import models
 from benchmarks import report
 from benchmarks import runlog
 from benchmarks import stats
@@ -839,13 +840,9 @@ def prepare_seed(config, data, build_model, seed, evaluator_factory=default_eval
     `train_eval_examples=0`, unless the points' evaluator measures all of it."""
     keras.utils.set_random_seed(seed)
     n_train, m = len(data.x_train), data.num_classes
-    # The policy is read when the layers are made: the model keeps it, the process does not.
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(config.dtype_policy)
-    try:
-        model = build_model(width=config.width, input_shape=data.input_shape, num_classes=m)
-    finally:
-        keras.config.set_dtype_policy(previous)
+    model = models.build_under_policy(
+        config.dtype_policy, build_model, width=config.width, input_shape=data.input_shape, num_classes=m
+    )
     evaluator = evaluator_factory(model, data, config)
     full_evaluator = evaluator
     if evaluator.sizes["train"] != n_train:

@@ -366,10 +366,10 @@ def _iteration(value_and_gradient, state, tolerance, x_tolerance, f_absolute_tol
     # A too-short first step (enough decrease, the loss still falling steeply) is not searched
     # further: of it and the longer second trial, the lower one with enough decrease is kept. On
     # the engine's CNNs a search there spent 5 more evaluations, mostly on steps far too long.
-    farther_decrease = second & finite(farther) & (farther.f <= f0 + SUFFICIENT_DECREASE * farther.x * slope)
     # (Where a trial was not finite the search decides, as before: it reports the failure.)
     # A "decrease" lost in float32 round-off (f equal to f(0)) is no decrease here.
     short_kept = KEEP_SHORT_STEPS & second & decrease & (trial.f < f0) & ~farther_wolfe & finite(farther) & (shrinks == 0)
+    farther_decrease = farther.f <= f0 + SUFFICIENT_DECREASE * farther.x * slope
     short_point = _where(farther_decrease & (farther.f < trial.f), farther, trial)
     need_search = second & ~farther_wolfe & ~short_kept & has_budget(evaluations)
     # The search must be the false branch: with it as the true branch, TensorFlow 2.21 returned

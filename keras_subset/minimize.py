@@ -317,6 +317,11 @@ class Minimization:
         return f"stopped after {self.iterations} iterations (by the caller)"
 
 
+def example_free(function, leading, **kwargs):
+    """`function(*leading arguments, *objective.data(...))` compiled with the examples' dimension free."""
+    return ExampleFree(function, [leading + i for i in Objective.EXAMPLE_ENTRIES], **kwargs)
+
+
 class CompiledRun:
     """The compiled graphs of one `minimize` call: start, resume, value-and-gradient.
 
@@ -335,21 +340,16 @@ class CompiledRun:
       segments).
     """
 
-    # Where the examples' tensors (x, y, sample_weight, ids; not the divisors) are among each
-    # graph's arguments: their leading dimension is traced free (`keras_subset.tracing`), so every
-    # subset size and warm start reuses the first trace.
-    _DATA = (0, 1, 2, 4)  # in (x, y, sample_weight, divisors, ids)
-
     def __init__(self, objective, options):
         self.objective = objective
         # A snapshot of the settings the graphs hold, not the `LBFGS` itself: the run is shared
         # by every `LBFGS` with these settings, and a later trace must not read one that changed.
         self.options = types.SimpleNamespace(**dict(zip(_GRAPH_SETTINGS, _graph_settings(options))))
-        self.value_and_gradient = ExampleFree(
-            objective.value_and_gradient, [1 + i for i in self._DATA], jit_compile=options.jit_compile
-        )
+        # Each graph takes `objective.data`'s tuple after its own leading arguments; the examples'
+        # dimension is traced free, so every subset size and warm start reuses the first trace.
+        self.value_and_gradient = example_free(objective.value_and_gradient, 1, jit_compile=options.jit_compile)
         # The data term without gradient (held-out checks), compiled once per run too.
-        self.value = ExampleFree(objective.value, [1 + i for i in self._DATA])
+        self.value = example_free(objective.value, 1)
         start, resume = (
             (self._start_tfp, self._resume_tfp)
             if options.line_search == "hager_zhang"
@@ -363,9 +363,9 @@ class CompiledRun:
             self.start, self.resume = start, resume
         else:
             # start(u, value, gradient, s, y, count, max_iterations, budget, f_tolerance, scale, *data)
-            self.start = ExampleFree(start, [10 + i for i in self._DATA])
+            self.start = example_free(start, 10)
             # resume(state, max_iterations, budget, f_tolerance, scale, *data)
-            self.resume = ExampleFree(resume, [5 + i for i in self._DATA])
+            self.resume = example_free(resume, 5)
 
     def _scaled(self, scale, *data):
         def scaled_value_and_gradient(u):

@@ -112,6 +112,10 @@ class Objective:
         assign_flat(self.variables, position)
 
     # -- the examples ---------------------------------------------------------------------
+    # Which entries of `data`'s tuple (x, y, sample_weight, divisors, ids) hold one row per example:
+    # compiled callers trace their leading dimension free (`keras_subset.tracing.ExampleFree`).
+    EXAMPLE_ENTRIES = (0, 1, 2, 4)
+
     def data(self, x, y, sample_weight=None, ids=None):
         """Returns `(x, y, sample_weight, divisors, ids)`: what `value_and_gradient` and `value` take after the position.
 

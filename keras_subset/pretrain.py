@@ -42,8 +42,7 @@ from keras_subset import chunking
 from keras_subset import data as data_lib
 from keras_subset import subset as subset_lib
 from keras_subset.lbfgs import LBFGS
-from keras_subset.minimize import CompiledRun, Minimization
-from keras_subset.tracing import ExampleFree
+from keras_subset.minimize import Minimization, example_free
 from keras_subset.augment import check_copies
 from keras_subset.keras_loss import KerasLoss, check_loss_argument
 from keras_subset.objective import Objective, check_targets
@@ -525,8 +524,7 @@ class _Plan:
     def _value_function(self, objective):
         """The compiled forward-only loss of `objective` (a Keras-optimizer stage's), traced once per objective."""
         if id(objective) not in self._value_functions:
-            function = ExampleFree(objective.value, [1 + i for i in CompiledRun._DATA])
-            self._value_functions[id(objective)] = (objective, function)
+            self._value_functions[id(objective)] = (objective, example_free(objective.value, 1))
         return self._value_functions[id(objective)][1]
 
     def _lbfgs_options(self, weight_decay):
