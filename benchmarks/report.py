@@ -12,6 +12,7 @@ import os
 
 import numpy as np
 
+from benchmarks import provenance
 from benchmarks import runlog
 from benchmarks import stats
 
@@ -109,6 +110,27 @@ def _frame_lines(summary):
     return lines
 
 
+def _source_lines(summary):
+    """Lines naming the code of the runs, when more than one version of it made them."""
+    sources = summary.get("sources") or {}
+    if len(sources) < 2:
+        return []
+    lines = [f"- **These runs were made by {len(sources)} versions of the code** (digests of "
+             "the keras_subset/benchmarks sources, `benchmarks.provenance`; `--reuse` kept "
+             "earlier runs): runs of different code may differ numerically."]
+    for label, entries in sources.items():
+        seeds = {}
+        for entry in entries:
+            name, _, seed = entry.rpartition(" seed ")
+            seeds.setdefault(name, []).append(seed)
+        runs = ", ".join(f"{name} (seed{'s' if len(s) > 1 else ''} {', '.join(s)})"
+                         for name, s in seeds.items())
+        code = ("not recorded (runs made before 2026-12-04)" if label == provenance.NOT_RECORDED
+                else f"`{label}`")
+        lines.append(f"  - {code}: {runs}")
+    return lines
+
+
 def _levelled_lines(summary):
     lines = []
     tol, patience = summary["plateau_tolerance_pp"], summary["plateau_patience"]
@@ -174,6 +196,7 @@ def summary_markdown(summary):
         )
     else:
         lines.append(f"- This summary covers all {summary['runs_planned']} planned runs.")
+    lines += _source_lines(summary)
     lines += _levelled_lines(summary)
     low = [r["run"] for r in summary["runs"]
            if r["kind"] in ("subset", "sweep") and r["ratio"] <= 1]

@@ -117,6 +117,7 @@ import tensorflow as tf
 from benchmarks import config as config_lib
 from benchmarks import datasets
 from benchmarks import models
+from benchmarks import provenance
 from benchmarks import report
 from benchmarks import runlog
 from benchmarks import stats
@@ -155,6 +156,16 @@ def reusable(record, config):
     if record["kind"] in ("conventional", "subset", "progressive_adam"):
         return record.get("stopping_rule") == STOPPING_RULE
     return True
+
+
+def _other_code(record):
+    """A warning to append to the reuse message when `record` was made by other code."""
+    theirs, ours = provenance.source_label(record), provenance.source_label(
+        {"source": provenance.source_digest()})
+    if theirs == ours:
+        return ""
+    return (f"; made by other code (sources {theirs}, this code's {ours}): its numbers may "
+            "differ from a run of this code; summary.md lists the code of every run")
 
 
 def reusable_records(config):
@@ -901,6 +912,8 @@ def run_header(config, data, setup, spec, evaluator):
             "keras_subset": getattr(keras_subset, "__version__", None),
         },
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        # The code that made the run (`provenance`): `--reuse` says when it differs.
+        "source": provenance.source_digest(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "subset": None,
         "progressive": None,
@@ -1066,10 +1079,14 @@ def run_benchmark(config, data, build_model, evaluator_factory=None):
             others = [r for key, r in earlier.items() if key not in planned]
             planned += [(r["run"], r["seed"]) for r in others]
             records += others
+            for r in others:
+                if _other_code(r):
+                    _log(f"run {r['run']} seed {r['seed']}: kept in the reports from "
+                         f"{config.output_dir} (--reuse)" + _other_code(r))
         for spec in plan.specs:
             if (spec.name, seed) in earlier:
                 _log(f"run {spec.name} seed {seed}: reusing the complete run in "
-                     f"{config.output_dir} (--reuse)")
+                     f"{config.output_dir} (--reuse)" + _other_code(earlier[(spec.name, seed)]))
                 records.append(earlier[(spec.name, seed)])
                 summary = None  # the reports must cover it too (written below)
                 continue

@@ -32,6 +32,8 @@ is within `target_tolerance`.
 
 import numpy as np
 
+from benchmarks import provenance
+
 FRAMES = ("paper", "user")
 """The frames of time-to-target: their reference is `lbfgs_full`, `conventional`."""
 
@@ -366,4 +368,14 @@ def summarize(config, records, planned=None, skipped=()):
                          if (name, seed) not in done],
         "runs": runs,
         "sweep": sweep_summary(records, runs, config.target_tolerance, skipped),
+        "sources": sources(records),
     }
+
+
+def sources(records):
+    """The code that made the runs: `{label: ["<run> seed <k>", ...]}`, one entry per
+    `provenance.source_label` (one entry when a single version of the code made them all)."""
+    out = {}
+    for r in records:
+        out.setdefault(provenance.source_label(r), []).append(f"{r['run']} seed {r['seed']}")
+    return out

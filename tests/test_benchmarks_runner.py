@@ -406,8 +406,10 @@ def test_interrupted_rerun_keeps_complete_results(tmp_path):
     assert on_disk["started"] == records[0]["started"]
 
 
-def test_a_benchmark_runs_in_parts_with_reuse(tmp_path):
+def test_a_benchmark_runs_in_parts_with_reuse(tmp_path, capsys):
     import dataclasses
+
+    from benchmarks import provenance
 
     data, config = _tiny_data(), _tiny_config(tmp_path)
     first, _ = runner.run_benchmark(dataclasses.replace(config, runs=("conventional",)), data,
@@ -424,11 +426,29 @@ def test_a_benchmark_runs_in_parts_with_reuse(tmp_path):
     assert again[0]["started"] != first[0]["started"] and again[1]["started"] == records[1]["started"]
     assert summary["runs_done"] == 2 and not summary["runs_missing"]
     first = again
+    # Every run records the code that made it; all of these, this code.
+    assert all(r["source"] == provenance.source_digest() for r in again)
+    assert list(summary["sources"]) == [provenance.source_label(again[0])]
+    # A run made by other code is reused, but the log and summary.md say so.
+    path = tmp_path / "run_conventional_seed0.json"
+    other = json.loads(path.read_text())
+    other["source"] = {"keras_subset": "0" * 12, "benchmarks": "1" * 12}
+    path.write_text(json.dumps(other))
+    capsys.readouterr()
     # A part listing only the subset run still reports the earlier conventional run.
     only, summary = runner.run_benchmark(
         dataclasses.replace(part, runs=("subset",)), data, _tiny_model)
     assert sorted(r["run"] for r in only) == ["conventional", "lbfgs_f0.2"]
     assert summary["runs_planned"] == 2
+    other = [line for line in capsys.readouterr().out.splitlines() if "other code" in line]
+    assert len(other) == 1  # not the subset run, made by this code
+    assert other[0].startswith("run conventional seed 0: kept in the reports")
+    assert "made by other code (sources 000000000000/111111111111, this code's " in other[0]
+    runner.run_benchmark(part, data, _tiny_model)  # listed: reused, and said to be other code
+    other = [line for line in capsys.readouterr().out.splitlines() if "other code" in line]
+    assert len(other) == 1 and other[0].startswith("run conventional seed 0: reusing")
+    assert len(summary["sources"]) == 2
+    assert "made by 2 versions of the code" in (tmp_path / "summary.md").read_text()
     # Another setting that changes the runs (the epoch cap): nothing is reused.
     changed, _ = runner.run_benchmark(dataclasses.replace(part, epochs=2), data, _tiny_model)
     assert all(r["started"] != first[0]["started"] for r in changed)
