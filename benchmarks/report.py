@@ -125,8 +125,8 @@ def _source_lines(summary):
             seeds.setdefault(name, []).append(seed)
         runs = ", ".join(f"{name} (seed{'s' if len(s) > 1 else ''} {', '.join(s)})"
                          for name, s in seeds.items())
-        code = ("not recorded (runs made before 2026-12-04)" if label == provenance.NOT_RECORDED
-                else f"`{label}`")
+        code = (f"`{label}`" if label != provenance.NOT_RECORDED
+                else "not recorded (runs made before the code recorded it, 2026-12-04)")
         lines.append(f"  - {code}: {runs}")
     return lines
 

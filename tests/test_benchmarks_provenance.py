@@ -81,6 +81,7 @@ def test_summary_lists_the_code_of_its_runs_only_when_it_differs():
     }
     text = report.summary_markdown(summary)
     assert "made by 2 versions of the code" in text
-    assert "  - not recorded (runs made before 2026-12-04): conventional (seed 0)" in text
+    assert ("  - not recorded (runs made before the code recorded it, 2026-12-04): "
+            "conventional (seed 0)") in text
     assert (f"  - `{'a' * 12}/{'b' * 12}`: conventional (seeds 1, 2), "
             "conventional_b512 (seed 1)") in text
