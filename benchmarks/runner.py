@@ -160,8 +160,8 @@ def reusable(record, config):
 
 def _other_code(record):
     """A warning to append to the reuse message when `record` was made by other code."""
-    theirs, ours = provenance.source_label(record), provenance.source_label(
-        {"source": provenance.source_digest()})
+    theirs = provenance.source_label(record)
+    ours = provenance.source_label({"source": provenance.source_digest()})
     if theirs == ours:
         return ""
     return (f"; made by other code (sources {theirs}, this code's {ours}): its numbers may "
@@ -1080,9 +1080,10 @@ def run_benchmark(config, data, build_model, evaluator_factory=None):
             planned += [(r["run"], r["seed"]) for r in others]
             records += others
             for r in others:
-                if _other_code(r):
+                warning = _other_code(r)
+                if warning:
                     _log(f"run {r['run']} seed {r['seed']}: kept in the reports from "
-                         f"{config.output_dir} (--reuse)" + _other_code(r))
+                         f"{config.output_dir} (--reuse){warning}")
         for spec in plan.specs:
             if (spec.name, seed) in earlier:
                 _log(f"run {spec.name} seed {seed}: reusing the complete run in "
