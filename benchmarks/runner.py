@@ -139,19 +139,30 @@ REUSE_FREE = ("output_dir", "runs", "seeds", "seed", "sweep_ratios", "ratios", "
 """`Config` fields that choose which runs an invocation makes, or where, without changing
 any run: a complete run recorded under other values of these may be reused (`--reuse`)."""
 
+ADAM_ONLY = ("epochs", "learning_rate", "batch_size", "evals_per_epoch", "finetune_epochs",
+             "finetune_learning_rate", "subset_epochs", "subset_learning_rate",
+             "subset_batch_size", "subset_eval_points")
+"""`Config` fields that only the Adam phases read. `LBFGS_ONLY_KINDS` runs have none, so a
+complete one of them stays reusable when only these differ: a longer `--epochs` for Adam
+re-runs the runs with an Adam phase, not full-set L-BFGS, progressive L-BFGS or the sweep."""
+
+LBFGS_ONLY_KINDS = ("lbfgs_full", "progressive", "sweep")
+
 
 def reusable(record, config):
     """Whether a complete run `record` was made under the settings of `config` (but the
-    `REUSE_FREE` ones) and, for a run with an Adam phase on the full set, the current
-    stopping rule; runs recorded before `--augment_copies` existed had no copies."""
+    `REUSE_FREE` ones, and for the L-BFGS-only kinds the `ADAM_ONLY` ones) and, for a run
+    with an Adam phase on the full set, the current stopping rule; runs recorded before
+    `--augment_copies` existed had no copies."""
     if not record.get("complete") or record["dataset"] != config.dataset:
         return False
     theirs, ours = dict(record["config"]), dataclasses.asdict(config)
     theirs.setdefault("augment_copies", 0)
     theirs.setdefault("reuse", False)
     theirs.setdefault("dtype_policy", "float32")  # runs recorded before --dtype_policy existed
+    free = REUSE_FREE + (ADAM_ONLY if record["kind"] in LBFGS_ONLY_KINDS else ())
     if any(theirs.get(k) != v for k, v in ours.items()
-           if k not in REUSE_FREE and not (k == "augment_copies" and not config.augment)):
+           if k not in free and not (k == "augment_copies" and not config.augment)):
         return False
     if record["kind"] in ("conventional", "subset", "progressive_adam"):
         return record.get("stopping_rule") == STOPPING_RULE

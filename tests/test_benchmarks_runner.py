@@ -460,6 +460,29 @@ def test_a_benchmark_runs_in_parts_with_reuse(tmp_path, capsys):
     assert not runner.reusable(record, dataclasses.replace(part, epochs=2))
 
 
+def test_an_adam_setting_leaves_the_lbfgs_only_runs_reusable(tmp_path):
+    config = Config(dataset="mnist", output_dir=str(tmp_path), augment=True, augment_copies=4)
+    recorded = dataclasses.asdict(config)
+    adam = dataclasses.replace(
+        config, epochs=40, learning_rate=5e-4, batch_size=256, evals_per_epoch=3,
+        finetune_epochs=7, finetune_learning_rate=1e-4, subset_epochs=3,
+        subset_learning_rate=2e-4, subset_batch_size=64, subset_eval_points=2)
+    lbfgs = dataclasses.replace(config, lbfgs_full_iterations=600)
+    for kind in runner.LBFGS_ONLY_KINDS:
+        record = {"complete": True, "dataset": "mnist", "kind": kind, "config": recorded}
+        assert runner.reusable(record, adam), kind  # no Adam phase: nothing of it changed
+        assert not runner.reusable(record, lbfgs), kind
+        assert not runner.reusable(record, dataclasses.replace(config, augment_copies=8)), kind
+    for kind in ("conventional", "subset", "progressive_adam"):  # they have Adam phases
+        record = {"complete": True, "dataset": "mnist", "kind": kind, "config": recorded,
+                  "stopping_rule": runner.STOPPING_RULE}
+        assert runner.reusable(record, config), kind
+        for field in runner.ADAM_ONLY:
+            assert getattr(adam, field) != getattr(config, field), field  # each one changes
+            changed = dataclasses.replace(config, **{field: getattr(adam, field)})
+            assert not runner.reusable(record, changed), (kind, field)
+
+
 def test_summary_says_how_many_planned_runs_it_covers(tmp_path):
     data, config = _tiny_data(), _tiny_config(tmp_path)
     # Killed at the first point of the second run: the conventional run (two
