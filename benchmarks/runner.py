@@ -147,6 +147,8 @@ complete one of them stays reusable when only these differ: a longer `--epochs` 
 re-runs the runs with an Adam phase, not full-set L-BFGS, progressive L-BFGS or the sweep."""
 
 LBFGS_ONLY_KINDS = ("lbfgs_full", "progressive", "sweep")
+"""The run kinds without an Adam phase; the others (`conventional`, `subset`,
+`progressive_adam`) end with Adam on the full set."""
 
 
 def reusable(record, config):
@@ -164,7 +166,7 @@ def reusable(record, config):
     if any(theirs.get(k) != v for k, v in ours.items()
            if k not in free and not (k == "augment_copies" and not config.augment)):
         return False
-    if record["kind"] in ("conventional", "subset", "progressive_adam"):
+    if record["kind"] not in LBFGS_ONLY_KINDS:  # an Adam phase on the full set
         return record.get("stopping_rule") == STOPPING_RULE
     return True
 
