@@ -22,7 +22,8 @@ from benchmarks import datasets
 
 SUBSET_OPTIMIZERS = ("lbfgs", "adam")
 PRESET_NAMES = ("smoke", "cpu", "paper")
-RUN_KINDS = ("conventional", "lbfgs_full", "progressive", "progressive_adam", "subset", "sweep")
+RUN_KINDS = ("conventional", "lbfgs_full", "progressive", "progressive_adam", "paper", "subset",
+             "sweep")
 """The run kinds `--runs` may list (see `benchmarks.runner`)."""
 
 PRETRAIN_OPTIONS = {
@@ -155,9 +156,10 @@ class Config:
         "Comma-separated run kinds: conventional (Adam at --batch_size and at each of "
         "--adam_batch_sizes), lbfgs_full (L-BFGS on the full set), progressive (growing subsets, "
         "then the full set), progressive_adam (growing subsets up to --progressive_max_fraction, "
-        "then Adam), subset (one subset per --ratios/--fractions value and --subset_optimizer, "
-        "then Adam), sweep (one subset per --sweep_ratios value fitted to its minimum, no "
-        "fine-tuning).",
+        "then Adam), paper (the paper's protocol: one subset per --paper_ratios value fitted by "
+        "L-BFGS until its own loss levels off, then L-BFGS on the full set), subset (one subset "
+        "per --ratios/--fractions value and --subset_optimizer, then Adam), sweep (one subset per "
+        "--sweep_ratios value fitted to its minimum, no fine-tuning).",
         item_type=str,
         choices=RUN_KINDS,
     )
@@ -291,6 +293,48 @@ class Config:
     weight_decay: float = _pretrain_option(
         "weight_decay", "L2 penalty of the progressive stages on fewer than all examples", minimum=0
     )
+    paper_ratios: tuple = _option(
+        (),
+        "Comma-separated overdetermination ratios Q of the paper runs paper_q<Q> (run kind paper): "
+        "one subset of Q fitted by L-BFGS until its own loss levels off (it improved by less "
+        "than a share --lbfgs_points_every / --loss_window of --loss_tolerance, relative, over "
+        "every --lbfgs_points_every segment of the last --loss_window iterations; at most "
+        "--lbfgs_full_iterations), then L-BFGS on the full set from there (at "
+        "most --lbfgs_full_iterations, stopped as --levelled_stop says); values whose subset "
+        "holds the whole training set are skipped, saying so.",
+        item_type=float,
+        above=0,
+    )
+    levelled_stop: bool = _option(
+        False,
+        "Run lbfgs_full until it levels off instead of to --lbfgs_full_iterations (then a cap, "
+        "recorded): its test accuracy no longer gains by the stopping rule (--plateau_tolerance, "
+        "--plateau_patience, over its points) and its full training loss fell by less than "
+        "--loss_tolerance (relative) over the last --loss_window iterations. The full-set stage "
+        "of the progressive and paper runs then stops once it has reached every target of its "
+        "seed (lbfgs_full's and conventional's), once it levels off by the same rule, or once "
+        "the run has spent --route_cost_cap times lbfgs_full's cost to its target.",
+    )
+    loss_window: int = _option(
+        20,
+        "Iterations over which --levelled_stop measures the relative fall of the full training "
+        "loss; with --levelled_stop, a multiple of --lbfgs_points_every.",
+        minimum=1,
+    )
+    loss_tolerance: float = _option(
+        1e-3,
+        "Relative fall of the full training loss over --loss_window iterations below which an "
+        "L-BFGS run has levelled off (--levelled_stop; the paper runs' subset phase too, see "
+        "--paper_ratios).",
+        above=0,
+        maximum=1,
+    )
+    route_cost_cap: float = _option(
+        1.0,
+        "With --levelled_stop: most cost of a progressive or paper run, in multiples of "
+        "lbfgs_full's cost to its target (of the same seed); a run stopped there has no saving.",
+        above=0,
+    )
     sweep_ratios: tuple = _option(
         (1, 2, 4, 8, 16, 32),
         "Comma-separated overdetermination ratios Q of the sweep runs (one subset each, fitted by "
@@ -393,6 +437,11 @@ class Config:
             setattr(self, field.name, value)
         if not self.runs:
             raise ValueError(f"`--runs` must list at least one of {RUN_KINDS}, got none.")
+        if self.levelled_stop and self.loss_window % self.lbfgs_points_every:
+            raise ValueError(
+                f"`--loss_window` ({self.loss_window}) must be a multiple of `--lbfgs_points_every` "
+                f"({self.lbfgs_points_every}): the full training loss is known at the points."
+            )
         if self.lbfgs_segments > self.lbfgs_iterations:
             raise ValueError(
                 f"`--lbfgs_segments` must be at most `--lbfgs_iterations` "

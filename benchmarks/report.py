@@ -257,7 +257,7 @@ def _stage_lines(summary):
     if not rows:
         return []
     return [
-        "## Stages of the L-BFGS pretrain runs (lbfgs_full, progressive)",
+        "## Stages of the L-BFGS pretrain runs (lbfgs_full, progressive, paper)",
         "",
         "| run | seed | stage | K | Q | iterations | evaluations | subset loss | held-out loss "
         "| held-out K | cost (epochs) | time (s) | reason |",
@@ -289,8 +289,9 @@ def _sweep_lines(summary):
             "yes" if row["within_tolerance"] else "no")
         if row["ratio"] == smallest:
             within = "**yes (smallest Q)**"
+        name = row["run"] + (" (subset phase)" if row.get("kind") == "paper" else "")
         lines.append("| " + " | ".join([
-            row["run"], f"{row['ratio']:.2f}", f"{row['subset_size']:,d}",
+            name, f"{row['ratio']:.2f}", f"{row['subset_size']:,d}",
             format_number(row["test_accuracy"], 100.0),
             format_number(row["full_train_loss"], 1.0, 4, missing="—"),
             format_number(row["full_train_accuracy"], 100.0, missing="—"),

@@ -121,6 +121,7 @@ from benchmarks import provenance
 from benchmarks import report
 from benchmarks import runlog
 from benchmarks import stats
+from benchmarks import stops
 from benchmarks.config import ConfigError
 
 
@@ -133,7 +134,7 @@ STOPPING_RULE = "phase_epoch_ends"
 ends, the phase's starting point not counted (`PointCallback`). Runs recorded before
 2026-12-01 counted the starting point and carry no such entry."""
 
-REUSE_FREE = ("output_dir", "runs", "seeds", "seed", "sweep_ratios", "ratios", "fractions",
+REUSE_FREE = ("output_dir", "runs", "seeds", "seed", "sweep_ratios", "paper_ratios", "ratios", "fractions",
               "adam_batch_sizes", "subset_optimizer", "verbose", "reuse", "data_dir",
               "local_data_dir", "tfds_download")
 """`Config` fields that choose which runs an invocation makes, or where, without changing
@@ -146,9 +147,13 @@ ADAM_ONLY = ("epochs", "learning_rate", "batch_size", "evals_per_epoch", "finetu
 complete one of them stays reusable when only these differ: a longer `--epochs` for Adam
 re-runs the runs with an Adam phase, not full-set L-BFGS, progressive L-BFGS or the sweep."""
 
-LBFGS_ONLY_KINDS = ("lbfgs_full", "progressive", "sweep")
+LBFGS_ONLY_KINDS = ("lbfgs_full", "progressive", "paper", "sweep")
 """The run kinds without an Adam phase; the others (`conventional`, `subset`,
 `progressive_adam`) end with Adam on the full set."""
+
+FULL_SET_STOP_KINDS = ("progressive", "paper")
+"""The run kinds whose full-set L-BFGS stage `--levelled_stop` ends at the targets of their seed
+(`RouteStop`): they need the seed's `lbfgs_full` and `conventional` runs before them."""
 
 
 def reusable(record, config):
@@ -159,9 +164,9 @@ def reusable(record, config):
     if not record.get("complete") or record["dataset"] != config.dataset:
         return False
     theirs, ours = dict(record["config"]), dataclasses.asdict(config)
-    theirs.setdefault("augment_copies", 0)
-    theirs.setdefault("reuse", False)
-    theirs.setdefault("dtype_policy", "float32")  # runs recorded before --dtype_policy existed
+    # A run recorded before a setting existed ran as its default does.
+    for field in dataclasses.fields(config_lib.Config):
+        theirs.setdefault(field.name, field.default)
     free = REUSE_FREE + (ADAM_ONLY if record["kind"] in LBFGS_ONLY_KINDS else ())
     if any(theirs.get(k) != v for k, v in ours.items()
            if k not in free and not (k == "augment_copies" and not config.augment)):
@@ -237,6 +242,9 @@ def run_specs(config):
     if "progressive_adam" in c.runs:
         specs.append(RunSpec("progressive_adam", "progressive_adam", "lbfgs",
                              ratio=c.progressive_ratio, fraction=c.progressive_max_fraction))
+    if "paper" in c.runs:
+        for r in c.paper_ratios:
+            specs.append(RunSpec(f"paper_q{r:g}", "paper", "lbfgs", ratio=r))
     if "subset" in c.runs:
         for opt in c.subset_optimizer:
             for r in c.ratios:
@@ -308,11 +316,16 @@ class Runner:
             last measurement (default: `evaluator`).
         copier: The augmentation (Keras layers) that makes the fixed copies of
             the L-BFGS phases, with `config.copies` > 0.
+        stop: A callable `(record, point) -> reason or None` asked after every
+            point of the run's `pretrain` phase; a reason ends it there
+            (`benchmarks.stops`, `--levelled_stop`).
     """
 
     def __init__(self, config, data, model, evaluator, log, seed, full_evaluator=None,
-                 copier=None):
+                 copier=None, stop=None):
         self.config = config
+        # `--levelled_stop`'s rule for the points of the run's `pretrain` phase (`benchmarks.stops`).
+        self.stop = stop
         self.copier = copier  # makes the L-BFGS phases' fixed copies (`--augment_copies`)
         self.copies = config.copies
         self.data = data
@@ -324,13 +337,14 @@ class Runner:
         self.meter = runlog.CostMeter()
         self.n_train = len(data.x_train)
 
-    def run(self, spec, subset=None, augmenter=None):
+    def run(self, spec, subset=None, augmenter=None, size=None):
         """Runs the phases of `spec` from the initial point; returns the record.
 
         Args:
             spec: The `RunSpec`.
             subset: `(x, y)`, the K examples of a subset run.
             augmenter: Augmentation of the Adam phases on the full set, or `None`.
+            size: K of a paper run's subset.
 
         Returns:
             The completed run record (`log.data`).
@@ -364,6 +378,16 @@ class Runner:
             )
             if spec.kind == "progressive_adam":
                 self.finetune_phase(augmenter)
+        elif spec.kind == "paper":
+            # Two stages: the subset of K = `size` examples to its own plateau, then all of them
+            # (growth N/K), the curvature pairs carried as in the progressive runs.
+            segments = max(1, c.loss_window // c.lbfgs_points_every)
+            self.pretrain_phase(
+                lambda stage: f"stage{stage}", c.lbfgs_full_iterations, size=size,
+                growth=self.n_train / size, stop_rule="minimum", check_every=c.lbfgs_points_every,
+                patience=segments, check_tolerance=c.loss_tolerance / segments,
+                carry_history=c.carry_history, weight_decay=0.0,
+            )
         elif spec.kind == "sweep":
             self.pretrain_phase(
                 None, c.sweep_iterations, ratio=spec.ratio, growth=None, stop_rule="none",
@@ -589,7 +613,7 @@ class Runner:
         base, base_forwards = self.meter.evaluations, self.meter.forwards
         start_seconds, start_eval = self.meter.seconds, self.meter.eval_seconds
         self.model.compile(loss=loss_function())  # pretrain reads the compiled loss
-        points = None if phase_of_stage is None else PretrainPoints(self, phase_of_stage)
+        points = None if phase_of_stage is None else PretrainPoints(self, phase_of_stage, self.stop)
         self.meter.resume()
         result = keras_subset.pretrain(
             self.model, self.data.x_train, self.data.y_train,
@@ -607,10 +631,13 @@ class Runner:
             info = dataclasses.asdict(stage)
             info.update(stage=k, training_seconds=stage.seconds - stage_eval.get(k, 0.0))
             stages.append(info)
+        if points is not None and points.stopped_by:  # the callback's stop, in the benchmark's words
+            stages[-1]["reason"] = f"--levelled_stop: {points.stopped_by}"
         self.log.add_phase({
             "phase": "pretrain",
             "optimizer": "lbfgs",
             "options": dict(options),
+            "stopped_by": None if points is None else points.stopped_by,
             "copies": self.copies,
             "max_iterations": max_iterations,
             "stages": stages,
@@ -650,14 +677,18 @@ class PretrainPoints(keras.callbacks.Callback):
     After each stage `pretrain` reports its end at the weights the stage kept:
     that point gets `stage_end` (at the cost of the stage's last segment, or
     of one held-out check more); the points carry `stage`, `subset_size`,
-    `stage_iterations` and `stage_evaluations`. `eval_seconds` holds
-    the evaluation seconds spent in each stage's points.
+    `stage_iterations`, `stage_evaluations` and `stage_loss` (the stage's own
+    objective: the full training loss on the full set). `eval_seconds` holds
+    the evaluation seconds spent in each stage's points. With `stop`, a reason
+    it gives after a point (not a stage-end report) sets `model.stop_training`,
+    which ends `pretrain` there; `stopped_by` keeps the reason.
     """
 
-    def __init__(self, runner, phase_of_stage):
+    def __init__(self, runner, phase_of_stage, stop=None):
         super().__init__()
         self.runner = runner
         self.phase_of_stage = phase_of_stage
+        self.stop, self.stopped_by = stop, None
         self.base = runner.meter.evaluations
         self.base_forwards = runner.meter.forwards
         self.stage, self.done_iterations, self.stage_iterations = None, 0, 0
@@ -683,11 +714,20 @@ class PretrainPoints(keras.callbacks.Callback):
             subset_size=int(logs["subset_size"]),
             stage_iterations=self.stage_iterations,
             stage_evaluations=int(logs["stage_evaluations"]),
+            stage_loss=float(logs["loss"]),
             stage_end=stage_end,
         )
         self.eval_seconds[stage] = (
             self.eval_seconds.get(stage, 0.0) + runner.meter.eval_seconds - before
         )
+        if self.stop is not None and not stage_end and self.stopped_by is None:
+            record = runner.log.data
+            reason = self.stop(record, record["points"][-1])
+            if reason:
+                self.stopped_by = reason
+                record["stopped_by"] = reason
+                _log(f"  [{record['run']} seed {runner.seed}] stops: {reason}")
+                self.model.stop_training = True
 
 
 class PointCallback(keras.callbacks.Callback):
@@ -813,14 +853,16 @@ def plan_runs(specs, model, n_train, num_classes, copies=0):
                 sizes[spec.name] = size(spec.ratio, spec.fraction)
             except ValueError as e:
                 raise _size_error("--ratios", spec.ratio, spec.name, e) from None
-        elif spec.kind == "sweep":
+        elif spec.kind in ("sweep", "paper"):
             k = keras_subset.subset_size_for_ratio(
                 model, spec.ratio, num_outputs=num_classes, copies=copies)
-            if k > n_train:
+            # A paper run's subset must leave examples out: on all of them it is lbfgs_full.
+            if k > n_train or (spec.kind == "paper" and k >= n_train):
                 with_copies = f" (with {copies} copies each)" if copies else ""
+                than = "more than" if k > n_train else "all"
                 skipped.append(
-                    f"{spec.name}: Q = {spec.ratio:g} needs K = {k:,d} examples{with_copies}, more "
-                    f"than the {n_train:,d} of the training set"
+                    f"{spec.name}: Q = {spec.ratio:g} needs K = {k:,d} examples{with_copies}, "
+                    f"{than} the {n_train:,d} of the training set"
                 )
                 _log(f"Skipping {skipped[-1]}.")
                 continue
@@ -990,7 +1032,20 @@ def progressive_info(config, data, setup, spec, sizes):
     }
 
 
-def run_one(config, data, setup, spec, size=None):
+def run_stop(config, n_train, spec, records, seed):
+    """`--levelled_stop`'s rule for a run (`benchmarks.stops`), or `None`: `lbfgs_full` stops
+    when it levels off; the progressive and paper runs at the targets of their seed, from the
+    complete runs of that seed in `records`."""
+    if not config.levelled_stop:
+        return None
+    if spec.kind == "lbfgs_full":
+        return stops.ReferenceStop(config)
+    if spec.kind in FULL_SET_STOP_KINDS:
+        return stops.RouteStop.for_seed(config, n_train, records, seed)
+    return None
+
+
+def run_one(config, data, setup, spec, size=None, records=()):
     """Runs one run from the seed's initial weights, reseeded; returns its record.
 
     Args:
@@ -998,8 +1053,10 @@ def run_one(config, data, setup, spec, size=None):
         data: The `datasets.Dataset`.
         setup: The seed's `SeedSetup`.
         spec: The `RunSpec`.
-        size: K of a subset or sweep run, `(first K, last K)` of a progressive
-            run (from `plan_runs`).
+        size: K of a subset, sweep or paper run, `(first K, last K)` of a
+            progressive run (from `plan_runs`).
+        records: The complete runs so far (`--levelled_stop` reads the targets
+            of the seed's reference runs in them).
     """
     seed = setup.seed
     keras.utils.set_random_seed(seed)
@@ -1030,17 +1087,27 @@ def run_one(config, data, setup, spec, size=None):
         header["progressive"] = progressive_info(config, data, setup, spec, size)
         _log(f"run {spec.name} seed {seed}: subsets of {size[0]:,d} to {size[1]:,d} "
              f"examples, growth {config.growth:g}")
+    elif spec.kind == "paper":
+        header["subset"] = subset_info(config, data, setup, spec, size)
+        _log(f"run {spec.name} seed {seed}: one subset of K = {size:,d} examples, "
+             f"Q = {header['subset']['ratio']:.2f}, L-BFGS until its loss levels off, then L-BFGS "
+             "on all examples")
     elif spec.kind == "lbfgs_full":
         _log(f"run {spec.name} seed {seed}: L-BFGS on all {n:,d} examples"
              + (f" and {config.copies} fixed copies of each" if config.copies else ""))
     else:
         _log(f"run {spec.name} seed {seed}: Adam on all {n:,d} examples, batch "
              f"{spec.batch_size}, learning rate {spec.learning_rate:.3g}")
+    stop = run_stop(config, n, spec, records, seed)
+    if stop is not None:
+        header["stop_rule"] = stop.describe()
+        _log(f"run {spec.name} seed {seed}: --levelled_stop: {stop.describe()}")
     log = runlog.RunLog(
         os.path.join(config.output_dir, f"run_{spec.name}_seed{seed}.json"), header
     )
-    runner = Runner(config, data, setup.model, evaluator, log, seed, setup.full_evaluator, copier)
-    return runner.run(spec, subset, augmenter)
+    runner = Runner(config, data, setup.model, evaluator, log, seed, setup.full_evaluator, copier,
+                    stop)
+    return runner.run(spec, subset, augmenter, size=size)
 
 
 def _report_order(record):
@@ -1104,7 +1171,7 @@ def run_benchmark(config, data, build_model, evaluator_factory=None):
                 records.append(earlier[(spec.name, seed)])
                 summary = None  # the reports must cover it too (written below)
                 continue
-            records.append(run_one(config, data, setup, spec, plan.sizes.get(spec.name)))
+            records.append(run_one(config, data, setup, spec, plan.sizes.get(spec.name), records))
             summary = report.write_reports(
                 config, sorted(records, key=_report_order), planned, plan.skipped)
     if summary is None:  # runs reused after the last report (or every run)

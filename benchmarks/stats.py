@@ -97,8 +97,46 @@ def check_accuracies(record):
 
 
 def levelled_off(record, tolerance_pp, patience):
-    """Whether the stopping rule holds at the run's last point (see `check_accuracies`)."""
-    return should_stop(check_accuracies(record), tolerance_pp, patience)
+    """Whether the run has levelled off at its last point: the stopping rule holds (see
+    `check_accuracies`), and, for an `lbfgs_full` run made with `--levelled_stop`, its full
+    training loss levelled off too (`loss_levelled`)."""
+    if not should_stop(check_accuracies(record), tolerance_pp, patience):
+        return False
+    config = record.get("config") or {}
+    if record.get("kind") == "lbfgs_full" and config.get("levelled_stop"):
+        return loss_levelled(record["points"], config["loss_window"], config["loss_tolerance"])
+    return True
+
+
+def stage_points(points):
+    """The points of the last L-BFGS stage of a `pretrain` run, its stage-end reports left out
+    (they repeat a segment's point at the weights the stage kept)."""
+    stage = points[-1].get("stage")
+    return [p for p in points
+            if p.get("stage") == stage and "stage_loss" in p and not p.get("stage_end")]
+
+
+def loss_fall(points, window):
+    """The relative fall of the last stage's own loss (`stage_loss`, the full training loss on
+    the full set) over its last `window` iterations: `(L(i - window) - L(i)) / |L(i - window)|`
+    at the last point i, from the latest point at least `window` iterations before it; `None`
+    when the stage is shorter than `window`."""
+    points = stage_points(points)
+    if not points:
+        return None
+    last = points[-1]
+    earlier = [p for p in points if p["stage_iterations"] <= last["stage_iterations"] - window]
+    if not earlier:
+        return None
+    before = earlier[-1]["stage_loss"]
+    return (before - last["stage_loss"]) / abs(before) if before else 0.0
+
+
+def loss_levelled(points, window, tolerance):
+    """Whether the last stage's loss fell by less than `tolerance` (relative) over its last
+    `window` iterations (`loss_fall`)."""
+    fall = loss_fall(points, window)
+    return fall is not None and fall < tolerance
 
 
 def plateau_gain(record):
@@ -252,8 +290,16 @@ def _run_summary(name, recs, targets, config):
     return run
 
 
+def subset_phase_end(record):
+    """The point at which a paper run's subset phase ended (stage 0's stage-end report)."""
+    ends = [p for p in record["points"] if p.get("stage") == 0 and p.get("stage_end")]
+    return ends[-1] if ends else record["points"][-1]
+
+
 def sweep_summary(records, runs, tolerance_pp, skipped=()):
-    """The Q sweep against `lbfgs_full`'s final point, per seed then mean ± std.
+    """The Q sweep against `lbfgs_full`'s final point, per seed then mean ± std: the sweep
+    runs' final points and the paper runs' subset-phase ends (`subset_phase_end`), both one
+    subset fitted to its minimum.
 
     Returns:
         A dict: `rows` (per sweep run: Q, K, test accuracy, full training
@@ -265,24 +311,31 @@ def sweep_summary(records, runs, tolerance_pp, skipped=()):
     full = {r["seed"]: r for r in records if r["run"] == "lbfgs_full"}
     rows = []
     for run in runs:
-        if run["kind"] != "sweep":
+        if run["kind"] not in ("sweep", "paper"):
             continue
-        acc_gaps, loss_gaps = [], []
+        acc_gaps, loss_gaps, accuracies = [], [], []
         for r in (r for r in records if r["run"] == run["run"]):
+            # A paper run's subset phase is a sweep run: its end, before the full set.
+            accuracy = _final(r) if run["kind"] == "sweep" else subset_phase_end(r)["test_accuracy"]
+            accuracies.append(accuracy)
             ref = full.get(r["seed"])
             if ref is None:
                 continue
-            acc_gaps.append(100.0 * (_final(r) - _final(ref)))
-            loss, ref_loss = full_train(r)[0], full_train(ref)[0]
+            acc_gaps.append(100.0 * (accuracy - _final(ref)))
+            loss, ref_loss = full_train(r)[0] if run["kind"] == "sweep" else None, full_train(ref)[0]
             loss_gaps.append(None if loss is None or ref_loss is None else loss - ref_loss)
         gap = _stat(acc_gaps)
+        sweep = run["kind"] == "sweep"
         rows.append({
             "run": run["run"],
+            "kind": run["kind"],
             "ratio": run["ratio"],
             "subset_size": run["subset_size"],
-            "test_accuracy": run["final_test_accuracy"],
-            "full_train_loss": run["full_train_loss"],
-            "full_train_accuracy": run["full_train_accuracy"],
+            "test_accuracy": run["final_test_accuracy"] if sweep else _stat(accuracies),
+            # Measured on the whole training set at a sweep run's end; not at a paper run's
+            # subset-phase end (its points measure --train_eval_examples).
+            "full_train_loss": run["full_train_loss"] if sweep else _stat([]),
+            "full_train_accuracy": run["full_train_accuracy"] if sweep else _stat([]),
             "test_accuracy_gap_pp": gap,
             "train_loss_gap": _stat(loss_gaps),
             "within_tolerance": gap["mean"] is not None and gap["mean"] >= -tolerance_pp - 1e-9,

@@ -47,7 +47,7 @@ from keras_subset.augment import check_copies
 from keras_subset.keras_loss import KerasLoss, check_loss_argument
 from keras_subset.objective import Objective, check_targets
 
-STOP_RULES = ("held_out", "none")
+STOP_RULES = ("held_out", "minimum", "none")
 
 
 @dataclasses.dataclass
@@ -106,6 +106,10 @@ class PretrainResult:
         initial_loss: The first subset's loss at the starting weights.
         subset_indices: The sorted indices of the last stage's subset.
         num_examples: N, the size of the training set given.
+        q_full: The overdetermination ratio of all N examples given (with their
+            copies): Q_full = N*(1 + copies)*M/P.
+        stopped_by_callback: Whether a callback ended the call early by setting
+            `model.stop_training` (as `keras.callbacks.EarlyStopping` does in `fit`).
     """
 
     stages: list
@@ -115,6 +119,8 @@ class PretrainResult:
     initial_loss: float
     subset_indices: np.ndarray
     num_examples: int
+    q_full: float = None
+    stopped_by_callback: bool = False
 
     @property
     def loss(self):
@@ -206,9 +212,19 @@ def pretrain(
     Each stage with examples outside it stops at its statistical accuracy (see
     the module docstring): with `stop_rule="held_out"` when the loss on the next
     stage's new examples stops improving, keeping the weights of its best value.
-    With `stop_rule="none"` every stage runs to the optimizer's limits (the
-    subset's minimum, as the paper fits it). The model ends with the weights of
+    With `stop_rule="minimum"` each such stage is fitted to its own minimum, as
+    the paper fits its subset: it ends when its own loss improved by less than
+    `check_tolerance` (relative) over `check_every` iterations, `patience`
+    times in a row (no held-out examples are passed). With `stop_rule="none"`
+    every stage runs to the optimizer's limits. The stage on all the examples
+    always runs to the optimizer's limits. The model ends with the weights of
     the last stage.
+
+    A callback that sets `model.stop_training = True` (as
+    `keras.callbacks.EarlyStopping` does in `fit`) ends the call after the
+    current segment: the stage ends there and no later stage runs. The flag
+    is put back as it was before the call, so a `fit` that runs `pretrain`
+    from a callback goes on.
 
     Batch normalisation and dropout: with `training=None` the subset objective
     runs the model in training mode when it has `BatchNormalization` or
@@ -263,11 +279,14 @@ def pretrain(
             objective of every stage but one on all the examples (L-BFGS only;
             for a Keras optimizer set its own `weight_decay`). It gives a small
             subset's cross-entropy a finite minimum.
-        stop_rule: `"held_out"` (the statistical-accuracy stop) or `"none"`.
-        check_every: L-BFGS iterations between held-out checks.
+        stop_rule: `"held_out"` (the statistical-accuracy stop), `"minimum"`
+            (each stage below all the examples to its own loss's plateau) or
+            `"none"` (each stage to the optimizer's limits).
+        check_every: L-BFGS iterations between checks of the stage rule (a
+            Keras optimizer checks after every epoch).
         patience: Checks without improvement that end a stage.
-        check_tolerance: The relative decrease of the held-out loss that counts
-            as an improvement.
+        check_tolerance: The relative decrease of the checked loss (held-out
+            or, with `"minimum"`, the stage's own) that counts as an improvement.
         carry_history: Whether each L-BFGS stage starts with the previous
             stage's curvature pairs.
         training: Whether the subset objective runs the model in training mode;
@@ -303,6 +322,36 @@ def pretrain(
         optimizer, epochs, batch_size, seed, num_outputs, weight_decay, stop_rule, check_every, patience,
         check_tolerance, carry_history, training, callbacks, verbose,
     )
+    if verbose:
+        with_copies = f" with {plan.copies} copies each" if plan.copies else ""
+        print(
+            f"Subset pretraining: N = {plan.n} examples{with_copies}, P = {plan.p} trainable parameters, "
+            f"Q_full = {plan.q_full:.3g}; stages of K = {', '.join(map(str, plan.sizes))}",
+            flush=True,
+        )
+    stop_training = getattr(model, "stop_training", False)
+    model.stop_training = False
+    try:
+        stages, initial_loss = _run_stages(plan, verbose)
+    finally:
+        stopped_by_callback = bool(model.stop_training)
+        model.stop_training = stop_training
+    return PretrainResult(
+        stages=stages,
+        example_gradients=sum(s.example_gradients for s in stages),
+        example_forwards=sum(s.example_forwards for s in stages),
+        seconds=time.perf_counter() - start_time,
+        initial_loss=initial_loss,
+        subset_indices=np.sort(plan.order[: stages[-1].size]),
+        num_examples=plan.n,
+        q_full=plan.q_full,
+        stopped_by_callback=stopped_by_callback,
+    )
+
+
+def _run_stages(plan, verbose):
+    """The stages of `plan`, smallest first, until the last or a callback's `model.stop_training`;
+    returns `(stages, the first subset's loss at the starting weights)`."""
     if plan.callbacks:
         plan.callbacks.on_train_begin()
     stages, previous, initial_loss = [], None, None
@@ -318,18 +367,12 @@ def pretrain(
                 + f"; {stage.reason}",
                 flush=True,
             )
+        if plan.model.stop_training:
+            break
     plan.finish()
     if plan.callbacks:
         plan.callbacks.on_train_end()
-    return PretrainResult(
-        stages=stages,
-        example_gradients=sum(s.example_gradients for s in stages),
-        example_forwards=sum(s.example_forwards for s in stages),
-        seconds=time.perf_counter() - start_time,
-        initial_loss=initial_loss,
-        subset_indices=np.sort(plan.order[: plan.sizes[-1]]),
-        num_examples=plan.n,
-    )
+    return stages, initial_loss
 
 
 class _Plan:
@@ -376,6 +419,7 @@ class _Plan:
                 )
         self.sizes = stage_sizes(first, last, growth)
         subset_lib.warn_if_underdetermined(model, first * (1 + self.copies), num_outputs)
+        self.q_full = subset_lib.overdetermination_ratio(model, self.n * (1 + self.copies), num_outputs)
         self.model, self.num_outputs = model, num_outputs
         if strategy == "stratified" and not isinstance(self.y, np.ndarray):
             raise ValueError(
@@ -453,10 +497,12 @@ class _Plan:
             run.objective, held_out, run.run.value, ids=check_indices
         )
         progress = keras.utils.Progbar(options.max_iterations, verbose=self.verbose, unit_name="iteration") if self.verbose == 1 else None
-        stopped_by_rule = False
-        # Segments of `check_every` iterations: a held-out check (when there are held-out examples)
-        # and a report to the callbacks after each; without either, one segment.
-        segment = self.check_every if (checker is not None or self.callbacks) else options.max_iterations
+        plateau = self._plateau(size, run.initial_value)
+        stopped_by_rule = stopped_by_callback = False
+        # Segments of `check_every` iterations: a check of the stage rule (held-out examples, or the
+        # stage's own loss) and a report to the callbacks after each; without either, one segment.
+        checked = checker is not None or plateau is not None or self.callbacks
+        segment = self.check_every if checked else options.max_iterations
         while not run.done:
             run.advance(min(options.max_iterations, run.iterations + segment))
             if progress is not None:
@@ -464,6 +510,8 @@ class _Plan:
             bad_checks = 0
             if checker is not None:
                 bad_checks = checker.check(run.best_position, run.best_value, run.iterations, self.check_tolerance)
+            if plateau is not None:
+                bad_checks = plateau.check(run.best_value)
             if self.callbacks:
                 run.assign_best()  # the callbacks see the current weights
             forwards = 0 if checker is None else checker.forwards
@@ -471,6 +519,9 @@ class _Plan:
                 size, run.iterations, run.evaluations, run.evaluations * size * (1 + self.copies), forwards,
                 run.best_value,
             )
+            if self.model.stop_training:
+                stopped_by_callback = True
+                break
             if bad_checks >= self.patience:
                 stopped_by_rule = True
                 break
@@ -500,7 +551,17 @@ class _Plan:
                 )
             figures["held_out_loss"] = checker.best_value
             figures["example_forwards"] = checker.forwards
+        if plateau is not None and stopped_by_rule:
+            figures["reason"] = plateau.reason(run.iterations)
+        if stopped_by_callback:
+            figures["reason"] = f"stopped by a callback (model.stop_training) after {run.iterations} iterations"
         return figures, run, run.initial_value
+
+    def _plateau(self, size, value):
+        """The check of `stop_rule="minimum"` for a stage of `size` examples (`None` on all of them)."""
+        if self.stop_rule != "minimum" or size >= self.n:
+            return None
+        return _Plateau(value, self.check_tolerance, self.check_every, self.patience)
 
     def _report(self, size, iterations, evaluations, example_gradients, example_forwards, loss, **extra):
         """Tells the callbacks where the current stage stands (an "epoch" of `pretrain` is a segment)."""
@@ -567,24 +628,35 @@ class _Plan:
         dataset = tf.data.Dataset.from_tensor_slices(parts).shuffle(size, seed=self.seed, reshuffle_each_iteration=True)
         dataset = dataset.batch(self.batch_size)
         steps, epochs_run, reason = 0, 0, f"epochs ({self.epochs}) done"
+        plateau = self._plateau(size, first_loss)
+        if plateau is not None:
+            plateau.every, plateau.unit = 1, "epoch(s)"
         for epoch in range(self.epochs):
             for batch in dataset:
                 step(batch[0], batch[1], batch[2] if len(batch) > 2 else None)
                 steps += 1
             epochs_run += 1
-            subset_loss = float(objective.value(objective.position(), *tensors)) if checker or self.callbacks else None
+            measured = checker or plateau or self.callbacks
+            subset_loss = float(objective.value(objective.position(), *tensors)) if measured else None
             bad_checks = 0
             if checker is not None:
                 bad_checks = checker.check(objective.position(), subset_loss, epoch + 1, self.check_tolerance)
+            if plateau is not None:
+                bad_checks = plateau.check(subset_loss)
             forwards = 0 if checker is None else checker.forwards
             self._report(size, steps, epochs_run, epochs_run * size, forwards, subset_loss)
-            if checker is not None:
-                if bad_checks >= self.patience:
+            if self.model.stop_training:
+                reason = f"stopped by a callback (model.stop_training) after {epochs_run} epochs"
+                break
+            if bad_checks >= self.patience:
+                if checker is not None:
                     reason = (
                         f"statistical accuracy: the held-out loss did not improve by {self.check_tolerance:g} for "
                         f"{self.patience} epochs; kept the weights of epoch {checker.best_iteration}"
                     )
-                    break
+                else:
+                    reason = plateau.reason(epochs_run)
+                break
         figures = {
             "iterations": steps,
             "evaluations": epochs_run,
@@ -604,6 +676,28 @@ class _Plan:
         if self.training and not isinstance(self.optimizer, LBFGS) and self.last_subset is not None:
             objective = Objective(self.model, loss=self.loss, chunk_size="auto", training=True)
             objective.refresh_batch_norm_statistics(tf.nest.map_structure(data_lib.to_tensor, self.last_subset[0]))
+
+
+class _Plateau:
+    """The rule of `stop_rule="minimum"`: checks in a row whose stage loss improved on the
+    previous check's by less than `tolerance` (relative)."""
+
+    def __init__(self, value, tolerance, every, patience, unit="iterations"):
+        self.last, self.tolerance, self.every, self.patience = value, tolerance, every, patience
+        self.unit, self.bad_checks = unit, 0
+
+    def check(self, value):
+        """Takes the stage's loss at a check; returns the checks in a row without improvement."""
+        improved = math.isfinite(value) and value < self.last - self.tolerance * abs(self.last)
+        self.bad_checks = 0 if improved else self.bad_checks + 1
+        self.last = value
+        return self.bad_checks
+
+    def reason(self, done):
+        return (
+            f"its own minimum: the stage's loss improved by less than {self.tolerance:g} (relative) over "
+            f"{self.every} {self.unit}, {self.patience} time(s) in a row, after {done} {self.unit}"
+        )
 
 
 class _HeldOut:

@@ -79,7 +79,12 @@ def test_flags_override_only_when_given():
     ("lbfgs_chunk_size", "big", "auto (the library's rule) or an integer >= 0"),
     ("lbfgs_chunk_size", 1.5, "auto (the library's rule) or an integer >= 0"),
     ("runs", ("adam",), "'conventional', 'lbfgs_full', 'progressive', 'progressive_adam', "
-                        "'subset', 'sweep'"),
+                        "'paper', 'subset', 'sweep'"),
+    ("paper_ratios", (0,), "> 0"),
+    ("loss_window", 0, "an integer >= 1"),
+    ("loss_tolerance", 0, "> 0"),
+    ("loss_tolerance", 1.5, "<= 1"),
+    ("route_cost_cap", -1, "> 0"),
     ("runs", (), "at least one of"),
     ("adam_batch_sizes", (0,), "an integer >= 1"),
     ("adam_batch_sizes", (64.5,), "an integer >= 1"),
@@ -219,3 +224,10 @@ def test_bad_flag_values_are_refused_before_anything_runs():
         flag_values(["prog"] + argv)
         with pytest.raises(config_lib.ConfigError, match=f"`{flag}`"):
             config_lib.config_from_flags(flag_values, "mnist", mnist.PRESETS)
+
+
+def test_levelled_stop_needs_a_loss_window_the_points_measure():
+    config_lib.Config(loss_window=15, lbfgs_points_every=10)  # not read without --levelled_stop
+    with pytest.raises(config_lib.ConfigError, match="`--loss_window` .15. must be a multiple of "
+                       "`--lbfgs_points_every` .10."):
+        config_lib.Config(levelled_stop=True, loss_window=15, lbfgs_points_every=10)

@@ -237,3 +237,56 @@ def test_pretraining_a_batch_norm_dropout_cnn_leaves_it_ready_for_fit(mnist):
     assert pretraining.pretrain_result.stages[0].size == 600
     assert pretrained_accuracy >= alone_accuracy - 0.005, (pretrained_accuracy, alone_accuracy)
     assert pretrained_accuracy > former_accuracy, (pretrained_accuracy, former_accuracy)
+
+
+def test_the_minimum_rule_fits_each_stage_to_its_own_plateau_without_held_out_examples(mnist):
+    x, y = mnist[0][:2000], mnist[1][:2000]
+    runs = {}
+    for rule in ("minimum", "none"):
+        model = small_cnn(seed=2)
+        # An L2 penalty gives the subset's cross-entropy a finite minimum (without one a subset this
+        # small is fitted ever closer to zero loss, by more than any relative tolerance).
+        runs[rule] = keras_subset.pretrain(
+            model, x, y, size=1000, growth=2.0, seed=3, stop_rule=rule, check_every=10,
+            check_tolerance=1e-2, weight_decay=1e-2, optimizer=keras_subset.LBFGS(max_iterations=150),
+        )
+    stage, free = runs["minimum"].stages[0], runs["none"].stages[0]
+    assert "its own minimum" in stage.reason and stage.iterations % 10 == 0
+    # It stopped before "none" did, with no held-out examples passed, at a loss within 5 % of the
+    # one "none" reached by running on.
+    assert stage.iterations < free.iterations
+    assert stage.held_out_size == 0 and stage.held_out_loss is None and runs["minimum"].example_forwards == 0
+    assert stage.loss == pytest.approx(free.loss, rel=5e-2)
+    # The stage on all the examples runs to the optimizer's limits (here past 40 iterations, to
+    # zero loss: no penalty there).
+    last = runs["minimum"].stages[-1]
+    assert last.size == 2000 and "its own minimum" not in last.reason and last.iterations > 40
+
+
+@pytest.mark.fast
+def test_a_callback_that_sets_stop_training_ends_pretrain_and_the_flag_is_put_back(mnist):
+    x, y = mnist[0][:1500], mnist[1][:1500]
+    model = small_cnn(seed=1)
+
+    class StopAfterTwoSegments(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.segments = 0
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.segments += 1
+            if self.segments == 2:
+                self.model.stop_training = True
+
+    result = keras_subset.pretrain(
+        model, x, y, ratio=1.0, growth=2.0, seed=0, stop_rule="none", check_every=5,
+        optimizer=keras_subset.LBFGS(max_iterations=50), callbacks=[StopAfterTwoSegments()],
+    )
+    # One stage of two segments, not the 50 iterations of each of the stages planned.
+    assert len(result.stages) == 1 and result.stages[0].iterations == 10
+    assert result.stopped_by_callback and "stopped by a callback" in result.stages[0].reason
+    assert model.stop_training is False  # as before the call: a fit around it goes on
+    np.testing.assert_array_equal(result.subset_indices, np.sort(result.subset_indices))
+    assert len(result.subset_indices) == result.stages[0].size
+    # Q of all the examples given: N*M/P.
+    assert result.q_full == pytest.approx(1500 * 10 / keras_subset.subset.num_trainable_parameters(model))

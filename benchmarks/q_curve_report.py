@@ -1,0 +1,325 @@
+"""The Q-curve's summary, table and figure, from the per-width summaries `benchmarks.q_curve` wrote.
+
+`load(root, dataset)` reads `<root>/<dataset>/w<width>/summary.json` of every
+width and returns the curve: one row per width, ordered by Q_full, with
+
+- the reference: `lbfgs_full`'s final test accuracy, whether it levelled off
+  (every seed), its cost to its target;
+- per route (`progressive`, `progressive_adam`, each `paper_q<Q>`): the
+  paper-frame cost ratio (to `lbfgs_full`'s target, over its cost to it) and the
+  user-frame time ratio (to Adam's target, over the faster Adam's seconds), each
+  with its seeds, mean, min and max, and how many seeds reached the target;
+- the best paper route (the `paper_q<Q>` of least mean paper-frame ratio among
+  those that reached the target in every seed), Q* (the sweep's smallest Q within
+  the tolerance, from the paper runs' subset phases) and the bound Q_full / Q*;
+- Adam's own paper-frame ratio and the best L-BFGS route in the user frame.
+
+Then the answers: the smallest Q_full from which a route saves half
+(mean ratio <= 0.5 against a levelled reference), every Q_full where one
+reaches a tenth, and the smallest from which one beats Adam in seconds.
+
+`write(root, dataset)` writes `q_curve.json` and `q_curve.md` beside the width
+folders and redraws `<root>/q_curve.png` over every dataset found under `root`.
+Like `stats`, this module imports neither TensorFlow nor Keras.
+"""
+
+import json
+import os
+import re
+
+from benchmarks import report
+from benchmarks import runlog
+from benchmarks import stats
+
+ROUTES = ("progressive", "progressive_adam")
+"""The routes of every width besides the paper runs."""
+
+L_BFGS_ROUTES = ("lbfgs_full", "progressive", "progressive_adam")
+"""Routes compared with Adam in the user frame, besides the paper runs."""
+
+
+def _width_folders(root, dataset):
+    folder = os.path.join(root, dataset)
+    if not os.path.isdir(folder):
+        return []
+    found = []
+    for name in os.listdir(folder):
+        m = re.fullmatch(r"w(\d+)", name)
+        if m and os.path.exists(os.path.join(folder, name, "summary.json")):
+            found.append((int(m.group(1)), os.path.join(folder, name)))
+    return sorted(found)
+
+
+def _ratios(run, frame, key):
+    """`{seeds, values, mean, min, max, reached}` of a run's ratio `key` in `frame`, per seed."""
+    seeds, values = [], []
+    for entry in run["per_seed"]:
+        if frame in entry:
+            seeds.append(entry["seed"])
+            values.append(entry[frame][key])
+    got = [v for v in values if v is not None]
+    mean, std = stats.mean_std(values) if len(got) == len(values) else (None, None)
+    return {
+        "seeds": seeds, "values": values, "reached": len(got), "mean": mean, "std": std,
+        "min": min(got) if got else None, "max": max(got) if got else None,
+    }
+
+
+def _route(run):
+    return {
+        "run": run["run"],
+        "ratio": run["ratio"],
+        "paper": _ratios(run, "paper", "ttt_evaluations_ratio"),
+        "user": _ratios(run, "user", "ttt_seconds_ratio"),
+        "user_cost": _ratios(run, "user", "ttt_evaluations_ratio"),
+    }
+
+
+def _best(routes, frame):
+    """The route of least mean ratio in `frame` among those that reached the target in every
+    seed, or `None`."""
+    full = [r for r in routes if r[frame]["mean"] is not None and r[frame]["reached"]]
+    return min(full, key=lambda r: r[frame]["mean"]) if full else None
+
+
+def row(width, summary):
+    """The curve's row of one width's `summary.json`."""
+    runs = {run["run"]: run for run in summary["runs"]}
+    reference = runs.get("lbfgs_full")
+    routes = {name: _route(runs[name]) for name in ROUTES if name in runs}
+    paper = [_route(run) for run in summary["runs"] if run["kind"] == "paper"]
+    q_star = summary["sweep"]["smallest_q_within_tolerance"]
+    user_routes = [_route(runs[n]) for n in L_BFGS_ROUTES if n in runs] + paper
+    best_user = _best(user_routes, "user")
+    adam = runs.get("conventional")
+    return {
+        "width": width,
+        "parameters": summary["parameters"],
+        "train_examples": summary["train_examples"],
+        "q_full": summary["q_full"],
+        "seeds": summary["seeds"],
+        "runs_missing": summary["runs_missing"],
+        "reference": None if reference is None else {
+            "final_test_accuracy": reference["final_test_accuracy"],
+            "levelled_off": reference["levelled_off"],
+            "levelled": bool(reference["levelled_off"]) and all(reference["levelled_off"]),
+            "total_evaluations": reference["total_evaluations"],
+            "cost_to_target": [v["evaluations"] for v in summary["frames"]["paper"].values()],
+            "stopped_by": [e.get("lbfgs_reason") for e in reference["per_seed"]],
+        },
+        "adam_final_test_accuracy": None if adam is None else adam["final_test_accuracy"],
+        "adam_paper": None if adam is None else _ratios(adam, "paper", "ttt_evaluations_ratio"),
+        "routes": routes,
+        "paper_runs": paper,
+        "best_paper": _best(paper, "paper"),
+        "q_star": q_star,
+        "bound": summary["q_full"] / q_star if q_star else None,
+        "sweep": [{"ratio": r["ratio"], "gap_pp": r["test_accuracy_gap_pp"]}
+                  for r in summary["sweep"]["rows"]],
+        "best_user": best_user,
+    }
+
+
+def _levelled(r):
+    return r["reference"] is not None and r["reference"]["levelled"]
+
+
+def answers(rows, tolerance=(0.5, 0.1)):
+    """The curve's answers: the smallest Q_full from which the better of `progressive` and the
+    best paper route saves half (mean paper-frame ratio <= 0.5, levelled reference), the Q_full
+    where one reaches a tenth, and the smallest Q_full from which an L-BFGS route beats the
+    faster Adam in seconds (mean user-frame ratio <= 1)."""
+    half, tenth = tolerance
+    best = []
+    for r in rows:
+        candidates = [x for x in (r["routes"].get("progressive"), r["best_paper"])
+                      if x is not None and x["paper"]["mean"] is not None]
+        top = min(candidates, key=lambda x: x["paper"]["mean"]) if candidates else None
+        best.append((r, top))
+    levelled = [(r, top) for r, top in best if _levelled(r) and top is not None]
+    halves = [r["q_full"] for r, top in levelled if top["paper"]["mean"] <= half]
+    tenths = [{"q_full": r["q_full"], "run": top["run"], "mean": top["paper"]["mean"],
+               "seeds": len(top["paper"]["seeds"])}
+              for r, top in levelled if top["paper"]["mean"] <= tenth]
+    beats = [r["q_full"] for r in rows
+             if r["best_user"] is not None and r["best_user"]["user"]["mean"] <= 1.0]
+    return {
+        "half_from_q_full": _from(rows, halves),
+        "tenth_at": tenths,
+        "beats_adam_from_q_full": _from(rows, beats),
+        "largest_q_full": max((r["q_full"] for r in rows), default=None),
+        "best_paper_frame": [
+            {"q_full": r["q_full"], "run": None if top is None else top["run"],
+             "mean": None if top is None else top["paper"]["mean"], "levelled": _levelled(r)}
+            for r, top in best],
+    }
+
+
+def _from(rows, hits):
+    """The smallest Q_full from which every larger Q_full of `rows` is in `hits`, or `None`."""
+    out = None
+    for r in sorted(rows, key=lambda r: -r["q_full"]):
+        if r["q_full"] not in hits:
+            break
+        out = r["q_full"]
+    return out
+
+
+def load(root, dataset):
+    """The curve of `dataset` under `root`: `{dataset, rows, answers}`."""
+    rows = []
+    for width, folder in _width_folders(root, dataset):
+        with open(os.path.join(folder, "summary.json")) as f:
+            rows.append(row(width, json.load(f)))
+    rows.sort(key=lambda r: r["q_full"])
+    return {"dataset": dataset, "rows": rows, "answers": answers(rows)}
+
+
+def _cell(stat, digits=2):
+    """`mean [min-max] (reached/seeds)` of a ratio, or "not reached"."""
+    if stat is None or not stat["seeds"]:
+        return "n/a"
+    n = len(stat["seeds"])
+    if stat["mean"] is None:
+        return f"not reached ({stat['reached']}/{n})"
+    text = f"{stat['mean']:.{digits}f}"
+    if n > 1:
+        text += f" [{stat['min']:.{digits}f}–{stat['max']:.{digits}f}]"
+    return text + f" ({n} seed{'s' if n > 1 else ''})"
+
+
+def curve_markdown(curve):
+    """The curve as markdown: one row per width, and the answers."""
+    rows = curve["rows"]
+    lines = [
+        f"# Q-curve of {curve['dataset']}: the saving of subset pretraining against Q_full",
+        "",
+        "Paper frame: cost to `lbfgs_full`'s final test accuracy minus 0.3 pp, over "
+        "`lbfgs_full`'s own cost to it; user frame: seconds to the conventional Adam's final "
+        "test accuracy minus 0.3 pp, over the faster Adam's (batch 128 or 512). Ratios: mean "
+        "[min–max] over seeds; \"not reached\" when a seed never got there (a route is stopped "
+        "at the cost of `lbfgs_full`'s own). Q*: the smallest Q whose subset, fitted to its "
+        "minimum, ends within 0.3 pp of `lbfgs_full`; Q_full / Q* bounds the saving.",
+        "",
+        "| width | P | Q_full | lbfgs_full acc. (%) | levelled off | progressive: paper | "
+        "best paper route | its paper ratio | Q* | Q_full / Q* | progressive_adam: paper | "
+        "Adam: paper | best user-frame route | its time / Adam |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        ref = r["reference"]
+        progressive = r["routes"].get("progressive")
+        padam = r["routes"].get("progressive_adam")
+        best, user = r["best_paper"], r["best_user"]
+        lines.append("| " + " | ".join([
+            str(r["width"]), f"{r['parameters']:,d}", f"{r['q_full']:.1f}",
+            "n/a" if ref is None else report.format_number(ref["final_test_accuracy"], 100.0),
+            "n/a" if ref is None else ", ".join("yes" if v else "**no**" for v in ref["levelled_off"]),
+            _cell(None if progressive is None else progressive["paper"]),
+            "none reached" if best is None else best["run"],
+            "—" if best is None else _cell(best["paper"]),
+            "none" if r["q_star"] is None else f"{r['q_star']:g}",
+            "—" if r["bound"] is None else f"{r['bound']:.1f}",
+            _cell(None if padam is None else padam["paper"], 3),
+            _cell(r["adam_paper"], 3),
+            "none reached" if user is None else user["run"],
+            "—" if user is None else _cell(user["user"]),
+        ]) + " |")
+        if r["runs_missing"]:
+            lines.append(f"| | | | *partial: {len(r['runs_missing'])} runs missing* | | | | | | | | | | |")
+    a = curve["answers"]
+    lines += ["", "Answers (mean over the seeds run, against a levelled-off `lbfgs_full` only):", ""]
+    lines.append(
+        "- Saves half (paper frame <= 0.5, `progressive` or the best paper route) from Q_full = "
+        + ("none of the widths" if a["half_from_q_full"] is None else f"{a['half_from_q_full']:.1f}")
+        + " on.")
+    lines.append(
+        "- A tenth (<= 0.1): " + ("at no width" if not a["tenth_at"] else ", ".join(
+            f"Q_full {t['q_full']:.1f} ({t['run']}, {t['mean']:.3f}, {t['seeds']} seed(s))"
+            for t in a["tenth_at"])) + (
+            f"; the largest Q_full tried is {a['largest_q_full']:.1f}." if a["largest_q_full"] else "."))
+    lines.append(
+        "- Beats the faster Adam in seconds (user frame <= 1) from Q_full = "
+        + ("none of the widths" if a["beats_adam_from_q_full"] is None
+           else f"{a['beats_adam_from_q_full']:.1f}") + " on.")
+    lines.append("")
+    paper_lines = []
+    for r in rows:
+        for p in r["paper_runs"]:
+            paper_lines.append(f"| {r['q_full']:.1f} | {p['run']} | {p['ratio']:.1f} | "
+                               f"{_cell(p['paper'])} | {_cell(p['user'])} |")
+    if paper_lines:
+        lines += ["## Every paper run", "",
+                  "| Q_full | run | Q of its subset | paper: cost / lbfgs_full | user: time / Adam |",
+                  "|---|---|---|---|---|", *paper_lines, ""]
+    return "\n".join(lines)
+
+
+def write(root, dataset):
+    """Writes `<root>/<dataset>/q_curve.json` and `q_curve.md`, and redraws `<root>/q_curve.png`
+    over every dataset under `root`; returns the curve."""
+    curve = load(root, dataset)
+    folder = os.path.join(root, dataset)
+    os.makedirs(folder, exist_ok=True)
+    runlog.write_json(os.path.join(folder, "q_curve.json"), curve)
+    runlog.write_text(os.path.join(folder, "q_curve.md"), curve_markdown(curve) + "\n")
+    plot(root, os.path.join(root, "q_curve.png"))
+    return curve
+
+
+def datasets_under(root):
+    """The datasets with at least one width folder under `root`."""
+    if not os.path.isdir(root):
+        return []
+    return sorted(d for d in os.listdir(root) if _width_folders(root, d))
+
+
+def plot(root, path):
+    """Draws the paper-frame ratio of `progressive` and of the best paper route against Q_full
+    (log scales, 0.1 and 0.5 drawn, the bound Q*/Q_full beside them; hollow markers where
+    the reference did not level off), and the user-frame ratio of the best L-BFGS route (1.0
+    drawn), for every dataset under `root`."""
+    plt = report._pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8))
+    colours = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple"]
+    for colour, dataset in zip(colours, datasets_under(root)):
+        rows = load(root, dataset)["rows"]
+        for key, marker, label in (("progressive", "o", "progressive"), ("best_paper", "s", "paper protocol (best Q)")):
+            xs, ys, filled = [], [], []
+            for r in rows:
+                route = r["best_paper"] if key == "best_paper" else r["routes"].get(key)
+                if route is None or route["paper"]["mean"] is None:
+                    continue
+                xs.append(r["q_full"])
+                ys.append(route["paper"]["mean"])
+                filled.append(_levelled(r))
+            if xs:
+                left.plot(xs, ys, "-", color=colour, alpha=0.5)
+                for x, y, f in zip(xs, ys, filled):
+                    left.plot([x], [y], marker, color=colour, mfc=colour if f else "none", ms=7)
+                left.plot([], [], marker, color=colour, label=f"{dataset}: {label}")
+        bound = [(r["q_full"], 1.0 / r["bound"]) for r in rows if r["bound"]]
+        if bound:
+            left.plot(*zip(*bound), ":", color=colour, label=f"{dataset}: bound Q*/Q_full")
+        user = [(r["q_full"], r["best_user"]["user"]["mean"]) for r in rows
+                if r["best_user"] is not None]
+        if user:
+            right.plot(*zip(*user), "o-", color=colour, label=f"{dataset}: best L-BFGS route")
+    for ax in (left, right):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("Q_full = N·M/P (model width varied)")
+        ax.grid(True, which="both", alpha=0.3)
+    for y, text in ((0.5, "0.5"), (0.1, "0.1 (the paper's claim)")):
+        left.axhline(y, color="grey", ls="--", lw=1)
+        left.text(left.get_xlim()[0], y, f" {text}", va="bottom", fontsize=8, color="grey")
+    right.axhline(1.0, color="grey", ls="--", lw=1)
+    left.set_ylabel("cost to target / lbfgs_full's (paper frame)")
+    right.set_ylabel("seconds to target / faster Adam's (user frame)")
+    left.set_title("Paper frame (hollow: reference not levelled off)")
+    right.set_title("User frame")
+    left.legend(fontsize=7)
+    right.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
