@@ -1,0 +1,98 @@
+"""The Q-curve's rows, answers, table and figure (benchmarks/q_curve_report.py), on hand-made summaries."""
+
+import json
+import os
+
+import pytest
+
+from benchmark_helpers import PNG_MAGIC
+from benchmarks import q_curve_report
+
+pytestmark = pytest.mark.fast
+
+
+def run(name, kind, paper, user, ratio=None, levelled=True):
+    """A run of a summary.json: per-seed paper-frame cost ratios and user-frame time ratios
+    (`None`: not reached)."""
+    per_seed = [{"seed": s, "paper": {"ttt_evaluations_ratio": p},
+                 "user": {"ttt_seconds_ratio": u, "ttt_evaluations_ratio": u},
+                 "lbfgs_reason": "--levelled_stop: levelled off" if kind == "lbfgs_full" else None}
+                for s, (p, u) in enumerate(zip(paper, user))]
+    return {"run": name, "kind": kind, "ratio": ratio, "per_seed": per_seed,
+            "final_test_accuracy": {"mean": 0.95, "std": None},
+            "total_evaluations": {"mean": 1e6, "std": None},
+            "levelled_off": [levelled] * len(per_seed)}
+
+
+def summary(q_full, progressive, paper_runs, q_star, levelled=True, user=(3.0,)):
+    seeds = len(progressive)
+    runs = [
+        run("conventional", "conventional", [0.01] * seeds, [1.0] * seeds),
+        run("lbfgs_full", "lbfgs_full", [1.0] * seeds, list(user) * seeds, levelled=levelled),
+        run("progressive", "progressive", progressive, [5.0] * seeds),
+    ] + [run(f"paper_q{q:g}", "paper", ratios, [2.0] * seeds, ratio=q) for q, ratios in paper_runs]
+    return {"parameters": 100, "train_examples": 1000, "q_full": q_full, "seeds": list(range(seeds)),
+            "runs_missing": [], "runs": runs,
+            "frames": {"paper": {s: {"evaluations": 5000} for s in range(seeds)}},
+            "sweep": {"smallest_q_within_tolerance": q_star, "rows": []}}
+
+
+def write_width(root, dataset, width, data):
+    folder = os.path.join(root, dataset, f"w{width}")
+    os.makedirs(folder)
+    with open(os.path.join(folder, "summary.json"), "w") as f:
+        json.dump(data, f)
+
+
+def test_a_row_takes_the_best_paper_route_that_reached_in_every_seed():
+    row = q_curve_report.row(2, summary(
+        500.0, [0.3, 0.4], [(16, [0.05, None]), (32, [0.2, 0.3]), (64, [0.25, 0.15])], q_star=32))
+    # paper_q16 missed seed 1; of the others paper_q64 has the least mean (0.20 against 0.25).
+    assert row["best_paper"]["run"] == "paper_q64"
+    assert row["best_paper"]["paper"]["mean"] == pytest.approx(0.2)
+    assert row["best_paper"]["paper"]["min"] == 0.15 and row["best_paper"]["paper"]["max"] == 0.25
+    q16 = next(p for p in row["paper_runs"] if p["run"] == "paper_q16")
+    assert q16["paper"]["mean"] is None and q16["paper"]["reached"] == 1
+    assert row["bound"] == pytest.approx(500.0 / 32)
+    assert row["reference"]["levelled"] and row["reference"]["cost_to_target"] == [5000, 5000]
+    # In the user frame the best L-BFGS route is a paper run (2.0) before lbfgs_full (3.0).
+    assert row["best_user"]["user"]["mean"] == pytest.approx(2.0)
+
+
+def test_the_answers_count_only_levelled_references_and_every_larger_q_full(tmp_path):
+    root = str(tmp_path)
+    write_width(root, "mnist", 1, summary(1000.0, [0.08, 0.12, 0.09], [(64, [0.2] * 3)], 64))
+    write_width(root, "mnist", 2, summary(500.0, [0.4], [(64, [0.3])], 64, user=(0.9,)))
+    # Width 4 saves half, but against a reference that never levelled off: no evidence.
+    write_width(root, "mnist", 4, summary(250.0, [0.45], [(64, [0.5])], 64, levelled=False))
+    write_width(root, "mnist", 8, summary(100.0, [0.45], [], None))
+    curve = q_curve_report.load(root, "mnist")
+    assert [r["q_full"] for r in curve["rows"]] == [100.0, 250.0, 500.0, 1000.0]
+    a = curve["answers"]
+    # 0.45 at Q_full 100, but 250 (not levelled) breaks the run from the top: half from 500.
+    assert a["half_from_q_full"] == 500.0
+    assert a["tenth_at"] == [{"q_full": 1000.0, "run": "progressive", "mean": pytest.approx(0.0966666),
+                              "seeds": 3}]
+    # The user frame needs no levelled reference: a paper run at 2.0 and lbfgs_full at 0.9 at 500.
+    assert a["beats_adam_from_q_full"] is None  # 1000's best is 2.0 > 1
+    assert a["largest_q_full"] == 1000.0
+    table = q_curve_report.curve_markdown(curve)
+    assert "| 1 | 100 | 1000.0 |" in table and "0.10 [0.08–0.12] (3 seeds)" in table
+    assert "from Q_full = 500.0 on" in table and "Q_full 1000.0 (progressive, 0.097, 3 seed(s))" in table
+    assert "**no**" in table  # width 4's reference
+
+
+def test_write_makes_the_files_and_one_figure_over_every_dataset(tmp_path):
+    root = str(tmp_path)
+    write_width(root, "mnist", 1, summary(1000.0, [0.2], [(64, [0.1])], 64))
+    write_width(root, "cifar10", 1, summary(600.0, [0.5], [(16, [0.4])], None))
+    os.makedirs(os.path.join(root, "not_a_dataset"))
+    assert q_curve_report.datasets_under(root) == ["cifar10", "mnist"]
+    q_curve_report.write(root, "mnist")
+    folder = tmp_path / "mnist"
+    assert json.loads((folder / "q_curve.json").read_text())["rows"][0]["best_paper"]["run"] == "paper_q64"
+    assert (folder / "q_curve.md").read_text().startswith("# Q-curve of mnist")
+    png = (tmp_path / "q_curve.png").read_bytes()
+    assert png.startswith(PNG_MAGIC) and len(png) > 10000
+    assert q_curve_report.load(root, "fashion_mnist") == {
+        "dataset": "fashion_mnist", "rows": [], "answers": q_curve_report.answers([])}
