@@ -58,7 +58,11 @@ BLOCK = re.compile(
     r"(?P<body>.*?)"
     r"(?P<close><!-- end generated -->)",
     re.DOTALL)
-"""A generated block: the opening marker, the generated text, the closing marker."""
+"""A generated block: the opening marker, the generated text, the closing marker (a marker
+inside a fenced code block is an example, not a block: see `blocks`)."""
+
+FENCE = re.compile(r"^```.*?^```", re.DOTALL | re.MULTILINE)
+"""A fenced code block."""
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 """The repository root: the inputs of a block are relative to it."""
@@ -93,6 +97,14 @@ def render(name, inputs, root=None):
            f"({name}) from {source}.</sub>\n"
 
 
+def blocks(text):
+    """Yields the generated blocks of a page (`BLOCK` matches outside fenced code blocks)."""
+    fences = [m.span() for m in FENCE.finditer(text)]
+    for match in BLOCK.finditer(text):
+        if not any(start <= match.start() < end for start, end in fences):
+            yield match
+
+
 def regenerate(text, root=None):
     """Returns `text` with every generated block rewritten from its inputs.
 
@@ -101,10 +113,12 @@ def regenerate(text, root=None):
     >>> regenerate(open("README.md").read()) == open("README.md").read()  # doctest: +SKIP
     True
     """
-    def block(match):
+    out, done = [], 0
+    for match in blocks(text):
         body = render(match["name"], match["inputs"].split(), root)
-        return match["open"] + body + match["close"]
-    return BLOCK.sub(block, text)
+        out += [text[done:match.start()], match["open"], body, match["close"]]
+        done = match.end()
+    return "".join(out) + text[done:]
 
 
 NUMBER = re.compile(r"(?<![\d.,])\d+\.\d+(?!\.?\d)")
@@ -131,9 +145,13 @@ def unbacked_numbers(text):
     >>> unbacked_numbers("<!-- generated: x -->\n| 0.36 |\n<!-- end generated -->\n0.36, 0.4")
     ['0.4']
     """
-    tables = "".join(m["body"] for m in BLOCK.finditer(text))
-    backed = {float(n) for n in NUMBER.findall(tables)}
-    prose = NOT_PROSE.sub(" ", BLOCK.sub(" ", text))
+    found = list(blocks(text))
+    backed = {float(n) for m in found for n in NUMBER.findall(m["body"])}
+    prose, done = [], 0
+    for match in found:
+        prose.append(text[done:match.start()])
+        done = match.end()
+    prose = NOT_PROSE.sub(" ", "".join(prose) + text[done:])
     return [n for n in NUMBER.findall(prose) if float(n) not in backed]
 
 

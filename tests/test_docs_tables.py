@@ -106,6 +106,11 @@ def test_the_q_curve_slot_without_its_folder_says_so_in_one_line(tmp_path):
     assert results_tables.q_curve_headline([str(tmp_path / "missing")]).count("\n") == 0
 
 
+def test_a_marker_inside_a_code_block_is_an_example_not_a_block():
+    example = "```\n" + _block("copies-worth", "missing.json") + "```\n"
+    assert docs_tables.regenerate(example) == example  # not rendered: its input does not exist
+
+
 def test_an_unknown_generator_is_an_error():
     with pytest.raises(KeyError, match="no generator 'nope'"):
         docs_tables.regenerate(_block("nope", "x"))
