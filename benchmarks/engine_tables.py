@@ -34,6 +34,11 @@ def _per_size(runs, cell):
     return " / ".join(cell(r) for r in runs)
 
 
+def _fixed(key, digits=2):
+    """A cell function: a run's `key` with `digits` decimals."""
+    return lambda run: f"{run[key]:.{digits}f}"
+
+
 def _model_rows(models, rows):
     """Rows of a table with one column per model: `rows` maps a title to `cell(model dict)`."""
     return [[title] + [cell(m) for m in models.values()] for title, cell in rows]
@@ -51,17 +56,16 @@ def engine(paths):
     data = _load(paths[0])
     models = data["models"]
     sizes = " / ".join(f"{r['size']:,d}" for r in next(iter(models.values()))["runs"])
-    two = lambda key: lambda r: f"{r[key]:.2f}"  # noqa: E731 (a cell per run)
     rows = [
         (f"evaluations per iteration, K = {sizes}", lambda m: _per_size(
-            m["runs"], two("evaluations_per_iteration"))),
+            m["runs"], _fixed("evaluations_per_iteration"))),
         ("the same with `line_search=\"hager_zhang\"` (TFP's own loop)", lambda m: _per_size(
             m["runs"], lambda r: f"{r['other_line_search']['evaluations_per_iteration']:.2f}")),
         ("our loss / SciPy's at equal evaluations", lambda m: _per_size(
-            m["runs"], lambda r: f"{r['scipy_loss_ratio']:.3f}")),
-        ("our seconds / SciPy's", lambda m: _per_size(m["runs"], two("scipy_seconds_ratio"))),
+            m["runs"], _fixed("scipy_loss_ratio", 3))),
+        ("our seconds / SciPy's", lambda m: _per_size(m["runs"], _fixed("scipy_seconds_ratio"))),
         ("overhead: wall time / (evaluations × one evaluation)", lambda m: _per_size(
-            m["runs"], two("overhead_ratio"))),
+            m["runs"], _fixed("overhead_ratio"))),
         ("working memory (peak RSS minus the data), 10 K / K",
          lambda m: f"{m['working_memory_growth']:.3f}"),
         ("peak RSS, 10 K / K (the data included)", lambda m: f"{m['memory_growth']:.3f}"),
@@ -212,7 +216,9 @@ def copies_worth(paths):
     plain = data["originals"][0]
     copies = [plain] + data["with_copies"]
     originals = {r["examples"]: r for r in data["originals"]}
-    percent = lambda r: format_number(r["test_accuracy"], 100.0, suffix=" %")  # noqa: E731
+    def percent(run):
+        return format_number(run["test_accuracy"], 100.0, suffix=" %")
+
     body = [
         [f"test accuracy, {plain['originals']:,d} originals + copies", *map(percent, copies)],
         ["test accuracy, as many originals", "—",

@@ -107,10 +107,11 @@ def _pair(frame, first="ttt_evaluations_ratio", missing="not reached"):
     return f"{format_ratio(frame[first])} ({format_ratio(frame[second])})"
 
 
-def _table(folders, corner, rows):
-    """A table with one column per folder: `rows` maps a row title to `function(folder)`."""
-    body = [[title] + [cell(f) for f in folders] for title, cell in rows]
-    return markdown_table([corner] + [f.title for f in folders], body)
+def _table(columns, corner, rows, titles=None):
+    """A table with one column per item of `columns` (folders, by default titled by their
+    `title`): `rows` is a list of `(row title, cell(column) -> text)`."""
+    body = [[title] + [cell(c) for c in columns] for title, cell in rows]
+    return markdown_table([corner] + (titles or [c.title for c in columns]), body)
 
 
 def _runs_cell(folder, kind, cell):
@@ -470,8 +471,7 @@ def headline(paths):
         rows.append((f"user frame: the best L-BFGS route's seconds over the fastest Adam's "
                      f"(seeds that reached Adam's target), {label}",
                      lambda p, i=index: _user_headline(p[i])))
-    body = [[title] + [cell(p) for p in pairs.values()] for title, cell in rows]
-    return markdown_table([""] + list(pairs), body)
+    return _table(list(pairs.values()), "", rows, titles=list(pairs))
 
 
 def q_curve_headline(paths):
@@ -544,9 +544,8 @@ def seed0_seconds(paths):
                               for n in ("conventional", "progressive", "progressive_adam"))
          + " %"),
     ]
-    body = [[title] + [cell(f) for f in folders] for title, cell in rows]
-    return markdown_table(["seed 0"] + [f"`{overview.folder_name(f.path)}`" for f in folders],
-                          body)
+    return _table(folders, "seed 0", rows,
+                  titles=[f"`{overview.folder_name(f.path)}`" for f in folders])
 
 
 # -------------------------------------------------------------------- provenance
