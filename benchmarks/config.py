@@ -19,11 +19,11 @@ import keras_subset
 from keras_subset import checks
 
 from benchmarks import datasets
+from benchmarks import stats
 
 SUBSET_OPTIMIZERS = ("lbfgs", "adam")
 PRESET_NAMES = ("smoke", "cpu", "paper")
-RUN_KINDS = ("conventional", "lbfgs_full", "progressive", "progressive_adam", "paper", "subset",
-             "sweep")
+RUN_KINDS = stats.RUN_KINDS
 """The run kinds `--runs` may list (see `benchmarks.runner`)."""
 
 PRETRAIN_OPTIONS = {

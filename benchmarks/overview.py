@@ -1,14 +1,16 @@
-"""Prints one markdown table over several benchmark output folders (the README's Results).
+"""Prints one markdown table over several benchmark output folders.
 
-Usage: `python -m benchmarks.overview docs/results/mnist docs/results/cifar10 ...
+Usage: `python3 -m benchmarks.overview docs/results/mnist docs/results/cifar10 ...
 [--gap_plot=docs/results/gap_vs_q.png]`
-Each folder holds the `summary.json` a benchmark script wrote. Every run gets
-one row with both frames of `benchmarks.stats`: its cost and time to the paper
-target (`lbfgs_full`'s final test accuracy minus the tolerance) over
-`lbfgs_full`'s, and to the user target (`conventional`'s minus the tolerance)
-over the faster Adam run's; "n/a" where a folder has no such reference run.
+Each folder holds the `summary.json` a benchmark script wrote; a folder without one (the
+side scripts' folders, `docs/results/engine`) is skipped, saying so. Every run gets one row,
+named by its folder (so `mnist_seconds` and `mnist_bf16` stay apart), with both frames of
+`benchmarks.stats`: its cost and time to the paper target (`lbfgs_full`'s final test accuracy
+minus the tolerance) over `lbfgs_full`'s, and to the user target (`conventional`'s minus the
+tolerance) over the faster Adam run's; "n/a" where a folder has no such reference run.
 """
 
+import argparse
 import json
 import os
 import sys
@@ -19,7 +21,7 @@ from benchmarks.report import format_number
 from benchmarks.report import size_cells
 
 HEADER = (
-    "| dataset | run | Q | K | final test acc. (%) | paper: cost / lbfgs_full "
+    "| folder | run | Q | K | final test acc. (%) | paper: cost / lbfgs_full "
     "| paper: time / lbfgs_full | user: cost / fastest Adam | user: time / fastest Adam "
     "| total cost (epochs) | conv. acc. at that cost (%) |"
 )
@@ -47,13 +49,27 @@ def _frame_ratio(run, frame, key):
     return format_number(figures[f"{key}_ratio"], missing="n/a")
 
 
+def folder_name(folder):
+    """The name a folder's rows and curves go by: its own name, e.g. `mnist_bf16`."""
+    return os.path.basename(os.path.normpath(folder))
+
+
+def load_summary(folder):
+    """Returns the `summary.json` of `folder` as a dict, or `None` when it has none."""
+    path = os.path.join(folder, "summary.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
 def rows(folder):
-    """Yields the markdown rows of one benchmark folder."""
-    with open(os.path.join(folder, "summary.json")) as f:
-        summary = json.load(f)
+    """Yields the markdown rows of one benchmark folder (none without a `summary.json`)."""
+    summary = load_summary(folder)
+    if summary is None:
+        return
     n = summary["train_examples"]
-    name = summary["dataset"] + (" + aug." if summary["augment"] else "") + (
-        f" ({summary['copies']} copies)" if summary.get("copies") else "")
+    name = folder_name(folder) + (f" ({summary['copies']} copies)" if summary.get("copies") else "")
     levelled = summary.get("levelled_off", {})
     for run in summary["runs"]:
         label = run["run"]
@@ -91,16 +107,14 @@ def plot_gap_vs_q(folders, path):
     fig, ax = plt.subplots(figsize=(8, 5))
     colours, drawn, qs, tolerance = {}, 0, [], None
     for folder in folders:
-        with open(os.path.join(folder, "summary.json")) as f:
-            summary = json.load(f)
+        summary = load_summary(folder) or {"sweep": {"rows": []}}
         rows = [r for r in summary["sweep"]["rows"] if r["test_accuracy_gap_pp"]["mean"] is not None]
         if not rows:
             continue
         tolerance = summary["target_tolerance_pp"]
-        dataset = summary["dataset"]
-        colour = colours.setdefault(dataset, f"C{len(colours)}")
+        colour = colours.setdefault(summary["dataset"], f"C{len(colours)}")
         copies = summary.get("copies", 0)
-        label = dataset + (f" + {copies} fixed augmented copies" if copies else "")
+        label = folder_name(folder) + (f" ({copies} fixed augmented copies)" if copies else "")
         gaps = [r["test_accuracy_gap_pp"] for r in rows]
         ax.errorbar([r["ratio"] for r in rows], [g["mean"] for g in gaps],
                     yerr=[g["std"] or 0.0 for g in gaps], color=colour, marker="o", capsize=3,
@@ -114,27 +128,58 @@ def plot_gap_vs_q(folders, path):
     ax.set_xlabel("overdetermination ratio Q = K*(1 + copies)*M/P of the subset (log)")
     ax.set_ylabel("test accuracy gap to lbfgs_full on the same set (pp)")
     ax.set_title("One subset fitted to its minimum, with and without augmented copies")
-    ax.legend(fontsize=8)
+    if drawn:
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return drawn
 
 
-def main(argv):
-    """`overview FOLDER... [--gap_plot=PATH]`: prints the table; with `--gap_plot`, also
-    writes the folders' Q sweeps on one figure (`plot_gap_vs_q`)."""
-    plot = [a.split("=", 1)[1] for a in argv if a.startswith("--gap_plot=")]
-    folders = [a for a in argv if not a.startswith("--gap_plot=")]
-    print(HEADER)
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+def table(folders):
+    """Returns the markdown table of every run of `folders` (header, rule, rows).
+
+    Args:
+        folders: Benchmark output folders; those without a `summary.json` add no row.
+
+    Returns:
+        The table as one string, without a final newline.
+
+    Example:
+
+    >>> print(table(["docs/results/mnist"]))  # doctest: +SKIP
+    | folder | run | Q | K | ...
+    """
+    lines = [HEADER, "|---|---|---|---|---|---|---|---|---|---|---|"]
     for folder in folders:
-        for row in rows(folder):
-            print(row)
-    if plot:
-        drawn = plot_gap_vs_q(folders, plot[0])
-        print(f"\nWrote {plot[0]}: {drawn} sweep curves.")
+        lines += rows(folder)
+    return "\n".join(lines)
+
+
+def parser():
+    """The command line: `overview FOLDER... [--gap_plot=PATH]`."""
+    p = argparse.ArgumentParser(prog="python3 -m benchmarks.overview",
+                                description="One markdown table over benchmark output folders.")
+    p.add_argument("folders", nargs="+", metavar="FOLDER",
+                   help="benchmark output folders (one without summary.json is skipped)")
+    p.add_argument("--gap_plot", metavar="PATH",
+                   help="also draw every folder's Q sweep on one figure, written to PATH")
+    return p
+
+
+def main(argv=None):
+    """Prints the table of the folders given; with `--gap_plot`, also writes the folders'
+    Q sweeps on one figure (`plot_gap_vs_q`)."""
+    args = parser().parse_args(argv)
+    for folder in args.folders:
+        if load_summary(folder) is None:
+            print(f"{folder}: no summary.json (not a benchmark script's folder), skipped",
+                  file=sys.stderr)
+    print(table(args.folders))
+    if args.gap_plot:
+        drawn = plot_gap_vs_q(args.folders, args.gap_plot)
+        print(f"\nWrote {args.gap_plot}: {drawn} sweep curves.")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

@@ -3,7 +3,7 @@
 `--reuse` keeps the complete runs of earlier invocations whose configuration matches this
 one's, but the code that made them may have changed since: on CIFAR-10 a change of the
 library between two commits moved L-BFGS runs of the same configuration by 0.4 to 0.8 pp
-(README Results, "Without augmentation"). So every run record carries `source_digest()`, the
+(docs/results_no_augmentation.md, "Caveats"). So every run record carries `source_digest()`, the
 runner says when it reuses a run made by other code, and `summary.md` lists the code of its
 runs when they differ (`stats.summarize`, `report.summary_markdown`).
 

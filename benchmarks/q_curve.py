@@ -56,7 +56,7 @@ from absl import flags
 
 from benchmarks import cifar10
 from benchmarks import cli
-from benchmarks import config as config_lib
+from benchmarks import config
 from benchmarks import datasets
 from benchmarks import mnist
 from benchmarks import models
@@ -108,7 +108,7 @@ half of a full-set evaluation per iteration, so it says nothing about the claim.
 
 def define_flags(flag_values=flags.FLAGS):
     """`--dataset`, `--widths` and every flag of `benchmarks.config` (but `--width`)."""
-    config_lib.define_flags(flag_values)
+    config.define_flags(flag_values)
     flags.DEFINE_enum("dataset", None, list(DATASETS), "Dataset of the curve.",
                       flag_values=flag_values)
     flags.DEFINE_list("widths", None, "Comma-separated model widths, one point of the curve "
@@ -123,11 +123,11 @@ def widths_from_flags(flag_values, dataset):
     widths = []
     for item in text:
         if not item.strip().isdigit() or int(item) < 1:
-            raise config_lib.ConfigError(
+            raise config.ConfigError(
                 f"`--widths` must list integers >= 1 (model widths), got {item!r} in it.")
         widths.append(int(item))
     if len(set(widths)) != len(widths) or not widths:
-        raise config_lib.ConfigError(f"`--widths` must list each width once, got {text}.")
+        raise config.ConfigError(f"`--widths` must list each width once, got {text}.")
     return tuple(widths)
 
 
@@ -135,8 +135,8 @@ def width_configs(flag_values, dataset, widths):
     """One `Config` per width: the dataset's curve preset, the flags given, the width and
     its output folder `<--output_dir>/<dataset>/w<width>`."""
     if flag_values["width"].present:
-        raise config_lib.ConfigError("`--width` is not a flag of the Q-curve: use `--widths`.")
-    base = config_lib.config_from_flags(flag_values, dataset, PRESETS[dataset])
+        raise config.ConfigError("`--width` is not a flag of the Q-curve: use `--widths`.")
+    base = config.config_from_flags(flag_values, dataset, PRESETS[dataset])
     root = flag_values.output_dir or os.path.join("results", "q_curve")
     return [dataclasses.replace(base, width=w, output_dir=os.path.join(root, dataset, f"w{w}"))
             for w in widths], root
@@ -151,7 +151,7 @@ def check_widths(configs, data, build_model):
         p = models.count_trainable(model)
         q = len(data.x_train) * data.num_classes / p
         if q < 1:
-            raise config_lib.ConfigError(
+            raise config.ConfigError(
                 f"`--widths` value {c.width} gives Q_full = {q:.3g} < 1 on {data.name} (P = {p:,d} "
                 f"parameters, N = {len(data.x_train):,d} examples, M = {data.num_classes}): the "
                 "training set does not determine that model; use a smaller width.")
@@ -159,23 +159,28 @@ def check_widths(configs, data, build_model):
     return out
 
 
-def paper_ratios_for(config, q_full):
+def paper_ratios_for(c, q_full):
     """The `--paper_ratios` of a width whose subset is at most `MAX_PAPER_FRACTION` of the set
     (the others are left out, saying so)."""
-    kept = tuple(q for q in config.paper_ratios if q <= MAX_PAPER_FRACTION * q_full)
-    left = [q for q in config.paper_ratios if q not in kept]
+    kept = tuple(q for q in c.paper_ratios if q <= MAX_PAPER_FRACTION * q_full)
+    left = [q for q in c.paper_ratios if q not in kept]
     if left:
-        print(f"width {config.width} (Q_full = {q_full:.1f}): paper runs at Q = "
+        print(f"width {c.width} (Q_full = {q_full:.1f}): paper runs at Q = "
               f"{', '.join(f'{q:g}' for q in left)} left out: their subset would hold more than "
               f"{MAX_PAPER_FRACTION:.0%} of the training set.", flush=True)
     return kept
 
 
-def run(flag_values, dataset):
+def plan(flag_values, dataset):
+    """The checked widths and their `Config`s, from the flags (before any data is loaded);
+    returns `(configs, root)`."""
+    return width_configs(flag_values, dataset, widths_from_flags(flag_values, dataset))
+
+
+def execute(configs, root, dataset):
     """Loads the data, then runs every width and writes the curve after each."""
     build_model = DATASETS[dataset][0]
-    widths = widths_from_flags(flag_values, dataset)
-    configs, root = width_configs(flag_values, dataset, widths)
+    widths = [c.width for c in configs]
     first = configs[0]
     data = datasets.load_dataset(
         dataset, local_data_dir=first.local_data_dir or None, data_dir=first.data_dir or None,
@@ -199,8 +204,8 @@ def main(argv, flag_values=flags.FLAGS):
     if flag_values.dataset is None:
         sys.exit(f"ERROR: `--dataset` is required: one of {', '.join(DATASETS)}.")
     try:
-        run(flag_values, flag_values.dataset)
-    except (config_lib.ConfigError, datasets.DataNotFoundError) as e:
+        execute(*plan(flag_values, flag_values.dataset), flag_values.dataset)
+    except (config.ConfigError, datasets.DataNotFoundError) as e:
         sys.exit(f"ERROR: {e}")
 
 

@@ -41,6 +41,33 @@ def format_number(value, scale=1.0, digits=2, suffix="", missing="not reached"):
     return text + suffix
 
 
+def format_ratio(value, missing="not reached"):
+    """Returns the text of a ratio in the docs' tables: 3 decimals below 1 (0.105 is not a
+    tenth), 2 from 1 on; a statistic over seeds as "m ± s" (see `format_number`)."""
+    mean = value["mean"] if isinstance(value, dict) else value
+    return format_number(value, digits=3 if mean is not None and abs(mean) < 1 else 2,
+                         missing=missing)
+
+
+def markdown_table(header, rows):
+    """Returns a markdown table as one string (no final newline).
+
+    Args:
+        header: The column titles.
+        rows: The rows, each a list of cell texts as long as `header`.
+
+    Example:
+
+    >>> print(markdown_table(["a", "b"], [["1", "2"]]))
+    | a | b |
+    |---|---|
+    | 1 | 2 |
+    """
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
 FRAME_TEXT = {
     "paper": ("paper", "lbfgs_full"),
     "user": ("user", "fastest Adam"),

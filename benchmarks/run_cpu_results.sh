@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Reproduces the README's Results (the `cpu` preset on this 2-core machine, one run at a time).
+# Runs the benchmark folders of docs/results_no_augmentation.md and docs/results_augmentation.md
+# (the `cpu` preset on a 2-core machine, one run at a time; seed 0, see docs/provenance.md).
 # Usage: KERAS_SUBSET_DATA_DIR=data bash benchmarks/run_cpu_results.sh [OUT]   (OUT: docs/results)
 set -euo pipefail
 cd "$(dirname "$0")/.."

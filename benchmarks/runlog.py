@@ -61,6 +61,24 @@ def partial_path(path):
     return f"{root}.partial{ext}"
 
 
+def run_files(folder, partial=False):
+    """The run files of an output folder, sorted by name.
+
+    Args:
+        folder: An output folder (`--output_dir`).
+        partial: `False`: the complete runs `run_<name>_seed<k>.json`; `True`: the runs in
+            progress or cut short, `run_<name>_seed<k>.partial.json`.
+
+    Returns:
+        Their paths (none when the folder does not exist).
+    """
+    if not os.path.isdir(folder):
+        return []
+    names = sorted(os.listdir(folder))
+    return [os.path.join(folder, n) for n in names if n.startswith("run_") and n.endswith(".json")
+            and n.endswith(".partial.json") == partial]
+
+
 def _json_default(value):
     if isinstance(value, np.generic):
         return value.item()

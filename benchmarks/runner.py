@@ -189,17 +189,14 @@ def _other_code(record):
 def reusable_records(config):
     """The complete run records in `config.output_dir` that `reusable` accepts."""
     out = []
-    if not os.path.isdir(config.output_dir):
-        return out
-    for name in sorted(os.listdir(config.output_dir)):
-        if name.startswith("run_") and name.endswith(".json") and not name.endswith(".partial.json"):
-            with open(os.path.join(config.output_dir, name)) as f:
-                record = json.load(f)
-            # Lists come back from JSON as lists; compare them as the config holds them.
-            record["config"] = {k: tuple(v) if isinstance(v, list) else v
-                                for k, v in record["config"].items()}
-            if reusable(record, config):
-                out.append(record)
+    for path in runlog.run_files(config.output_dir):
+        with open(path) as f:
+            record = json.load(f)
+        # Lists come back from JSON as lists; compare them as the config holds them.
+        record["config"] = {k: tuple(v) if isinstance(v, list) else v
+                            for k, v in record["config"].items()}
+        if reusable(record, config):
+            out.append(record)
     return out
 
 
@@ -1110,13 +1107,6 @@ def run_one(config, data, setup, spec, size=None, records=()):
     return runner.run(spec, subset, augmenter, size=size)
 
 
-def _report_order(record):
-    """Records in the order of `config.RUN_KINDS`, then by batch size or subset Q, name, seed
-    (so that runs reused from earlier invocations take their places in the reports)."""
-    size = (record.get("subset") or {}).get("ratio") or record.get("batch_size") or 0
-    return config_lib.RUN_KINDS.index(record["kind"]), size, record["run"], record["seed"]
-
-
 def run_benchmark(config, data, build_model, evaluator_factory=None):
     """Runs all runs of a benchmark for every seed and writes the reports.
 
@@ -1173,10 +1163,10 @@ def run_benchmark(config, data, build_model, evaluator_factory=None):
                 continue
             records.append(run_one(config, data, setup, spec, plan.sizes.get(spec.name), records))
             summary = report.write_reports(
-                config, sorted(records, key=_report_order), planned, plan.skipped)
+                config, sorted(records, key=stats.report_order), planned, plan.skipped)
     if summary is None:  # runs reused after the last report (or every run)
         summary = report.write_reports(
-            config, sorted(records, key=_report_order), planned, plan.skipped)
+            config, sorted(records, key=stats.report_order), planned, plan.skipped)
     _log(f"Wrote {config.output_dir}/summary.md")
     print(report.summary_markdown(summary), flush=True)
     return records, summary

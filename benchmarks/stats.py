@@ -40,6 +40,29 @@ FRAMES = ("paper", "user")
 FRAME_REFERENCE = {"paper": "lbfgs_full", "user": "conventional"}
 ADAM_PHASES = ("train", "finetune")
 
+RUN_KINDS = ("conventional", "lbfgs_full", "progressive", "progressive_adam", "paper", "subset",
+             "sweep")
+"""The run kinds `--runs` may list, in the order they run and are reported (see
+`benchmarks.runner`; `benchmarks.config` takes them from here)."""
+
+
+def report_order(record):
+    """The sort key of a run record in the reports: the order of `RUN_KINDS`, then batch size
+    or subset Q, name, seed (so that runs reused from earlier invocations take their places).
+
+    Args:
+        record: A run record (the dict of a `run_<name>_seed<k>.json`).
+
+    Returns:
+        A tuple to sort by.
+
+    Example:
+
+    >>> sorted(records, key=report_order)  # doctest: +SKIP
+    """
+    size = (record.get("subset") or {}).get("ratio") or record.get("batch_size") or 0
+    return RUN_KINDS.index(record["kind"]), size, record["run"], record["seed"]
+
 
 def mean_std(values):
     """Returns `(mean, sample standard deviation)` of the values that are not
@@ -219,6 +242,48 @@ def _frame_entry(record, frame):
     }
 
 
+def cross_seed_paper(records, paper_targets):
+    """The paper frame of every seed against one reference: `lbfgs_full` of the lowest seed.
+
+    `lbfgs_full` (hours on the CIFAR sets) often runs on one seed only, so the paper frame
+    of the other seeds has no reference of its own; their runs are measured against the
+    reference seed's target and cost instead (cross-seed: another seed's initial weights).
+
+    Args:
+        records: The records of one run, every seed.
+        paper_targets: `frame_targets(...)["paper"]`.
+
+    Returns:
+        `None` without any `lbfgs_full`; else a dict: `reference_seed`, `per_seed` (per
+        record: `seed`, `ttt_evaluations_ratio`, `ttt_seconds_ratio`, `None` where the target
+        was not reached), `ttt_evaluations_ratio` and `ttt_seconds_ratio` (mean ± std over the
+        seeds that reached it), `reached`, `seeds`.
+
+    Example:
+
+    >>> cross_seed_paper(progressive_records, frame_targets(records, 0.3)["paper"])  # doctest: +SKIP
+    {'reference_seed': 0, 'per_seed': [{'seed': 0, 'ttt_evaluations_ratio': 0.36, ...}, ...], ...}
+    """
+    if not paper_targets:
+        return None
+    reference_seed = min(paper_targets)
+    reference = paper_targets[reference_seed]
+    per_seed = []
+    for r in records:
+        evals, secs = time_to_target(r["points"], reference["target"])
+        per_seed.append({"seed": r["seed"],
+                         "ttt_evaluations_ratio": _ratio(evals, reference["evaluations"]),
+                         "ttt_seconds_ratio": _ratio(secs, reference["seconds"])})
+    return {
+        "reference_seed": reference_seed,
+        "per_seed": per_seed,
+        "ttt_evaluations_ratio": _stat([e["ttt_evaluations_ratio"] for e in per_seed]),
+        "ttt_seconds_ratio": _stat([e["ttt_seconds_ratio"] for e in per_seed]),
+        "reached": sum(e["ttt_evaluations_ratio"] is not None for e in per_seed),
+        "seeds": len(per_seed),
+    }
+
+
 FRAME_KEYS = ("gap_pp", "ttt_evaluations", "ttt_seconds", "ttt_evaluations_ratio",
               "ttt_seconds_ratio")
 
@@ -282,6 +347,9 @@ def _run_summary(name, recs, targets, config):
             run[frame] = {key: _stat([e[key] for e in entries]) for key in FRAME_KEYS}
             run[frame]["reached"] = sum(e["ttt_evaluations"] is not None for e in entries)
             run[frame]["seeds"] = len(entries)
+    cross_seed = cross_seed_paper(recs, targets["paper"])
+    if cross_seed:
+        run["paper_cross_seed"] = cross_seed
     # The user frame's figures under their earlier names (readers of older summaries).
     user = run.get("user")
     for key in FRAME_KEYS:

@@ -6,6 +6,7 @@ environment variable `KERAS_SUBSET_DATA_DIR` holding `mnist.npz`,
 fail, saying so.
 """
 
+import ast
 import os
 
 import pytest
@@ -48,3 +49,31 @@ def record(run, kind, seed, points, **extra):
             "phases": []}
     data.update(extra)
     return data
+
+
+def _call_name(node):
+    func = node.func
+    return func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+
+
+def source_flags(source, module):
+    """Returns `(literal flag names, modules whose define_flags() the source calls)`.
+
+    Args:
+        source: A module's Python source.
+        module: Its name (a bare `define_flags()` call means its own).
+    """
+    names, groups = set(), set()
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Call):
+            continue
+        name = _call_name(node)
+        first = node.args[0].value if node.args and isinstance(node.args[0], ast.Constant) else None
+        if name and name.startswith("DEFINE") and isinstance(first, str):
+            names.add(first)
+        elif name == "add_argument" and isinstance(first, str) and first.startswith("--"):
+            names.add(first[2:])
+        elif name == "define_flags":
+            owner = node.func.value.id if isinstance(node.func, ast.Attribute) else module
+            groups.add(owner)
+    return names, groups

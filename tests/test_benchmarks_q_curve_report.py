@@ -11,7 +11,7 @@ from benchmarks import q_curve_report
 pytestmark = pytest.mark.fast
 
 
-def run(name, kind, paper, user, ratio=None, levelled=True):
+def run(name, kind, paper, user, ratio=None, levelled=True, loss=0.2):
     """A run of a summary.json: per-seed paper-frame cost ratios and user-frame time ratios
     (`None`: not reached)."""
     per_seed = [{"seed": s, "paper": {"ttt_evaluations_ratio": p},
@@ -20,15 +20,17 @@ def run(name, kind, paper, user, ratio=None, levelled=True):
                 for s, (p, u) in enumerate(zip(paper, user))]
     return {"run": name, "kind": kind, "ratio": ratio, "per_seed": per_seed,
             "final_test_accuracy": {"mean": 0.95, "std": None},
+            "full_train_loss": {"mean": loss, "std": None},
             "total_evaluations": {"mean": 1e6, "std": None},
             "levelled_off": [levelled] * len(per_seed)}
 
 
-def summary(q_full, progressive, paper_runs, q_star, levelled=True, user=(3.0,)):
+def summary(q_full, progressive, paper_runs, q_star, levelled=True, user=(3.0,), ref_loss=0.2):
     seeds = len(progressive)
     runs = [
         run("conventional", "conventional", [0.01] * seeds, [1.0] * seeds),
-        run("lbfgs_full", "lbfgs_full", [1.0] * seeds, list(user) * seeds, levelled=levelled),
+        run("lbfgs_full", "lbfgs_full", [1.0] * seeds, list(user) * seeds, levelled=levelled,
+            loss=ref_loss),
         run("progressive", "progressive", progressive, [5.0] * seeds),
     ] + [run(f"paper_q{q:g}", "paper", ratios, [2.0] * seeds, ratio=q) for q, ratios in paper_runs]
     return {"parameters": 100, "train_examples": 1000, "q_full": q_full, "seeds": list(range(seeds)),
@@ -61,7 +63,9 @@ def test_a_row_takes_the_best_paper_route_that_reached_in_every_seed():
 
 def test_the_answers_count_only_levelled_references_and_every_larger_q_full(tmp_path):
     root = str(tmp_path)
-    write_width(root, "mnist", 1, summary(1000.0, [0.08, 0.12, 0.09], [(64, [0.2] * 3)], 64))
+    # Width 1's reference levelled off on a plateau: every other run ended at 0.2 against 0.3.
+    write_width(root, "mnist", 1, summary(1000.0, [0.08, 0.12, 0.09], [(64, [0.2] * 3)], 64,
+                                          ref_loss=0.3))
     write_width(root, "mnist", 2, summary(500.0, [0.4], [(64, [0.3])], 64, user=(0.9,)))
     # Width 4 saves half, but against a reference that never levelled off: no evidence.
     write_width(root, "mnist", 4, summary(250.0, [0.45], [(64, [0.5])], 64, levelled=False))
@@ -72,13 +76,16 @@ def test_the_answers_count_only_levelled_references_and_every_larger_q_full(tmp_
     # 0.45 at Q_full 100, but 250 (not levelled) breaks the run from the top: half from 500.
     assert a["half_from_q_full"] == 500.0
     assert a["tenth_at"] == [{"q_full": 1000.0, "run": "progressive", "mean": pytest.approx(0.0966666),
-                              "seeds": 3}]
+                              "seeds": 3, "reference_on_plateau": True}]
+    assert a["references_on_plateau"] == [1000.0]
     # The user frame needs no levelled reference: a paper run at 2.0 and lbfgs_full at 0.9 at 500.
     assert a["beats_adam_from_q_full"] is None  # 1000's best is 2.0 > 1
     assert a["largest_q_full"] == 1000.0
     table = q_curve_report.curve_markdown(curve)
-    assert "| 1 | 100 | 1000.0 |" in table and "0.10 [0.08–0.12] (3 seeds)" in table
-    assert "from Q_full = 500.0 on" in table and "Q_full 1000.0 (progressive, 0.097, 3 seed(s))" in table
+    assert "| 1 | 100 | 1000.0 |" in table and "0.097 [0.080–0.120] (3 seeds)" in table
+    assert "from Q_full = 500.0 on" in table
+    assert "Q_full 1000.0 (progressive, 0.097, 3 seed(s), against a reference on a plateau)" in table
+    assert "| 0.3000 (**0.2000**) |" in table and "| 0.2000 |" in table
     assert "**no**" in table  # width 4's reference
 
 

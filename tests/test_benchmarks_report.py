@@ -73,3 +73,27 @@ def test_overview_draws_the_sweeps_of_several_folders_on_one_figure(tmp_path):
     out = tmp_path / "gap.png"
     assert overview.plot_gap_vs_q(folders, str(out)) == 2  # the folder without a sweep: no curve
     assert out.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_overview_names_rows_by_folder_and_skips_folders_without_a_summary(tmp_path, capsys):
+    def folder(name):
+        path = tmp_path / name
+        path.mkdir()
+        conv = record("conventional", "conventional", 0, [
+            point("initial", 0.0, 0, 0.0, 0.1), point("train", 1.0, 1000, 10.0, 0.95)],
+            phases=[{"phase": "train", "optimizer": "adam", "epochs": 1}])
+        summary = stats.summarize(Config(dataset="mnist", epochs=1, output_dir=str(path)), [conv])
+        (path / "summary.json").write_text(json.dumps(summary))
+        return str(path)
+
+    # Two folders of one dataset keep their own names; a side script's folder adds no row.
+    engine = tmp_path / "engine"
+    engine.mkdir()
+    (engine / "engine.json").write_text("{}")
+    folders = [folder("mnist_seconds"), folder("mnist_bf16"), str(engine)]
+    names = [line.split(" | ")[0] for line in overview.table(folders).splitlines()[2:]]
+    assert names == ["| mnist_seconds", "| mnist_bf16"]
+    overview.main(folders)
+    captured = capsys.readouterr()
+    assert "engine: no summary.json" in captured.err and "| mnist_bf16 |" in captured.out
+    assert overview.plot_gap_vs_q(folders, str(tmp_path / "gap.png")) == 0  # no sweeps, no crash

@@ -55,7 +55,8 @@ def test_time_to_target_and_summary():
     assert "NOT levelled off" in table and "| lbfgs_q2 |" in table
 
 
-@pytest.mark.parametrize("module", ["benchmarks.stats", "benchmarks.report", "benchmarks.overview"])
+@pytest.mark.parametrize("module", ["benchmarks.stats", "benchmarks.report", "benchmarks.overview",
+                                    "benchmarks.resummarize", "benchmarks.docs_tables"])
 def test_summary_modules_import_neither_tensorflow_nor_keras_nor_absl(module):
     # In a fresh interpreter (this one has imported TensorFlow already).
     code = (
@@ -177,3 +178,38 @@ def test_sweep_gaps_and_the_smallest_q_within_tolerance():
     table = report.summary_markdown(summary)
     assert "Smallest Q whose mean test-accuracy gap is within 0.3 pp: **4**" in table
     assert "Skipped sweep_q32" in table
+
+
+def test_cross_seed_paper_ratios_against_the_reference_seed():
+    full = _record("lbfgs_full", "lbfgs_full", 0, [
+        _point("initial", None, 0, 0.0, 0.1), _point("full", None, 10000, 100.0, 0.903)])
+    # The paper target of seed 0 is 0.90: seed 0 reaches it at 2,000, seed 1 at 5,000, seed 2
+    # never; seed 1 has no lbfgs_full of its own, so its paper frame is only cross-seed.
+    progs = [_record("progressive", "progressive", seed, [
+        _point("initial", None, 0, 0.0, 0.1), _point("stage0", None, cost, secs, acc)])
+        for seed, cost, secs, acc in ((0, 2000, 10.0, 0.95), (1, 5000, 40.0, 0.91),
+                                      (2, 9000, 90.0, 0.85))]
+    config = Config(dataset="x", epochs=3, output_dir="unused")
+    run = {r["run"]: r for r in stats.summarize(config, [full, *progs])["runs"]}["progressive"]
+    assert run["paper"]["seeds"] == 1  # the own-seed frame: seed 0 only
+    cross = run["paper_cross_seed"]
+    assert cross["reference_seed"] == 0
+    assert [e["ttt_evaluations_ratio"] for e in cross["per_seed"]] == [
+        pytest.approx(0.2), pytest.approx(0.5), None]
+    assert [e["ttt_seconds_ratio"] for e in cross["per_seed"]] == [
+        pytest.approx(0.1), pytest.approx(0.4), None]
+    assert cross["ttt_evaluations_ratio"]["mean"] == pytest.approx(0.35)
+    assert (cross["reached"], cross["seeds"]) == (2, 3)
+    # Seed 0's cross-seed ratio is its own paper ratio; no lbfgs_full: no cross-seed frame.
+    assert run["paper"]["ttt_evaluations_ratio"]["mean"] == pytest.approx(0.2)
+    assert stats.cross_seed_paper(progs, {}) is None
+
+
+def test_report_order_follows_the_run_kinds():
+    records = [_record("sweep_q2", "sweep", 0, [], subset={"ratio": 2.0}),
+               _record("sweep_q1", "sweep", 0, [], subset={"ratio": 1.0}),
+               _record("conventional_b512", "conventional", 1, [], batch_size=512),
+               _record("conventional", "conventional", 0, [], batch_size=128),
+               _record("lbfgs_full", "lbfgs_full", 0, [])]
+    names = [r["run"] for r in sorted(records, key=stats.report_order)]
+    assert names == ["conventional", "conventional_b512", "lbfgs_full", "sweep_q1", "sweep_q2"]

@@ -1,0 +1,123 @@
+"""Tests of `benchmarks.docs_tables`: the docs' tables equal what their JSON files give.
+
+The drift test regenerates every generated block of README.md and docs/*.md from the
+committed JSON and compares byte for byte; the others show that it fails when a number
+changes on one side only.
+"""
+
+import json
+import os
+import shutil
+
+import pytest
+
+from benchmarks import docs_tables
+from benchmarks import results_tables
+
+# Every test of this file is quick (no TensorFlow in the code under test): all in the fast tier.
+pytestmark = pytest.mark.fast
+
+ROOT = docs_tables.ROOT
+
+
+def test_every_generated_block_equals_what_its_json_gives():
+    diffs = docs_tables.differences()
+    assert not diffs, (
+        "Generated blocks differ from their JSON; run `python3 -m benchmarks.docs_tables "
+        "--write`:\n" + "".join(diffs.values()))
+
+
+def test_every_figure_in_the_prose_stands_in_a_table_of_its_page():
+    assert docs_tables.unbacked() == {}
+
+
+def test_the_front_page_is_short_and_answers_both_questions_early():
+    with open(os.path.join(ROOT, "README.md")) as f:
+        lines = f.read().splitlines()
+    assert len(lines) <= 250
+    headings = {line: i + 1 for i, line in enumerate(lines) if line.startswith("## ")}
+    assert headings["## Does it work?"] <= 80
+    assert headings["## When to use it, and when to use Adam instead"] <= 80
+    # The lead's Q-curve slot: a generated block at the top of "Does it work?".
+    slot = next(i for i, line in enumerate(lines) if "generated: q-curve-headline" in line)
+    assert headings["## Does it work?"] < slot + 1 < headings["## When to use it, and when to use Adam instead"]
+
+
+def _page(root, name, body):
+    (root / name).write_text(body)
+    return name
+
+
+def _block(name, *inputs):
+    return f"<!-- generated: {name} {' '.join(inputs)} -->\n<!-- end generated -->\n"
+
+
+def test_a_changed_number_in_a_side_scripts_json_fails_the_check(tmp_path):
+    shutil.copy(os.path.join(ROOT, "docs/results/copies/copies_worth.json"), tmp_path)
+    page = _page(tmp_path, "page.md", "Copies:\n\n" + _block("copies-worth", "copies_worth.json"))
+    assert docs_tables.write(str(tmp_path), [page]) == [page]
+    assert docs_tables.differences(str(tmp_path), [page]) == {}
+    data = json.loads((tmp_path / "copies_worth.json").read_text())
+    data["with_copies"][1]["originals_per_copy"] = 0.4444  # 0.36 in the committed file
+    (tmp_path / "copies_worth.json").write_text(json.dumps(data))
+    diff = docs_tables.differences(str(tmp_path), [page])[page]
+    assert "-| one copy worth (originals, interpolated in log K) | — | 0.53 | 0.36 |" in diff
+    assert "+| one copy worth (originals, interpolated in log K) | — | 0.53 | 0.44 |" in diff
+
+
+def test_a_changed_number_in_a_summary_fails_the_check_and_the_command(tmp_path, monkeypatch,
+                                                                       capsys):
+    folder = tmp_path / "docs" / "results" / "mnist"
+    shutil.copytree(os.path.join(ROOT, "docs/results/mnist"), folder)
+    (tmp_path / "docs" / "results.md").write_text(
+        "Paper frame:\n\n" + _block("paper-frame", "docs/results/mnist"))
+    (tmp_path / "README.md").write_text("Front page.\n")
+    monkeypatch.setattr(docs_tables, "ROOT", str(tmp_path))
+    assert docs_tables.main(["--write"]) == 0
+    assert docs_tables.main(["--check"]) == 0
+    summary = json.loads((folder / "summary.json").read_text())
+    progressive = next(r for r in summary["runs"] if r["run"] == "progressive")
+    progressive["paper"]["ttt_evaluations_ratio"]["mean"] = 0.09  # 0.360 committed
+    (folder / "summary.json").write_text(json.dumps(summary))
+    capsys.readouterr()
+    assert docs_tables.main(["--check"]) == 1
+    out = capsys.readouterr().out
+    assert "-| `progressive`: cost (time) to the target over `lbfgs_full`'s | 0.360 (0.405) |" in out
+    assert "+| `progressive`: cost (time) to the target over `lbfgs_full`'s | 0.090 (0.405) |" in out
+
+
+def test_a_figure_in_prose_that_no_table_shows_fails_the_check(tmp_path, monkeypatch, capsys):
+    shutil.copy(os.path.join(ROOT, "docs/results/copies/copies_worth.json"), tmp_path)
+    (tmp_path / "README.md").write_text(
+        _block("copies-worth", "copies_worth.json")
+        + "\nOne copy is worth 0.36 of an original (backed), or 0.37 (typed by hand).\n"
+        + "`0.38` in code and 2026-12-04 are not figures.\n")
+    monkeypatch.setattr(docs_tables, "ROOT", str(tmp_path))
+    docs_tables.main(["--write"])
+    capsys.readouterr()
+    assert docs_tables.main(["--check"]) == 1
+    assert "README.md: figures in the prose that no generated table of the page shows: 0.37" \
+        in capsys.readouterr().out
+
+
+def test_the_q_curve_slot_without_its_folder_says_so_in_one_line(tmp_path):
+    text = docs_tables.render("q-curve-headline", ["docs/results/q_curve"], str(tmp_path))
+    assert text.splitlines()[0] == "_Not yet measured: the Q-curve runs are under way._"
+    assert results_tables.q_curve_headline([str(tmp_path / "missing")]).count("\n") == 0
+
+
+def test_a_marker_inside_a_code_block_is_an_example_not_a_block():
+    example = "```\n" + _block("copies-worth", "missing.json") + "```\n"
+    assert docs_tables.regenerate(example) == example  # not rendered: its input does not exist
+
+
+def test_an_unknown_generator_is_an_error():
+    with pytest.raises(KeyError, match="no generator 'nope'"):
+        docs_tables.regenerate(_block("nope", "x"))
+
+
+def test_regenerating_twice_changes_nothing():
+    with open(os.path.join(ROOT, "docs/engine.md")) as f:
+        text = f.read()
+    once = docs_tables.regenerate(text)
+    assert docs_tables.regenerate(once) == once
