@@ -155,6 +155,10 @@ FULL_SET_STOP_KINDS = ("progressive", "paper")
 """The run kinds whose full-set L-BFGS stage `--levelled_stop` ends at the targets of their seed
 (`RouteStop`): they need the seed's `lbfgs_full` and `conventional` runs before them."""
 
+ROUTE_ONLY = ("route_cost_cap",)
+"""`Config` fields that only the `FULL_SET_STOP_KINDS` runs read: the other runs stay reusable
+when only these differ."""
+
 
 def reusable(record, config):
     """Whether a complete run `record` was made under the settings of `config` (but the
@@ -167,7 +171,8 @@ def reusable(record, config):
     # A run recorded before a setting existed ran as its default does.
     for field in dataclasses.fields(config_lib.Config):
         theirs.setdefault(field.name, field.default)
-    free = REUSE_FREE + (ADAM_ONLY if record["kind"] in LBFGS_ONLY_KINDS else ())
+    free = (REUSE_FREE + (ADAM_ONLY if record["kind"] in LBFGS_ONLY_KINDS else ())
+            + (ROUTE_ONLY if record["kind"] not in FULL_SET_STOP_KINDS else ()))
     if any(theirs.get(k) != v for k, v in ours.items()
            if k not in free and not (k == "augment_copies" and not config.augment)):
         return False

@@ -11,6 +11,7 @@ import keras
 from benchmark_helpers import PNG_MAGIC
 from benchmarks import datasets
 from benchmarks import runner
+from benchmarks import stats
 from benchmarks.config import Config
 
 
@@ -481,6 +482,23 @@ def test_an_adam_setting_leaves_the_lbfgs_only_runs_reusable(tmp_path):
             assert getattr(adam, field) != getattr(config, field), field  # each one changes
             changed = dataclasses.replace(config, **{field: getattr(adam, field)})
             assert not runner.reusable(record, changed), (kind, field)
+
+
+def test_the_route_cost_cap_leaves_every_other_kind_reusable_and_older_runs_take_defaults(tmp_path):
+    config = Config(dataset="mnist", output_dir=str(tmp_path), levelled_stop=True)
+    recorded = dataclasses.asdict(config)
+    capped = dataclasses.replace(config, route_cost_cap=0.5)
+    for kind in stats.RUN_KINDS:
+        record = {"complete": True, "dataset": "mnist", "kind": kind, "config": recorded,
+                  "stopping_rule": runner.STOPPING_RULE}
+        assert runner.reusable(record, capped) == (kind not in runner.FULL_SET_STOP_KINDS), kind
+    # A run recorded before the Q-curve's settings existed ran as their defaults do.
+    older = {k: v for k, v in dataclasses.asdict(Config(dataset="mnist", output_dir=str(tmp_path))).items()
+             if k not in ("paper_ratios", "levelled_stop", "loss_window", "loss_tolerance",
+                          "route_cost_cap")}
+    record = {"complete": True, "dataset": "mnist", "kind": "lbfgs_full", "config": older}
+    assert runner.reusable(record, Config(dataset="mnist", output_dir=str(tmp_path)))
+    assert not runner.reusable(record, config)  # --levelled_stop changes lbfgs_full
 
 
 def test_summary_says_how_many_planned_runs_it_covers(tmp_path):
