@@ -31,11 +31,12 @@ import sys
 
 from benchmarks import engine_tables
 from benchmarks import overview
+from benchmarks import q_curve_report
 from benchmarks import results_tables
 
 GENERATORS = {
     "headline": results_tables.headline,
-    "q-curve-headline": results_tables.q_curve_headline,
+    "q-curve-headline": q_curve_report.headline,
     "paper-frame": results_tables.paper_frame,
     "user-frame": results_tables.user_frame,
     "sweep": results_tables.sweep,

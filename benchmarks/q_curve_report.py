@@ -367,3 +367,47 @@ def plot(root, path):
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def headline(paths):
+    """The front page's Q-curve table: one row per dataset and width under each root of
+    `paths` (a `benchmarks.docs_tables` generator), then each dataset's answers; one line
+    while no width has been measured."""
+    lines = [
+        "| dataset | width | Q_full | `lbfgs_full` levelled off | `progressive`: cost / "
+        "`lbfgs_full`'s | best paper run: cost / `lbfgs_full`'s | Q* (Q_full / Q*) | best L-BFGS "
+        "route: seconds / faster Adam's |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    answers_lines = []
+    for root in paths:
+        for dataset in datasets_under(root):
+            curve = load(root, dataset)
+            for r in sorted(curve["rows"], key=lambda r: -r["q_full"]):
+                ref, progressive = r["reference"], r["routes"].get("progressive")
+                best, user = r["best_paper"], r["best_user"]
+                levelled = "n/a" if ref is None else ", ".join(
+                    "yes" if v else "no" for v in ref["levelled_off"]) + (
+                    " (on a plateau)" if on_plateau(r) else "")
+                lines.append("| " + " | ".join([
+                    dataset, str(r["width"]), f"{r['q_full']:.1f}", levelled,
+                    _cell(None if progressive is None else progressive["paper"]),
+                    "none reached" if best is None else f"{_cell(best['paper'])}, Q = {best['ratio']:g}",
+                    "none" if r["q_star"] is None else f"{r['q_star']:g} ({r['bound']:.1f})",
+                    "none reached" if user is None else f"{_cell(user['user'])}, `{user['run']}`",
+                ]) + " |")
+            a = curve["answers"]
+            answers_lines.append(
+                f"- {dataset}: half (<= 0.5) from Q_full = "
+                + ("none" if a["half_from_q_full"] is None else f"{a['half_from_q_full']:.1f}")
+                + " on; a tenth (<= 0.1) at "
+                + ("none" if not a["tenth_at"] else ", ".join(
+                    f"{t['q_full']:.1f}" + (" (reference on a plateau)" if t["reference_on_plateau"] else "")
+                    for t in a["tenth_at"]))
+                + "; faster than Adam from Q_full = "
+                + ("none" if a["beats_adam_from_q_full"] is None else f"{a['beats_adam_from_q_full']:.1f}")
+                + ".")
+    if not answers_lines:
+        return "_Not yet measured: the Q-curve runs are under way._"
+    return "\n".join(lines + ["", "Against a levelled-off `lbfgs_full`, mean over the seeds run:", ""]
+                     + answers_lines)

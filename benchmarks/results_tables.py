@@ -474,15 +474,6 @@ def headline(paths):
     return _table(list(pairs.values()), "", rows, titles=list(pairs))
 
 
-def q_curve_headline(paths):
-    """The Q-curve's slot on the front page: one line while its folder does not exist yet,
-    else the folder's overview table (until a generator of its own is registered)."""
-    present = [p for p in paths if overview.load_summary(p) is not None]
-    if not present:
-        return "_Not yet measured: the Q-curve runs are under way._"
-    return overview.table(present)
-
-
 # ------------------------------------------------------------------ MNIST seconds
 
 

@@ -12,6 +12,7 @@ import shutil
 import pytest
 
 from benchmarks import docs_tables
+from benchmarks import q_curve_report
 from benchmarks import results_tables
 
 # Every test of this file is quick (no TensorFlow in the code under test): all in the fast tier.
@@ -103,7 +104,7 @@ def test_a_figure_in_prose_that_no_table_shows_fails_the_check(tmp_path, monkeyp
 def test_the_q_curve_slot_without_its_folder_says_so_in_one_line(tmp_path):
     text = docs_tables.render("q-curve-headline", ["docs/results/q_curve"], str(tmp_path))
     assert text.splitlines()[0] == "_Not yet measured: the Q-curve runs are under way._"
-    assert results_tables.q_curve_headline([str(tmp_path / "missing")]).count("\n") == 0
+    assert q_curve_report.headline([str(tmp_path / "missing")]).count("\n") == 0
 
 
 def test_a_marker_inside_a_code_block_is_an_example_not_a_block():
