@@ -13,7 +13,6 @@ import pytest
 
 from benchmarks import docs_tables
 from benchmarks import q_curve_report
-from benchmarks import results_tables
 
 # Every test of this file is quick (no TensorFlow in the code under test): all in the fast tier.
 pytestmark = pytest.mark.fast
