@@ -37,6 +37,7 @@ from benchmarks import results_tables
 GENERATORS = {
     "headline": results_tables.headline,
     "q-curve-headline": q_curve_report.headline,
+    "q-curve": q_curve_report.detail,
     "paper-frame": results_tables.paper_frame,
     "user-frame": results_tables.user_frame,
     "sweep": results_tables.sweep,

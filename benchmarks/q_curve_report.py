@@ -221,12 +221,14 @@ def _losses(ref):
     return f"{loss:.4f}"
 
 
-def curve_markdown(curve):
-    """The curve as markdown: one row per width, and the answers."""
+def curve_markdown(curve, title=True):
+    """The curve as markdown: one row per width, and the answers (under a title)."""
     rows = curve["rows"]
     lines = [
         f"# Q-curve of {curve['dataset']}: the saving of subset pretraining against Q_full",
         "",
+    ] if title else []
+    lines += [
         "Paper frame: cost to `lbfgs_full`'s final test accuracy minus 0.3 pp, over "
         "`lbfgs_full`'s own cost to it; user frame: seconds to the conventional Adam's final "
         "test accuracy minus 0.3 pp, over the faster Adam's (batch 128 or 512). Ratios: mean "
@@ -293,7 +295,7 @@ def curve_markdown(curve):
             paper_lines.append(f"| {r['q_full']:.1f} | {p['run']} | {p['ratio']:.1f} | "
                                f"{_cell(p['paper'])} | {_cell(p['user'])} |")
     if paper_lines:
-        lines += ["## Every paper run", "",
+        lines += ["#" * (2 if title else 4) + f" Every paper run of {curve['dataset']}", "",
                   "| Q_full | run | Q of its subset | paper: cost / lbfgs_full | user: time / Adam |",
                   "|---|---|---|---|---|", *paper_lines, ""]
     return "\n".join(lines)
@@ -411,3 +413,15 @@ def headline(paths):
         return "_Not yet measured: the Q-curve runs are under way._"
     return "\n".join(lines + ["", "Against a levelled-off `lbfgs_full`, mean over the seeds run:", ""]
                      + answers_lines)
+
+
+def detail(paths):
+    """The curve of each dataset folder in `paths` (`<root>/<dataset>`), without its title (a
+    `benchmarks.docs_tables` generator for the Q-curve's results page)."""
+    parts = []
+    for path in paths:
+        root, dataset = os.path.split(os.path.normpath(path))
+        curve = load(root, dataset)
+        parts.append(curve_markdown(curve, title=False).rstrip() if curve["rows"]
+                     else f"_{dataset}: not yet measured._")
+    return "\n\n".join(parts)
