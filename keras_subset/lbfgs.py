@@ -574,6 +574,10 @@ class LBFGS(keras.optimizers.Optimizer):
             self, model, x, y, sample_weight, loss, class_weight=class_weight, augment=augment, copies=copies,
             seed=seed,
         )
+        # Keras's `evaluate` reuses the function it traced for earlier data, relaxing the targets'
+        # shapes where they differ ((N,) then (N, 1): unknown rank, which its losses cannot take;
+        # Keras 3.15 fails so on its own). The epochs' logs trace it anew for this call's data.
+        model.test_function = None
         validation = None
         if validation_data is not None:
             # Checked before the first iteration: a failure after an epoch would lose the History.

@@ -25,7 +25,7 @@ import keras
 from keras_subset import data as data_lib
 from keras_subset import lbfgs_loop
 from keras_subset.objective import Objective, check_targets
-from keras_subset.tracing import ExampleFree
+from keras_subset.tracing import ExampleFree, signature
 
 
 @dataclasses.dataclass
@@ -136,7 +136,7 @@ class Minimization:
             raise ValueError("`y` is None: L-BFGS needs targets (pass `y`, or a dataset of (x, y)).")
         self.sample_weight = data_lib.apply_class_weight(self.y, self.sample_weight, class_weight)
         self.objective, self.run = compiled_run(
-            options, model, loss, (augment, copies, seed), weighted=self.sample_weight is not None
+            options, model, loss, (augment, copies, seed), data=signature(self.x, self.y, self.sample_weight)
         )
         check_targets(model, self.y, loss)
         self.tensors = (
@@ -461,16 +461,18 @@ _RUNS_ATTRIBUTE = "_keras_subset_compiled_runs"
 _RUNS_KEPT = 4
 
 
-def compiled_run(options, model, loss, copies=(None, 0, None), weighted=False):
+def compiled_run(options, model, loss, copies=(None, 0, None), data=None):
     """Returns `(objective, CompiledRun)` for `model`, reusing an earlier call's when they fit.
 
     Tracing the L-BFGS loop costs seconds, so `minimize` calls on the same model,
-    loss, variables and augmentation, by this `LBFGS` or by any other with the
-    same graph settings (`_graph_settings`), reuse the traced graphs; the model
-    keeps the last `_RUNS_KEPT` of them. `options._cache` holds the last one used
-    (a weak reference to the model, the key, the objective and the run). `weighted`
-    (sample weights given or not) is part of the key: the objective learns the
-    form of each loss's divisor from the first data it sees (`keras_loss`).
+    loss, variables, augmentation and kind of data, by this `LBFGS` or by any
+    other with the same graph settings (`_graph_settings`), reuse the traced
+    graphs; the model keeps the last `_RUNS_KEPT` of them. `options._cache` holds
+    the last one used (a weak reference to the model, the key, the objective and
+    the run). `data` is `keras_subset.tracing.signature(x, y, sample_weight)`:
+    the graphs are traced for its ranks and dtypes (only the number of examples
+    is free), and the objective learns the form of each loss's divisor from the
+    first data it sees (`keras_loss`), sample weights or none.
     """
     resolved = loss if loss is not None else getattr(model, "loss", None)
     # A recompiled model has a new loss container even where `model.loss` is the same string.
@@ -478,7 +480,7 @@ def compiled_run(options, model, loss, copies=(None, 0, None), weighted=False):
     key = (
         id(resolved),
         id(container),
-        bool(weighted),
+        data,
         tuple(id(v) for v in model.trainable_variables),
         len(model.non_trainable_variables),
         _graph_settings(options),

@@ -70,5 +70,30 @@ class ExampleFree:
         return self.function.experimental_get_tracing_count()
 
 
+def signature(*values):
+    """What of `values` an `ExampleFree` graph is traced for: their nesting, dtypes and shapes past
+    the examples' dimension (hashable).
+
+    Graphs traced for one signature must not serve another: `tf.function` would relax the
+    shapes where they differ (targets of shape `(N,)`, then `(N, 1)`, to an unknown rank, which
+    Keras's losses cannot take). `None` entries stay `None`.
+
+    Args:
+        *values: Arrays or tensors, nests of them, or `None`.
+
+    Returns:
+        A tuple, one entry per value.
+    """
+
+    def leaf(array):
+        return tuple(array.shape[1:]), str(array.dtype)
+
+    return tuple(
+        None if value is None else (repr(tf.nest.map_structure(lambda _: None, value)),
+                                    tuple(leaf(a) for a in tf.nest.flatten(value)))
+        for value in values
+    )
+
+
 def _distributed(args):
     return any(isinstance(v, tf.distribute.DistributedValues) for v in tf.nest.flatten(args))
