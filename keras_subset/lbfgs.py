@@ -489,17 +489,27 @@ class LBFGS(keras.optimizers.Optimizer):
         Raises:
             ValueError: for a model without trainable weights, inputs that do
                 not fit, or a loss that is not finite at the starting weights.
+            KeyboardInterrupt: at Ctrl-C, within about a second or one
+                iteration, whichever is longer (the compiled loop runs in
+                segments of about `keras_subset.minimize.SEGMENT_SECONDS`). The
+                model holds the best weights reached; the message says after
+                how many iterations and at which loss, and the interrupt's
+                `result` attribute holds the `LBFGSResult` so far.
         """
         run = Minimization(
             self, model, x, y, sample_weight, loss, class_weight=class_weight, augment=augment, copies=copies,
             seed=seed,
         )
         progress = Progress(verbose, self.max_iterations)
-        while not run.done:
-            # Segments also refresh the |loss| that f_relative_tolerance is relative to.
-            step = self.progress_every if verbose or self.f_relative_tolerance else self.max_iterations
-            run.advance(min(self.max_iterations, run.iterations + step))
-            progress.update(run.iterations, run.best_value, run.evaluations)
+        try:
+            while not run.done:
+                # Segments also refresh the |loss| that f_relative_tolerance is relative to.
+                step = self.progress_every if verbose or self.f_relative_tolerance else self.max_iterations
+                run.advance(min(self.max_iterations, run.iterations + step))
+                progress.update(run.iterations, run.best_value, run.evaluations)
+        except KeyboardInterrupt as interrupt:
+            run.interrupt(interrupt, "LBFGS.minimize")
+            raise
         progress.finish(run.iterations, run.best_value, run.evaluations)
         return run.finish()
 
@@ -536,6 +546,9 @@ class LBFGS(keras.optimizers.Optimizer):
         metrics over all of `x` (one forward pass, `model.evaluate`), the
         same for `validation_data` with the prefix `val_`, and the L-BFGS
         `iterations` and `evaluations` so far. `max_iterations` caps the total.
+        At Ctrl-C the `KeyboardInterrupt` comes within about a second or one
+        iteration and propagates, as in `model.fit`; the model then holds the
+        best weights reached, and the message says where it stopped.
 
         Args:
             model: A compiled, built Keras model.
@@ -596,21 +609,25 @@ class LBFGS(keras.optimizers.Optimizer):
         model.stop_training = False
         callback_list.on_train_begin()
         logs = {}
-        for epoch in range(epochs):
-            callback_list.on_epoch_begin(epoch)
-            callback_list.on_train_batch_begin(0)
-            run.advance(min(self.max_iterations, run.iterations + iterations_per_epoch))
-            run.assign_best()
-            logs = model.evaluate(run.x, run.y, sample_weight=run.sample_weight, verbose=0, return_dict=True)
-            logs.update(iterations=run.iterations, evaluations=run.evaluations)
-            callback_list.on_train_batch_end(0, logs)
-            if validation is not None:
-                val_x, val_y, val_w = validation
-                val = model.evaluate(val_x, val_y, sample_weight=val_w, verbose=0, return_dict=True)
-                logs.update({"val_" + k: v for k, v in val.items()})
-            callback_list.on_epoch_end(epoch, logs)
-            if model.stop_training or run.done:
-                break
+        try:
+            for epoch in range(epochs):
+                callback_list.on_epoch_begin(epoch)
+                callback_list.on_train_batch_begin(0)
+                run.advance(min(self.max_iterations, run.iterations + iterations_per_epoch))
+                run.assign_best()
+                logs = model.evaluate(run.x, run.y, sample_weight=run.sample_weight, verbose=0, return_dict=True)
+                logs.update(iterations=run.iterations, evaluations=run.evaluations)
+                callback_list.on_train_batch_end(0, logs)
+                if validation is not None:
+                    val_x, val_y, val_w = validation
+                    val = model.evaluate(val_x, val_y, sample_weight=val_w, verbose=0, return_dict=True)
+                    logs.update({"val_" + k: v for k, v in val.items()})
+                callback_list.on_epoch_end(epoch, logs)
+                if model.stop_training or run.done:
+                    break
+        except KeyboardInterrupt as interrupt:
+            run.interrupt(interrupt, "LBFGS.fit")
+            raise
         run.finish()
         callback_list.on_train_end(logs)
         return model.history

@@ -3,8 +3,11 @@
 `Minimization` is one run over one model and one set of examples. It advances
 the optimiser in compiled segments (`CompiledRun`: TFP's `lbfgs_minimize`
 inside `tf.function`), keeps the best finite point found, restarts from it with
-a fresh history after a failure, and ends with an `LBFGSResult`. `Progress`
-draws the Keras progress bar between segments.
+a fresh history after a failure, and ends with an `LBFGSResult`. A segment runs
+about `SEGMENT_SECONDS` at most (at least one iteration), so that Python sees a
+`KeyboardInterrupt` (Ctrl-C) between segments, where `Minimization.interrupt`
+leaves the model at the best weights. `Progress` draws the Keras progress bar
+between segments.
 
 The options (iterations, tolerances, chunking, dtype) come from the public
 `keras_subset.LBFGS`, which owns this machinery; nothing here is public API
@@ -106,6 +109,11 @@ def first_step_scale(gradient):
 # The evaluation budget when there is none: more than any run can spend.
 _NO_BUDGET = np.iinfo(np.int32).max
 
+# About how many seconds one compiled segment runs (at least one iteration): Python sees a Ctrl-C
+# (`KeyboardInterrupt`) only between segments. Each boundary costs a return to Python (about a
+# millisecond, see `Minimization.advance`), so one a second is lost in the noise of any run.
+SEGMENT_SECONDS = 1.0
+
 
 class Minimization:
     """One L-BFGS minimisation, advanced in compiled segments; keeps the best point found."""
@@ -166,7 +174,12 @@ class Minimization:
             # The data with the full-batch divisors of the losses (counted, or measured by one forward
             # pass where masks need it; see keras_loss).
             self.tensors = self.objective.data(*self.tensors, ids=ids)
+            started = time.perf_counter()
             value, gradient = self.run.value_and_gradient(position, *self.tensors)
+            self.initial_value = float(value)  # (waits for the evaluation)
+            # The first guess of an iteration's seconds, for the first segment's length (too long
+            # when this call traced the graph: the first segments are short then).
+            self._iteration_seconds = time.perf_counter() - started
         except tf.errors.InvalidArgumentError as error:
             # What the checks above cannot see (labels of a custom loss, shapes the model refuses).
             raise ValueError(
@@ -174,7 +187,6 @@ class Minimization:
                 f"weights ({_error_line(error)}). Class labels in `y` must lie within the model's "
                 "outputs, and `x` must have the shape the model takes."
             ) from error
-        self.initial_value = float(value)
         if not math.isfinite(self.initial_value) or not np.all(np.isfinite(gradient.numpy())):
             raise ValueError(
                 f"The loss at the starting weights is not finite ({self.initial_value}): check the "
@@ -193,17 +205,28 @@ class Minimization:
         self._iterations_before, self._evaluations_before = 0, 1
         self.iterations, self.evaluations, self.restarts = 0, 1, 0
         self.state, self.converged, self.failed, self.done = None, False, False, False
-        self.budget_spent = False
+        self.budget_spent, self.interrupted = False, False
         self.failures = []  # why each failed segment failed, in words
         # Non-finite evaluations of the objective up to the last failure (see `_failure`).
         self._non_finite_before = int(self.objective.non_finite_evaluations.numpy())
 
     def advance(self, until_iteration):
-        """Runs L-BFGS until `until_iteration` total iterations, convergence, the budget or final failure."""
+        """Runs L-BFGS until `until_iteration` total iterations, convergence, the budget or final failure.
+
+        In compiled segments of about `SEGMENT_SECONDS` each (at least one
+        iteration; the length follows the seconds per iteration measured so
+        far), so that a `KeyboardInterrupt` is seen within about one segment.
+        Segments change no result: each resumes the previous one's state, with
+        the same tolerances.
+        """
         o = self.options
         dtype = self.objective.dtype
+        # |f| that f_relative_tolerance is relative to: taken at each call and each restart, not at
+        # each segment, so that the segments' lengths (from the clock) change nothing.
+        f_reference = abs(self.best_value)
         while not self.done and self.iterations < until_iteration:
-            end = until_iteration
+            length = max(1, int(SEGMENT_SECONDS / max(self._iteration_seconds, 1e-9)))
+            end = min(until_iteration, self.iterations + length)
             budget = _NO_BUDGET if o.max_evaluations is None else o.max_evaluations - self._evaluations_before
             if o.max_evaluations is not None and o.line_search == "hager_zhang":
                 # TFP's loop knows no budget: run short segments as it nears (about 3 evaluations
@@ -215,8 +238,9 @@ class Minimization:
             # TFP compares |change of f| with f_relative_tolerance * f, which never holds for a
             # negative f (tfp issue 1391); compare it with f_relative_tolerance * |f| instead,
             # |f| taken at the start of each segment.
-            f_tolerance = tf.constant(o.f_relative_tolerance * abs(self.best_value), dtype)
+            f_tolerance = tf.constant(o.f_relative_tolerance * f_reference, dtype)
             scale = tf.constant(self.scale, dtype)
+            started, iterations_before = time.perf_counter(), self.iterations
             if self.state is None:
                 pairs = self._initial_history or self._no_pairs()
                 self._initial_history = None  # a restart after a failure starts with no pairs
@@ -234,6 +258,8 @@ class Minimization:
                 self.best_gradient = state.objective_gradient / self.scale
             self.iterations = self._iterations_before + int(state.num_iterations)
             self.evaluations = self._evaluations_before + int(state.num_objective_evaluations)
+            if self.iterations > iterations_before:
+                self._iteration_seconds = (time.perf_counter() - started) / (self.iterations - iterations_before)
             self.converged, self.failed = bool(state.converged), bool(state.failed)
             self.budget_spent = o.max_evaluations is not None and self.evaluations >= o.max_evaluations
             if self.converged or self.iterations >= o.max_iterations or self.budget_spent:
@@ -246,6 +272,7 @@ class Minimization:
                     self.restarts += 1
                     self._iterations_before, self._evaluations_before = self.iterations, self.evaluations
                     self.state = None
+                    f_reference = abs(self.best_value)
 
     def pairs(self):
         """The curvature pairs `(s, y, count)` of the latest segment (`initial_step` route), or `None`."""
@@ -277,6 +304,30 @@ class Minimization:
     def assign_best(self):
         """Writes the best weights found so far into the model."""
         self.objective.assign(self.best_position)
+
+    def interrupt(self, interrupt, what):
+        """Ends the run at a `KeyboardInterrupt` (Ctrl-C) between segments; the caller raises it again.
+
+        The model takes the best weights reached (`finish`), the interrupt's
+        message says where the run stopped, and its `result` attribute holds the
+        `LBFGSResult` so far, as a run stopped by the caller would return it.
+
+        Args:
+            interrupt: The `KeyboardInterrupt` caught.
+            what: The entry point, for the message (e.g. `"LBFGS.minimize"`).
+
+        Returns:
+            The `LBFGSResult`.
+        """
+        self.interrupted = True
+        result = self.finish()
+        interrupt.args = (
+            f"{what} interrupted after {result.iterations} iterations ({result.evaluations} evaluations, "
+            f"{result.seconds:.1f} s): the model holds the best weights reached, loss {result.loss:.6g} "
+            f"(at the start {result.initial_loss:.6g}).",
+        )
+        interrupt.result = result
+        return result
 
     def finish(self):
         """Leaves the model at the best weights (and refreshed batch statistics); returns the result."""
@@ -312,6 +363,8 @@ class Minimization:
             if self.best_value >= self.initial_value:
                 what += "; the starting weights were kept"
             return f"stopped: {what} (after {self.restarts} restart(s) from the best point)"
+        if self.interrupted:
+            return f"interrupted (KeyboardInterrupt) after {self.iterations} iterations"
         if self.iterations >= o.max_iterations:
             return f"stopped: max_iterations ({o.max_iterations}) reached"
         return f"stopped after {self.iterations} iterations (by the caller)"
@@ -350,10 +403,9 @@ class CompiledRun:
         self.value_and_gradient = example_free(objective.value_and_gradient, 1, jit_compile=options.jit_compile)
         # The data term without gradient (held-out checks), compiled once per run too.
         self.value = example_free(objective.value, 1)
+        tfp_route = options.line_search == "hager_zhang"
         start, resume = (
-            (self._start_tfp, self._resume_tfp)
-            if options.line_search == "hager_zhang"
-            else (self._start_initial_step, self._resume_initial_step)
+            (self._start_tfp, self._resume_tfp) if tfp_route else (self._start_initial_step, self._resume_initial_step)
         )
         if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
             # TensorFlow (2.21) cannot build a cross-worker all-reduce inside TFP's nested
@@ -362,10 +414,14 @@ class CompiledRun:
             # loop runs eagerly and each evaluation is one compiled call holding the all-reduce.
             self.start, self.resume = start, resume
         else:
-            # start(u, value, gradient, s, y, count, max_iterations, budget, f_tolerance, scale, *data)
-            self.start = example_free(start, 10)
             # resume(state, max_iterations, budget, f_tolerance, scale, *data)
             self.resume = example_free(resume, 5)
+            # start(u, value, gradient, s, y, count, max_iterations, budget, f_tolerance, scale, *data):
+            # on the initial-step route the first state in a small graph, then the loop graph
+            # `resume`, so that a run traces its loop once however many segments it takes.
+            self.start = example_free(start, 10) if tfp_route else _StartFromState(
+                tf.function(self._initial_state), self.resume
+            )
 
     def _scaled(self, scale, *data):
         def scaled_value_and_gradient(u):
@@ -390,13 +446,17 @@ class CompiledRun:
             max_line_search_iterations=o.max_line_search_iterations,
         )
 
+    def _initial_state(self, u, value, gradient_u, s_history, y_history, history_size, scale):
+        """The state before the first iteration, at a point evaluated already, with the pairs given."""
+        o = self.options
+        state = lbfgs_loop.state_at(u, value, gradient_u, o.num_correction_pairs, o.tolerance * scale)
+        return state._replace(position_deltas=s_history, gradient_deltas=y_history, history_size=history_size)
+
     def _start_initial_step(
         self, u, value, gradient_u, s_history, y_history, history_size, max_iterations, budget, f_tolerance, scale,
         *data,
     ):
-        o = self.options
-        state = lbfgs_loop.state_at(u, value, gradient_u, o.num_correction_pairs, o.tolerance * scale)
-        state = state._replace(position_deltas=s_history, gradient_deltas=y_history, history_size=history_size)
+        state = self._initial_state(u, value, gradient_u, s_history, y_history, history_size, scale)
         return self._initial_step(state, max_iterations, budget, f_tolerance, scale, *data)
 
     def _resume_initial_step(self, state, max_iterations, budget, f_tolerance, scale, *data):
@@ -431,6 +491,22 @@ class CompiledRun:
             max_iterations, f_tolerance, scale, *data,
             initial_position=None, previous_optimizer_results=state,
         )
+
+
+class _StartFromState:
+    """`CompiledRun.start` of the initial-step route: the compiled first state, then `resume`'s loop."""
+
+    def __init__(self, initial_state, resume):
+        self.initial_state, self.resume = initial_state, resume
+
+    def __call__(self, u, value, gradient_u, s_history, y_history, history_size, max_iterations, budget,
+                 f_tolerance, scale, *data):
+        state = self.initial_state(u, value, gradient_u, s_history, y_history, history_size, scale)
+        return self.resume(state, max_iterations, budget, f_tolerance, scale, *data)
+
+    def experimental_get_tracing_count(self):
+        """Graphs of the first state traced so far (the loop's are `resume`'s)."""
+        return self.initial_state.experimental_get_tracing_count()
 
 
 class Progress:

@@ -1,6 +1,8 @@
 """The public LBFGS optimizer (keras_subset/lbfgs.py) on real MNIST: arguments, serialisation, LBFGS.fit,
 and model.compile(optimizer=LBFGS()) + model.fit."""
 
+import time
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -8,7 +10,7 @@ import keras
 
 import keras_subset
 
-from conftest import small_cnn
+from conftest import interrupt_after, small_cnn
 from convex import downsampled, flat_weights, logistic_regression, numpy_objective, scipy_optimum
 
 
@@ -365,3 +367,23 @@ def test_compile_fit_with_minibatches_reports_the_loss_of_the_batch_it_accepted_
     for doc in (keras_subset.LBFGS.fit_results.__doc__, keras_subset.LBFGS.apply.__doc__):
         doc = " ".join(doc.split())
         assert "full batch" in doc and "the whole training set" in doc and "one batch" in doc, doc
+
+
+def test_ctrl_c_stops_the_fit_route_within_an_epoch_and_keeps_the_best_weights(mnist):
+    # Issue 31, B: an epoch of many iterations is not waited for, and the model keeps its progress.
+    x, y = mnist[0][:4000], mnist[1][:4000]
+    model = small_cnn(seed=1)
+    initial = model.get_weights()
+    optimizer = keras_subset.LBFGS(max_iterations=1)
+    optimizer.fit(model, x, y, verbose=0)  # traces the graphs
+    model.set_weights(initial)
+    optimizer.max_iterations = 1000
+    started = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt) as caught, interrupt_after(3.0):
+        optimizer.fit(model, x, y, epochs=2, iterations_per_epoch=500, verbose=0)  # about 30 s here
+    stopped = time.perf_counter() - started
+    result = caught.value.result
+    assert stopped < 3.0 + 5.0 and result.iterations < 1000 / 3, (stopped, result)
+    assert str(caught.value).startswith("LBFGS.fit interrupted after")
+    assert result.loss < 0.5 * result.initial_loss
+    assert model.evaluate(x, y, batch_size=4000, verbose=0)[0] == pytest.approx(result.loss, rel=1e-4)
