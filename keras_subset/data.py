@@ -43,9 +43,10 @@ def to_arrays(x, y=None, sample_weight=None):
         ValueError: for empty inputs (arrays or datasets), an infinite
             dataset or one of unknown size past the byte limit, `y` given
             together with a dataset, arrays whose first dimensions disagree,
-            inputs or targets that are not numbers (strings, objects), or
-            sample weights that are negative, NaN or Inf, or zero for every
-            example.
+            inputs or targets that are not numbers (strings, objects) or hold
+            NaN or Inf (the message names the array and its first such
+            example), or sample weights that are negative, NaN or Inf, or zero
+            for every example.
     """
     if isinstance(x, tf.data.Dataset):
         if y is not None or sample_weight is not None:
@@ -60,8 +61,8 @@ def to_arrays(x, y=None, sample_weight=None):
         if sample_weight is not None:
             sample_weight = np.asarray(sample_weight)
     for name, value in (("x", x), ("y", y), ("sample_weight", sample_weight)):
-        for leaf in [] if value is None else tf.nest.flatten(value):
-            checks.check_numeric(name, leaf)
+        for leaf_name, leaf in named_leaves(name, value):
+            checks.check_numeric(leaf_name, leaf)
     n = num_examples(x)
     if n == 0:
         raise ValueError("`x` is empty: it holds 0 examples, so there is nothing to fit.")
@@ -81,7 +82,20 @@ def to_arrays(x, y=None, sample_weight=None):
                 f"{np.shape(sample_weight)}."
             )
         checks.check_sample_weight("sample_weight", sample_weight)
+    # Before any work: a NaN outside the first subset would otherwise be met after the weights moved.
+    for name, value in (("x", x), ("y", y)):
+        for leaf_name, leaf in named_leaves(name, value):
+            checks.check_finite(leaf_name, leaf)
     return x, y, sample_weight
+
+
+def named_leaves(name, value):
+    """`(name, array)` for every array in the nest `value` (none for `None`): `x`, or `x[0]`, `x['image']`."""
+    if value is None:
+        return []
+    if not tf.nest.is_nested(value):
+        return [(name, value)]
+    return [(name + "".join(f"[{key!r}]" for key in path), leaf) for path, leaf in keras.tree.flatten_with_path(value)]
 
 
 def apply_class_weight(y, sample_weight, class_weight):

@@ -85,6 +85,14 @@ def _error_line(error):
     return line.split("  Label values:")[0].split(" [[")[0].strip()
 
 
+def not_fitting(error):
+    """The `ValueError` for a TensorFlow `InvalidArgumentError` of an evaluation: data the model cannot take."""
+    return ValueError(
+        f"`y` or `x` does not fit the model: the loss could not be evaluated ({_error_line(error)}). Class "
+        "labels in `y` must lie within the model's outputs, and `x` must have the shape the model takes."
+    )
+
+
 def first_step_scale(gradient):
     """The coordinate scale that makes the first L-BFGS step SciPy's: length 1 along -g.
 
@@ -182,15 +190,16 @@ class Minimization:
             self._iteration_seconds = time.perf_counter() - started
         except tf.errors.InvalidArgumentError as error:
             # What the checks above cannot see (labels of a custom loss, shapes the model refuses).
+            raise not_fitting(error) from error
+        bad = int(np.size(gradient) - np.count_nonzero(np.isfinite(gradient.numpy())))
+        if not math.isfinite(self.initial_value) or bad:
+            part = f"the loss is {self.initial_value}" if not math.isfinite(self.initial_value) else (
+                f"the loss is {self.initial_value:.6g}, but {bad} of its {np.size(gradient)} gradient entries are "
+                "NaN or Inf"
+            )
             raise ValueError(
-                "`y` or `x` does not fit the model: the loss could not be evaluated at the starting "
-                f"weights ({_error_line(error)}). Class labels in `y` must lie within the model's "
-                "outputs, and `x` must have the shape the model takes."
-            ) from error
-        if not math.isfinite(self.initial_value) or not np.all(np.isfinite(gradient.numpy())):
-            raise ValueError(
-                f"The loss at the starting weights is not finite ({self.initial_value}): check the "
-                "inputs (NaN or Inf values, labels out of range) and the model's initial weights."
+                f"The loss at the starting weights is not finite: {part}. Check the labels (within the "
+                "model's outputs), the loss and the model's weights (the inputs were checked: finite)."
             )
         # The optimiser works in scaled coordinates u = position / scale whose first step is
         # SciPy's (see `first_step_scale`); later steps are scaled by the curvature estimate.
@@ -362,6 +371,8 @@ class Minimization:
             what = self.failures[-1] if self.failures else "the line search failed"
             if self.best_value >= self.initial_value:
                 what += "; the starting weights were kept"
+            else:
+                what += f"; the best finite weights reached were kept (loss {self.best_value:.6g})"
             return f"stopped: {what} (after {self.restarts} restart(s) from the best point)"
         if self.interrupted:
             return f"interrupted (KeyboardInterrupt) after {self.iterations} iterations"

@@ -42,7 +42,7 @@ from keras_subset import chunking
 from keras_subset import data as data_lib
 from keras_subset import subset as subset_lib
 from keras_subset.lbfgs import LBFGS
-from keras_subset.minimize import Minimization, example_free
+from keras_subset.minimize import Minimization, example_free, not_fitting
 from keras_subset.augment import check_copies
 from keras_subset.keras_loss import KerasLoss, check_loss_argument
 from keras_subset.objective import Objective, check_targets
@@ -226,6 +226,12 @@ def pretrain(
     is put back as it was before the call, so a `fit` that runs `pretrain`
     from a callback goes on.
 
+    An error in a stage (one a later, larger subset meets first, as a label
+    outside the model's outputs behind a custom loss) puts back the weights the
+    call started with, and its message says so; NaN or Inf in `x`, `y` or the
+    weights is refused before any stage (the message names the first such
+    example).
+
     Ctrl-C (`KeyboardInterrupt`) ends the current stage in the same way, within
     about a second or one L-BFGS iteration (one minibatch step of a Keras
     optimizer): the stage keeps its weights as its rule says, no later stage
@@ -338,10 +344,23 @@ def pretrain(
         )
     stop_training = getattr(model, "stop_training", False)
     model.stop_training = False
+    initial_weights = model.get_weights()
     try:
         _run_stages(plan, verbose)
     except KeyboardInterrupt as interrupt:
         plan.interrupt = interrupt  # outside a stage's iterations: the stages finished stand
+    except Exception as error:
+        # What only a later stage can meet (a label or loss its subset holds first): no result is
+        # returned, so no half-trained weights are left either.
+        model.set_weights(initial_weights)
+        if isinstance(error, tf.errors.InvalidArgumentError):
+            error = not_fitting(error)  # (a held-out check meets the next stage's examples first)
+        elif not isinstance(error, ValueError):
+            raise
+        raise ValueError(
+            f"{error} (in stage {len(plan.done) + 1}/{len(plan.sizes)}; the model's weights were put back to "
+            "those pretrain started with)"
+        ) from error
     finally:
         stopped_by_callback = bool(model.stop_training)
         model.stop_training = stop_training

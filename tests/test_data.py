@@ -52,8 +52,8 @@ def test_negative_non_finite_or_all_zero_sample_weights_are_refused(mnist):
     before = model.get_weights()
     for weights, match in (
         (-np.ones(100), "`sample_weight` must be finite and >= 0.*negative"),
-        (np.where(np.arange(100) == 7, np.nan, 1.0), "`sample_weight` must be finite and >= 0.*NaN or Inf"),
-        (np.where(np.arange(100) == 7, np.inf, 1.0), "`sample_weight` must be finite and >= 0.*NaN or Inf"),
+        (np.where(np.arange(100) == 7, np.nan, 1.0), "`sample_weight` holds NaN at example 7"),
+        (np.where(np.arange(100) == 7, np.inf, 1.0), "`sample_weight` holds Inf at example 7"),
         (np.zeros(100), "`sample_weight` is zero for every example"),
     ):
         with pytest.raises(ValueError, match=match):
@@ -139,3 +139,31 @@ def test_unbatched_dataset_is_refused_with_how_to_batch_it(mnist):
     one_hot = tf.data.Dataset.from_tensor_slices((x, keras.utils.to_categorical(y, 10)))
     with pytest.raises(ValueError, match=r"\.batch\(n\)"):
         to_arrays(one_hot)
+
+
+@pytest.mark.fast
+def test_non_finite_inputs_are_refused_naming_the_array_and_the_first_bad_example(mnist):
+    # Issue 31, C: found before any work, for arrays and datasets, in x, y and sample weights.
+    x, y = mnist[0][:300].copy(), mnist[1][:300]
+    x[17, 3] = np.nan
+    x[40, 0, 0] = np.inf
+    model = small_cnn(seed=1)
+    before = model.get_weights()
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(64)
+    for data in ((x, y), (dataset,)):
+        with pytest.raises(ValueError, match=r"`x` holds NaN at example 17 \(entry \(17, 3, 0, 0\)\).*2 examples"):
+            keras_subset.LBFGS(max_iterations=2).minimize(model, *data)
+        with pytest.raises(ValueError, match=r"`x` holds NaN at example 17"):
+            keras_subset.LBFGS(max_iterations=2).fit(model, *data, verbose=0)
+        with pytest.raises(ValueError, match=r"`x` holds NaN at example 17"):
+            keras_subset.pretrain(model, *data, size=200)
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    targets = np.where(np.arange(300) == 250, np.inf, y.astype("float32"))
+    with pytest.raises(ValueError, match=r"`y` holds Inf at example 250"):
+        to_arrays(mnist[0][:300], targets)
+    inputs = {"a": mnist[0][:300], "b": np.where(np.arange(300)[:, None] == 9, np.nan, np.ones((300, 2)))}
+    with pytest.raises(ValueError, match=r"`x\['b'\]` holds NaN at example 9"):
+        to_arrays(inputs, y)
+    with pytest.raises(ValueError, match=r"`validation_data`.*`x` holds NaN at example 17"):
+        keras_subset.LBFGS(max_iterations=2).fit(model, mnist[0][:300], y, validation_data=(x, y), verbose=0)

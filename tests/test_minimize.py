@@ -90,6 +90,7 @@ def test_nan_during_run_never_leaves_nan_weights(mnist, line_search):
     assert result.failed and result.restarts == 1, result  # it did run into the NaN region
     # The reason says which of the two failures it was.
     assert "non-finite" in result.reason and "no further decrease" not in result.reason, result.reason
+    assert "the best finite weights reached were kept" in result.reason, result.reason
     assert all(np.all(np.isfinite(w)) for w in model.get_weights())
     assert np.isfinite(result.loss) and result.loss <= result.initial_loss
     objective = Objective(model, loss=loss)
@@ -103,10 +104,27 @@ def test_non_finite_initial_loss_is_an_error(mnist):
     x[3, 5, 5, 0] = np.nan
     model = small_cnn()
     before = model.get_weights()
-    with pytest.raises(ValueError, match="not finite"):
+    with pytest.raises(ValueError, match=r"`x` holds NaN at example 3 \(entry \(3, 5, 5, 0\)\)"):
         keras_subset.LBFGS().minimize(model, x, y)
     for a, b in zip(before, model.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.fast
+def test_a_finite_loss_with_a_non_finite_gradient_at_the_start_is_named_as_such(mnist):
+    # Issue 31, C: the message printed the finite loss as the part that was not finite.
+    x, y = mnist[0][:50], mnist[1][:50]
+
+    @tf.custom_gradient
+    def nan_gradient(value):
+        return tf.identity(value), lambda upstream: upstream * np.nan
+
+    def loss(y_true, y_pred):  # the cross-entropy, with a NaN gradient
+        return nan_gradient(keras.losses.sparse_categorical_crossentropy(y_true, y_pred))
+
+    model = small_cnn()
+    with pytest.raises(ValueError, match=r"the loss is 2\.\d+, but 1490 of its 1490 gradient entries are NaN or Inf"):
+        keras_subset.LBFGS().minimize(model, x, y, loss=loss)
 
 
 @pytest.mark.parametrize("line_search", keras_subset.lbfgs.LINE_SEARCHES)

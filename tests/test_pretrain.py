@@ -327,3 +327,40 @@ def test_ctrl_c_ends_pretrain_in_its_stage_and_keeps_the_stages_so_far(mnist, op
     subset = result.subset_indices
     assert len(subset) == 1000 and stage.loss < 0.7 * result.initial_loss, (stage, result.initial_loss)
     assert model.evaluate(x[subset], y[subset], batch_size=1000, verbose=0)[0] == pytest.approx(stage.loss, rel=1e-4)
+
+
+def test_non_finite_inputs_under_progressive_pretrain_are_found_before_any_weight_changes(mnist):
+    # Issue 31, C: a NaN outside the first subset was found at a later stage's start, after the
+    # weights had moved, as "the loss at the starting weights is not finite (0.445)".
+    x, y = mnist[0][:3000].copy(), mnist[1][:3000]
+    x[5, 3] = np.nan
+    model = small_cnn(seed=1)
+    before = model.get_weights()
+    with pytest.raises(ValueError, match=r"`x` holds NaN at example 5 \(entry \(5, 3, 0, 0\)\)"):
+        keras_subset.pretrain(model, x, y, ratio=1.0, growth=2.0, seed=0)
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("stop_rule, stage", [("held_out", 1), ("minimum", 2)])
+def test_a_later_stage_that_cannot_start_puts_back_the_weights_the_call_started_with(mnist, stop_rule, stage):
+    # What no check up front sees (a label outside the outputs, behind a custom loss), seen only
+    # when the example is first evaluated (in the first stage's held-out check, or when the second
+    # stage starts), after the weights moved: they go back to those of the call's start.
+    x, y = mnist[0][:3000], mnist[1][:3000].copy()
+    model = small_cnn(seed=1)
+    first = keras_subset.subset_size_for_ratio(model, 1.0)
+    order = keras_subset.subset.nested_order(3000, "random", 0)
+    y[order[first + 10]] = 12  # in the second stage, not the first
+
+    def wrapped(y_true, y_pred):
+        return keras.losses.sparse_categorical_crossentropy(y_true, y_pred)
+
+    before = model.get_weights()
+    with pytest.raises(ValueError, match=rf"label value of 12.*in stage {stage}/6; the model's weights were put back"):
+        keras_subset.pretrain(
+            model, x, y, loss=wrapped, ratio=1.0, growth=2.0, seed=0, optimizer=keras_subset.LBFGS(max_iterations=5),
+            stop_rule=stop_rule,
+        )
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
