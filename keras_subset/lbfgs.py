@@ -25,6 +25,28 @@ _FROZEN_SINCE_BUILT = (
 )
 
 
+# Callbacks that set `model.optimizer.learning_rate`: under `LBFGS.fit` that is the compiled
+# optimizer, which L-BFGS does not use (and L-BFGS has no learning rate).
+_LEARNING_RATE_CALLBACKS = (keras.callbacks.ReduceLROnPlateau, keras.callbacks.LearningRateScheduler)
+
+
+def _without_learning_rate_callbacks(callbacks):
+    """`callbacks` less those that set a learning rate, each left out with a warning."""
+    kept = []
+    for callback in callbacks or []:
+        if isinstance(callback, _LEARNING_RATE_CALLBACKS):
+            warnings.warn(
+                f"LBFGS.fit: {type(callback).__name__} has no effect on L-BFGS, whose step lengths come from "
+                "its line search, not from a learning rate. It is not run, so the compiled optimizer's "
+                "learning rate stays as it is; remove it (to stop early use EarlyStopping or `max_iterations`).",
+                UserWarning,
+                stacklevel=3,
+            )
+        else:
+            kept.append(callback)
+    return kept
+
+
 def _enclosing_xla_context():
     """The XLA context the current graph is traced in (under `jit_compile=True`), or `None`.
 
@@ -560,7 +582,10 @@ class LBFGS(keras.optimizers.Optimizer):
                 or a finite, batched `tf.data.Dataset` of those, as `model.fit`
                 takes it; checked (converted, and one small batch evaluated)
                 before the first iteration.
-            callbacks: A list of `keras.callbacks.Callback`.
+            callbacks: A list of `keras.callbacks.Callback`. Those that set a
+                learning rate (`ReduceLROnPlateau`, `LearningRateScheduler`)
+                are left out with a warning: L-BFGS has none, and they would
+                change the compiled optimizer's.
             verbose: 0 silent, 1 progress bar, 2 one line per epoch.
             class_weight, augment, copies, seed: As for `minimize`.
 
@@ -603,7 +628,7 @@ class LBFGS(keras.optimizers.Optimizer):
             except (ValueError, tf.errors.OpError) as error:
                 raise ValueError(f"`validation_data` cannot be evaluated by the model: {error}") from error
         callback_list = keras.callbacks.CallbackList(
-            callbacks, add_history=True, add_progbar=verbose != 0, model=model,
+            _without_learning_rate_callbacks(callbacks), add_history=True, add_progbar=verbose != 0, model=model,
             verbose=verbose, epochs=epochs, steps=1,
         )
         model.stop_training = False

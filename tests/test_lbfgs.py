@@ -387,3 +387,25 @@ def test_ctrl_c_stops_the_fit_route_within_an_epoch_and_keeps_the_best_weights(m
     assert str(caught.value).startswith("LBFGS.fit interrupted after")
     assert result.loss < 0.5 * result.initial_loss
     assert model.evaluate(x, y, batch_size=4000, verbose=0)[0] == pytest.approx(result.loss, rel=1e-4)
+
+
+@pytest.mark.fast
+def test_fit_route_warns_that_learning_rate_callbacks_do_nothing_and_leaves_the_compiled_optimizer(mnist):
+    # Issue 31, D: ReduceLROnPlateau lowered the compiled Adam's learning rate (1e-3 to 1.25e-4)
+    # without a word; L-BFGS has no learning rate.
+    x, y = mnist[0][:300], mnist[1][:300]
+    model = small_cnn(seed=9)  # compiled with Adam, learning rate 1e-3
+    callbacks = [
+        keras.callbacks.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=0, min_delta=10.0),
+        keras.callbacks.LearningRateScheduler(lambda epoch, rate: rate * 0.1),
+        keras.callbacks.History(),
+    ]
+    with pytest.warns(UserWarning) as caught:
+        history = keras_subset.LBFGS(max_iterations=20).fit(
+            model, x, y, epochs=4, iterations_per_epoch=3, callbacks=callbacks, verbose=0
+        )
+    messages = [str(w.message) for w in caught]
+    for name in ("ReduceLROnPlateau", "LearningRateScheduler"):
+        assert any(m.startswith(f"LBFGS.fit: {name} has no effect on L-BFGS") for m in messages), messages
+    assert float(model.optimizer.learning_rate) == pytest.approx(1e-3)
+    assert len(history.history["loss"]) == 4 and "learning_rate" not in history.history
