@@ -357,13 +357,17 @@ class Objective:
         Runs the model in training mode over `x` in chunks at the current weights
         (from the same starting state as the objective) and stores the population
         mean and variance of each batch-normalised feature, computed exactly from
-        the per-chunk means and variances. Does nothing for models without
-        `keras.layers.BatchNormalization` layers.
+        the per-chunk means and variances. Frozen layers (`trainable=False`,
+        which Keras runs in inference mode even in training mode) keep theirs
+        bit for bit, as under Keras's `fit`. Does nothing for models without
+        trainable `keras.layers.BatchNormalization` layers.
 
         Args:
             x: Tensors (or a nest) holding all inputs.
         """
-        layers = [l for l in chunking.all_layers(self.model) if isinstance(l, keras.layers.BatchNormalization)]
+        layers = [
+            l for l in chunking.all_layers(self.model) if isinstance(l, keras.layers.BatchNormalization) and l.trainable
+        ]
         if not layers:
             return
         stats = _population_statistics(self, layers, x)
