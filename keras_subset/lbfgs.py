@@ -1,5 +1,6 @@
 """`LBFGS`: TensorFlow Probability's L-BFGS minimiser for Keras models, full batch."""
 
+import sys
 import warnings
 
 import numpy as np
@@ -11,7 +12,7 @@ from keras_subset import chunking
 from keras_subset import data as data_lib
 from keras_subset import stepwise
 from keras_subset.minimize import Minimization, Progress
-from keras_subset.objective import assign_flat, check_targets, flatten
+from keras_subset.objective import assign_flat, check_targets, flatten, random_preprocessing_layers
 
 _DTYPES = ("float32", "float64")
 LINE_SEARCHES = ("initial_step", "hager_zhang")
@@ -45,6 +46,49 @@ def _without_learning_rate_callbacks(callbacks):
         else:
             kept.append(callback)
     return kept
+
+
+def _traced_by_keras_fit():
+    """`(model, data adapter)` of the Keras `model.fit` whose training step is being traced, or `(None, None)`.
+
+    A Keras 3 optimizer is told neither the model nor the data; `fit`'s frame,
+    up the stack while its step is traced, holds both (`keras.Model.fit`'s
+    `self` and `epoch_iterator`). `(None, None)` in a custom training loop.
+    """
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "fit" and "epoch_iterator" in frame.f_locals:
+            found = frame.f_locals
+            return found.get("self"), getattr(found["epoch_iterator"], "data_adapter", None)
+        frame = frame.f_back
+    return None, None
+
+
+def _warn_about_the_fit_call():
+    """Warns, while `model.fit`'s step is traced, when it is not full-batch L-BFGS on fixed data."""
+    model, adapter = _traced_by_keras_fit()
+    with tf.init_scope():  # (a dataset's size is read eagerly, outside the step's graph)
+        batches = getattr(adapter, "num_batches", None)  # batches in one pass over the data; None: unknown
+    if batches is not None and batches > 1:
+        warnings.warn(
+            f"LBFGS (model.compile route): model.fit splits the data into {batches} batches per pass, so each "
+            "L-BFGS step sees another batch: mini-batch L-BFGS, whose line search compares the losses of "
+            "different batches, without L-BFGS's guarantees. For L-BFGS give all the data in one batch: "
+            "model.fit(x, y, batch_size=len(x)) (Keras's default is 32), a dataset of one batch, or "
+            "LBFGS().minimize / LBFGS().fit (chunked, any size).",
+            UserWarning,
+            stacklevel=2,
+        )
+    random_layers = "" if model is None else random_preprocessing_layers(model)
+    if random_layers:
+        warnings.warn(
+            f"LBFGS (model.compile route): the model holds random preprocessing layers ({random_layers}), which "
+            "model.fit redraws at every step, so the line search compares losses of differently augmented "
+            "data. For augmentation with L-BFGS use LBFGS().minimize, LBFGS().fit or keras_subset.pretrain "
+            "with those layers as `augment=` and `copies=` (fixed augmented copies of every example).",
+            UserWarning,
+            stacklevel=2,
+        )
 
 
 def _enclosing_xla_context():
@@ -325,7 +369,10 @@ class LBFGS(keras.optimizers.Optimizer):
         search compares the losses of different batches and has no guarantee, and
         `fit_results["loss"]` is the loss on the batch of the step that accepted the
         point, not over the whole training set. A Keras 3 optimizer never sees the
-        dataset's size, so nothing warns about minibatches.
+        dataset's size; `model.fit`'s frame does, and with more than one batch per
+        pass over the data a warning says so while the step is traced (at the
+        first `fit` after `compile`, or for data of a new shape), as it does for
+        random preprocessing layers, which `fit` redraws at every step.
 
         The first step of a run (and the first after a `fit` has ended) evaluates the
         starting weights: when its loss or gradient is not finite (NaN inputs, labels
@@ -343,6 +390,7 @@ class LBFGS(keras.optimizers.Optimizer):
             trainable_variables: The model's trainable variables, in the order of
                 the first call.
         """
+        _warn_about_the_fit_call()  # (runs while the step is traced)
         if trainable_variables is None:
             if not self.built:
                 raise ValueError("Call `optimizer.build(trainable_variables)` first, or pass `trainable_variables`.")

@@ -18,6 +18,7 @@ import dataclasses
 import math
 import time
 import types
+import warnings
 import weakref
 
 import numpy as np
@@ -27,7 +28,7 @@ import keras
 
 from keras_subset import data as data_lib
 from keras_subset import lbfgs_loop
-from keras_subset.objective import Objective, check_targets
+from keras_subset.objective import Objective, check_targets, random_preprocessing_layers
 from keras_subset.tracing import ExampleFree, signature
 
 
@@ -155,6 +156,16 @@ class Minimization:
             options, model, loss, (augment, copies, seed), data=signature(self.x, self.y, self.sample_weight)
         )
         check_targets(model, self.y, loss)
+        random_layers = random_preprocessing_layers(model)
+        if random_layers and not options.training:
+            warnings.warn(
+                f"The model holds random preprocessing layers ({random_layers}), which the L-BFGS "
+                "objective runs in inference mode (training=False), where they do nothing: it fits the examples "
+                "as they are. For augmentation with L-BFGS pass those layers as `augment=` with `copies=` "
+                "(fixed augmented copies of every example), and leave them out of the model.",
+                UserWarning,
+                stacklevel=3,
+            )
         self.tensors = (
             tf.nest.map_structure(data_lib.to_tensor, self.x),
             tf.nest.map_structure(data_lib.to_tensor, self.y),

@@ -4,6 +4,9 @@ import numpy as np
 import tensorflow as tf
 import keras
 
+# Keras has no public name for the base of its preprocessing layers (RandomFlip, Rescaling, ...).
+from keras.src.layers.preprocessing.data_layer import DataLayer as _DataLayer
+
 from keras_subset import checks
 from keras_subset import chunking
 from keras_subset import subset as subset_lib
@@ -419,6 +422,19 @@ def _population_statistics(objective, layers, x):
                 "refreshing its statistics needs 0 <= momentum < 1."
             )
     return _population_statistics_graph(objective, layers, tf.nest.map_structure(tf.convert_to_tensor, x))
+
+
+def random_preprocessing_layers(model):
+    """The kinds of random preprocessing layer in `model`, as a string (`"RandomFlip, RandomZoom"`), or `""`.
+
+    Keras's preprocessing layers that draw random numbers (`RandomFlip`,
+    `RandomTranslation`, `MixUp`, ...: a `SeedGenerator` of their own) are
+    active only in training mode, where each call draws anew.
+    """
+    return ", ".join(sorted({
+        type(layer).__name__ for layer in chunking.all_layers(model)
+        if isinstance(layer, _DataLayer) and any(isinstance(v, keras.random.SeedGenerator) for v in vars(layer).values())
+    }))
 
 
 def flatten(tensors, dtype):

@@ -2,6 +2,7 @@
 and model.compile(optimizer=LBFGS()) + model.fit."""
 
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -409,3 +410,44 @@ def test_fit_route_warns_that_learning_rate_callbacks_do_nothing_and_leaves_the_
         assert any(m.startswith(f"LBFGS.fit: {name} has no effect on L-BFGS") for m in messages), messages
     assert float(model.optimizer.learning_rate) == pytest.approx(1e-3)
     assert len(history.history["loss"]) == 4 and "learning_rate" not in history.history
+
+
+def _augmented_cnn(seed=3):
+    """A small CNN whose first layer is Keras's usual random augmentation."""
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([
+        keras.Input((28, 28, 1)),
+        keras.layers.RandomTranslation(0.1, 0.1),
+        keras.layers.Conv2D(4, 3, strides=2, activation="relu"),
+        keras.layers.MaxPooling2D(),
+        keras.layers.Flatten(),
+        keras.layers.Dense(10, activation="softmax"),
+    ])
+    return model
+
+
+@pytest.mark.fast
+def test_compile_fit_warns_about_minibatches_and_random_layers_it_redraws(mnist):
+    # Issue 31, E: Keras's default batch size (32) ran mini-batch L-BFGS without a word at run
+    # time, and random augmentation layers were redrawn at every step, also without a word.
+    x, y = mnist[0][:256], mnist[1][:256]
+    model = small_cnn(seed=3)
+    model.compile(optimizer=keras_subset.LBFGS(), loss="sparse_categorical_crossentropy")
+    with pytest.warns(UserWarning, match=r"model\.fit splits the data into 8 batches.*batch_size=len\(x\)"):
+        model.fit(x, y, epochs=1, verbose=0)
+    # (Checked while Keras traces the step: at the first fit after compile.)
+    model.compile(optimizer=keras_subset.LBFGS(), loss="sparse_categorical_crossentropy")
+    with pytest.warns(UserWarning, match=r"into 4 batches"):
+        model.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(64), epochs=1, verbose=0)
+    model = small_cnn(seed=3)
+    model.compile(optimizer=keras_subset.LBFGS(), loss="sparse_categorical_crossentropy")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(x, y, batch_size=len(x), epochs=2, verbose=0)
+        # One batch repeated (`steps_per_epoch`): the whole set at every step, as the docs say.
+        model.fit(tf.data.Dataset.from_tensors((x, y)).repeat(), steps_per_epoch=2, epochs=1, verbose=0)
+    assert not [w for w in caught if "LBFGS" in str(w.message)], [str(w.message) for w in caught]
+    model = _augmented_cnn()
+    model.compile(optimizer=keras_subset.LBFGS(), loss="sparse_categorical_crossentropy")
+    with pytest.warns(UserWarning, match=r"random preprocessing layers \(RandomTranslation\).*redraws.*`copies=`"):
+        model.fit(x, y, batch_size=len(x), epochs=1, verbose=0)

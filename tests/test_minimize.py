@@ -383,3 +383,23 @@ def test_segments_of_any_length_give_the_same_run(mnist, monkeypatch):
     assert (one.iterations, one.evaluations, one.loss) == (many.iterations, many.evaluations, many.loss)
     for a, b in zip(weights_one, weights_many):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.fast
+def test_random_preprocessing_layers_that_the_objective_turns_off_get_a_warning(mnist):
+    # Issue 31, E: RandomFlip & co. in the model do nothing in inference mode, the objective's
+    # default; the warning points to `augment=` and `copies=`.
+    x, y = mnist[0][:200], mnist[1][:200]
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([
+        keras.Input((28, 28, 1)),
+        keras.layers.RandomFlip("horizontal"),
+        keras.layers.Flatten(),
+        keras.layers.Dense(10, activation="softmax"),
+    ])
+    model.compile(loss="sparse_categorical_crossentropy")
+    match = r"random preprocessing layers \(RandomFlip\).*inference mode.*`augment=`.*`copies=`"
+    with pytest.warns(UserWarning, match=match):
+        keras_subset.LBFGS(max_iterations=1).minimize(model, x, y)
+    with pytest.warns(UserWarning, match=match):
+        keras_subset.pretrain(model, x, y, size=150, optimizer=keras_subset.LBFGS(max_iterations=1))
