@@ -532,9 +532,12 @@ class LBFGS(keras.optimizers.Optimizer):
 
         Args:
             model: A built Keras model, compiled with a loss unless `loss` is given.
-            x: Inputs: arrays, tensors (or a list/dict of them), or a finite,
-                batched `tf.data.Dataset` of `(x, y)` or `(x, y, sample_weight)`.
-            y: Targets (`None` when `x` is a dataset).
+            x: Inputs: arrays, tensors (or a list/dict of them), a Python list
+                of numbers (one array), or a source of batches of `(x, y)` or
+                `(x, y, sample_weight)` read whole first: a finite, batched
+                `tf.data.Dataset`, a `keras.utils.PyDataset` or a generator that
+                ends (`keras_subset.data.to_arrays`). NaN or Inf is refused.
+            y: Targets (`None` when `x` is a source of batches).
             sample_weight: Per-example weights of shape `(N,)` or `(N, 1)`, or `None`.
             loss: A loss to use instead of the compiled one: a name, function,
                 `keras.losses.Loss`, or a list/dict of them for several outputs.
@@ -627,7 +630,7 @@ class LBFGS(keras.optimizers.Optimizer):
             iterations_per_epoch: L-BFGS iterations per epoch.
             loss: A loss to minimise instead of the compiled one.
             validation_data: `(x_val, y_val)`, `(x_val, y_val, sample_weight)`
-                or a finite, batched `tf.data.Dataset` of those, as `model.fit`
+                or a source of batches of those (as `x`), as `model.fit`
                 takes it; checked (converted, and one small batch evaluated)
                 before the first iteration.
             callbacks: A list of `keras.callbacks.Callback`. Those that set a

@@ -249,9 +249,12 @@ def pretrain(
 
     Args:
         model: A compiled (with a loss), built Keras model.
-        x: Inputs: arrays, tensors (or a list/dict of them) or a finite,
-            batched `tf.data.Dataset` of `(x, y)` or `(x, y, sample_weight)`.
-        y: Targets (`None` when `x` is a dataset).
+        x: Inputs: arrays, tensors (or a list/dict of them), a Python list of
+            numbers, or a source of batches of `(x, y)` or `(x, y,
+            sample_weight)` (a finite `tf.data.Dataset`, a
+            `keras.utils.PyDataset`, a generator that ends), as
+            `LBFGS.minimize` takes them.
+        y: Targets (`None` when `x` is a source of batches).
         sample_weight: Optional non-negative per-example weights, of shape
             `(N,)` or `(N, 1)`.
         class_weight: Optional dict `{class index: weight}`, turned into
