@@ -55,6 +55,11 @@ class ExampleFree:
         self.examples = frozenset(examples)
 
     def __call__(self, *args):
+        self.trace(*args)
+        return self.function(*args)
+
+    def trace(self, *args):
+        """Traces the graph for arguments like `args` (the example dimension free), unless traced; runs nothing."""
         # Inside another function's trace the call is part of that graph, with its shapes.
         first = self.function.experimental_get_tracing_count() == 0 and tf.executing_eagerly()
         if first and not _distributed(args):
@@ -63,7 +68,6 @@ class ExampleFree:
                 for i, arg in enumerate(args)
             ]
             self.function.get_concrete_function(*specs)
-        return self.function(*args)
 
     def experimental_get_tracing_count(self):
         """Graphs traced so far (as `tf.function`'s)."""

@@ -120,3 +120,18 @@ def test_later_calls_with_targets_of_another_rank_or_dtype_trace_their_own_graph
     history = keras_subset.LBFGS(max_iterations=1).fit(model, x, y[:, None], verbose=0)
     reference = float(np.mean(keras.losses.sparse_categorical_crossentropy(y, model(x))))
     assert history.history["loss"][-1] == pytest.approx(reference, rel=1e-4)
+
+
+@pytest.mark.parametrize("line_search", keras_subset.lbfgs.LINE_SEARCHES)
+def test_a_run_in_many_segments_traces_nothing_after_a_one_iteration_call(mnist, monkeypatch, line_search):
+    # As the engine benchmark times a run: a one-iteration call first, then the timed run, whose
+    # segments (about a second each, for Ctrl-C) must not trace a graph (seconds each).
+    monkeypatch.setattr(keras_subset.minimize, "SEGMENT_SECONDS", 0.0)  # one iteration a segment
+    x, y = mnist[0][:300], mnist[1][:300]
+    model = small_cnn(seed=3)
+    optimizer = keras_subset.LBFGS(max_iterations=1, line_search=line_search)
+    optimizer.minimize(model, x, y)
+    traced = _counts(optimizer)
+    optimizer.max_iterations = 6
+    assert optimizer.minimize(model, x, y).iterations == 6
+    assert _counts(optimizer) == traced and traced["start"] == traced["resume"] == 1, traced
