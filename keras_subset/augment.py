@@ -81,13 +81,16 @@ class Copies:
             copy: Which copy each row is (int, shape [n]; 0 for the original).
         """
         base = tf.constant([self.seed, 0], tf.int64)
+        # warn=False: Keras's layers are converted with while_loops, which TensorFlow says at
+        # every trace (about 26 log lines per augmented run) though nothing is wrong.
         seeds = tf.vectorized_map(
             lambda pair: tf.random.experimental.stateless_fold_in(
                 tf.random.experimental.stateless_fold_in(base, pair[0]), pair[1]
             ),
             (tf.cast(ids, tf.int64), tf.cast(copy, tf.int64)),
+            warn=False,
         )
-        augmented = tf.vectorized_map(self._one, (images, seeds))
+        augmented = tf.vectorized_map(self._one, (images, seeds), warn=False)
         keep = tf.reshape(copy > 0, [-1] + [1] * (images.shape.rank - 1))
         return tf.where(keep, tf.cast(augmented, images.dtype), images)
 

@@ -153,6 +153,48 @@ def check_numeric(name, array):
     return array
 
 
+# Values per block of `check_finite`: its temporary arrays stay this small (1 MiB of booleans).
+_FINITE_BLOCK = 2**20
+
+
+def check_finite(name, array):
+    """Returns `array` when every value in it is finite; else a `ValueError` naming the first bad example.
+
+    A NaN or Inf in the inputs, targets or weights makes the loss or its
+    gradient non-finite wherever that example is evaluated: at the start, or
+    only at a later stage of progressive subsets, after the weights moved.
+    Checked in blocks of examples, so no temporary array grows with the data.
+
+    Args:
+        name: The array's name (e.g. `"x"`, `"x['image']"`).
+        array: A NumPy array, one row per example (integer and bool arrays
+            are finite by kind).
+
+    Returns:
+        `array`, unchanged.
+    """
+    array = np.asarray(array)
+    if array.dtype.kind not in "fc" or array.size == 0:
+        return array
+    rows = array.reshape(len(array), -1) if array.ndim else array.reshape(1, 1)
+    step = max(1, _FINITE_BLOCK // max(rows.shape[1], 1))
+    for start in range(0, len(rows), step):
+        finite = np.isfinite(rows[start : start + step])
+        if finite.all():
+            continue
+        example = start + int(np.argmin(finite.all(axis=1)))
+        entry = np.unravel_index(int(np.argmin(np.isfinite(rows[example]))), array.shape[1:])
+        value = array[(example,) + entry] if array.ndim else array.item()
+        what = "NaN" if np.isnan(value) else "Inf" if value > 0 else "-Inf"
+        bad = sum(int(np.count_nonzero(~np.isfinite(rows[s : s + step]).all(axis=1))) for s in range(start, len(rows), step))
+        raise ValueError(
+            f"`{name}` holds {what} at example {example} (entry {(example,) + tuple(int(i) for i in entry)}); "
+            f"{bad} example{'s hold' if bad > 1 else ' holds'} NaN or Inf values in all, which make the loss or "
+            "its gradient non-finite. Remove those examples or replace the values (e.g. `np.nan_to_num`)."
+        )
+    return array
+
+
 def check_sample_weight(name, weights):
     """Returns per-example weights when they are finite, >= 0 and not all zero.
 
@@ -167,12 +209,9 @@ def check_sample_weight(name, weights):
     Returns:
         `weights`, unchanged.
     """
-    weights = check_numeric(name, np.asarray(weights))
+    weights = check_finite(name, check_numeric(name, np.asarray(weights)))
     if weights.size == 0:
         return weights
-    if weights.dtype.kind == "f" and not np.all(np.isfinite(weights)):
-        bad = int(np.size(weights) - np.count_nonzero(np.isfinite(weights)))
-        raise ValueError(f"`{name}` must be finite and >= 0, but {bad} weight(s) are NaN or Inf.")
     if np.any(weights < 0):
         raise ValueError(
             f"`{name}` must be finite and >= 0, but {int(np.count_nonzero(weights < 0))} weight(s) are "

@@ -1,5 +1,7 @@
-"""Turns the inputs users pass (arrays, tensors, a finite `tf.data.Dataset`) into arrays."""
+"""Turns the inputs users pass (arrays, tensors, lists, a finite `tf.data.Dataset`, `keras.utils.PyDataset`
+or generator of batches) into arrays."""
 
+import collections.abc
 import sys
 import time
 
@@ -10,10 +12,11 @@ import keras
 from keras_subset import checks
 
 # How many bytes of examples a `tf.data.Dataset` of unknown cardinality (most
-# `from_generator` datasets, `filter`, ...) may yield before `to_arrays` stops
-# reading it: such a dataset may never end, and reading on would fill the memory.
-# A dataset of known size (`.take(n)`, `tf.data.experimental.assert_cardinality(n)`)
-# is read whole. Read at each call, so it may be changed at run time.
+# `from_generator` datasets, `filter`, ...), or a Python generator of batches, may
+# yield before `to_arrays` stops reading it: such a source may never end, and
+# reading on would fill the memory. A dataset of known size (`.take(n)`,
+# `tf.data.experimental.assert_cardinality(n)`) or a `keras.utils.PyDataset` of known
+# length is read whole. Read at each call, so it may be changed at run time.
 MAX_UNKNOWN_CARDINALITY_BYTES = 4 * 2**30
 # The same for the number of batches: a never-ending generator of small batches reaches the byte
 # limit only after minutes (730 s measured for one), this one in well under a minute (about 22 s
@@ -28,11 +31,16 @@ def to_arrays(x, y=None, sample_weight=None):
 
     Args:
         x: Input data: a NumPy array, a tensor, a list/dict of those (for
-            multi-input models), or a finite, batched `tf.data.Dataset`
-            yielding `(x, y)` or `(x, y, sample_weight)` as `model.fit` takes
-            it. A dataset of unknown cardinality is read until it ends or
-            until it has yielded `MAX_UNKNOWN_CARDINALITY_BYTES` bytes.
-        y: Targets, or `None` when `x` is a dataset.
+            multi-input models), a Python list of numbers (nested lists: one
+            array), or a source of batches as `model.fit` takes it, each batch
+            `(x, y)` or `(x, y, sample_weight)`: a finite, batched
+            `tf.data.Dataset`, a `keras.utils.PyDataset` of known length, or a
+            generator (any iterator) that ends after one pass. A dataset of
+            unknown cardinality and a generator are read until they end or
+            until they have yielded `MAX_UNKNOWN_CARDINALITY_BATCHES` batches
+            or `MAX_UNKNOWN_CARDINALITY_BYTES` bytes.
+        y: Targets (a list of numbers is one array), or `None` when `x` is a
+            source of batches.
         sample_weight: Per-example weights of shape `(num_examples,)`, or
             `None`.
 
@@ -41,27 +49,34 @@ def to_arrays(x, y=None, sample_weight=None):
 
     Raises:
         ValueError: for empty inputs (arrays or datasets), an infinite
-            dataset or one of unknown size past the byte limit, `y` given
-            together with a dataset, arrays whose first dimensions disagree,
-            inputs or targets that are not numbers (strings, objects), or
-            sample weights that are negative, NaN or Inf, or zero for every
-            example.
+            dataset or one of unknown size past the limits, `y` given together
+            with a source of batches, a single number where an array of
+            examples belongs, arrays whose first dimensions disagree,
+            inputs or targets that are not numbers (strings, objects) or hold
+            NaN or Inf (the message names the array and its first such
+            example), or sample weights that are negative, NaN or Inf, or zero
+            for every example.
     """
-    if isinstance(x, tf.data.Dataset):
+    source = batch_source(x)
+    if source is not None:
         if y is not None or sample_weight is not None:
             raise ValueError(
-                "When `x` is a tf.data.Dataset, `y` and `sample_weight` must be "
-                "None: the dataset yields (x, y) or (x, y, sample_weight)."
+                f"When `x` is {source}, `y` and `sample_weight` must be None: its batches hold (x, y) or "
+                "(x, y, sample_weight)."
             )
-        x, y, sample_weight = _dataset_to_arrays(x)
+        x, y, sample_weight = _batches_to_arrays(x, source)
     else:
-        x = tf.nest.map_structure(np.asarray, x)
-        y = None if y is None else tf.nest.map_structure(np.asarray, y)
+        x, y = _as_arrays(x), _as_arrays(y)
         if sample_weight is not None:
             sample_weight = np.asarray(sample_weight)
     for name, value in (("x", x), ("y", y), ("sample_weight", sample_weight)):
-        for leaf in [] if value is None else tf.nest.flatten(value):
-            checks.check_numeric(name, leaf)
+        for leaf_name, leaf in named_leaves(name, value):
+            checks.check_numeric(leaf_name, leaf)
+            if np.ndim(leaf) == 0:
+                raise ValueError(
+                    f"`{leaf_name}` is a single number ({leaf.item()!r}), not an array with one row per example: "
+                    "pass an array (a list or dict holds one array per input or output of the model)."
+                )
     n = num_examples(x)
     if n == 0:
         raise ValueError("`x` is empty: it holds 0 examples, so there is nothing to fit.")
@@ -81,7 +96,41 @@ def to_arrays(x, y=None, sample_weight=None):
                 f"{np.shape(sample_weight)}."
             )
         checks.check_sample_weight("sample_weight", sample_weight)
+    # Before any work: a NaN outside the first subset would otherwise be met after the weights moved.
+    for name, value in (("x", x), ("y", y)):
+        for leaf_name, leaf in named_leaves(name, value):
+            checks.check_finite(leaf_name, leaf)
     return x, y, sample_weight
+
+
+def named_leaves(name, value):
+    """`(name, array)` for every array in the nest `value` (none for `None`): `x`, or `x[0]`, `x['image']`."""
+    if value is None:
+        return []
+    if not tf.nest.is_nested(value):
+        return [(name, value)]
+    return [(name + "".join(f"[{key!r}]" for key in path), leaf) for path, leaf in keras.tree.flatten_with_path(value)]
+
+
+def batch_source(x):
+    """What kind of source of batches `x` is, in words (`"a tf.data.Dataset"`, ...), or `None` for data."""
+    if isinstance(x, tf.data.Dataset):
+        return "a tf.data.Dataset"
+    if isinstance(x, keras.utils.PyDataset):
+        return "a keras.utils.PyDataset"
+    if isinstance(x, collections.abc.Iterator):  # a generator, `iter(dataset)`, ...
+        return "a generator"
+    return None
+
+
+def _as_arrays(value):
+    """`value` as a nest of arrays; a (nested) Python list of numbers, as Keras 2 read it, is one array."""
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)) and all(checks.is_number(v) or isinstance(v, (bool, np.bool_))
+                                                for v in tf.nest.flatten(value)):
+        return np.asarray(value)
+    return tf.nest.map_structure(np.asarray, value)
 
 
 def apply_class_weight(y, sample_weight, class_weight):
@@ -143,8 +192,7 @@ def validation_arrays(validation_data):
 
     Args:
         validation_data: `(x_val, y_val)`, `(x_val, y_val, sample_weight)` (a
-            tuple or list), or a finite, batched `tf.data.Dataset` yielding
-            those.
+            tuple or list), or a source of batches of those (`to_arrays`).
 
     Returns:
         A tuple `(x, y, sample_weight)` as `to_arrays` returns it; `y` is never
@@ -154,7 +202,7 @@ def validation_arrays(validation_data):
         ValueError: naming `validation_data`, for anything `to_arrays` refuses,
             another structure, or no targets.
     """
-    if isinstance(validation_data, tf.data.Dataset):
+    if batch_source(validation_data) is not None:
         parts = (validation_data,)
     elif isinstance(validation_data, (tuple, list)) and len(validation_data) in (2, 3):
         parts = tuple(validation_data)
@@ -236,50 +284,68 @@ def take(x, indices):
     return tf.nest.map_structure(lambda a: np.take(a, indices, axis=0), x)
 
 
-def _dataset_to_arrays(dataset):
-    if int(dataset.cardinality()) == int(tf.data.INFINITE_CARDINALITY):
-        raise ValueError(
-            "`x` is an infinite tf.data.Dataset (e.g. made with `.repeat()`); "
-            "pass a finite dataset, one pass of which is the whole training set."
+def _batches_to_arrays(x, source):
+    """Reads every batch of `x`, a source of batches (`batch_source` says `source`), into arrays.
+
+    Returns `(x, y, sample_weight)`, each the concatenation of the batches' parts.
+    """
+    batched = "it must be batched, each element a batch of examples as `model.fit` takes it"
+    if isinstance(x, tf.data.Dataset):
+        batched += " (`dataset.batch(n)`)"
+        cardinality = int(x.cardinality())
+        if cardinality == int(tf.data.INFINITE_CARDINALITY):
+            raise ValueError(
+                "`x` is an infinite tf.data.Dataset (e.g. made with `.repeat()`); "
+                "pass a finite dataset, one pass of which is the whole training set."
+            )
+        unknown, elements = cardinality == int(tf.data.UNKNOWN_CARDINALITY), x.as_numpy_iterator()
+        what, remedy = f"{source} of unknown size", (
+            "Make it finite with `.take(n)` (n batches), or, if it does end, state its size with "
+            "`dataset.apply(tf.data.experimental.assert_cardinality(n))`."
         )
-    batched = "it must be batched, each element a batch of examples as `model.fit` takes it (`dataset.batch(n)`)"
-    if any(
-        isinstance(spec, tf.TensorSpec) and spec.shape.rank == 0
-        for spec in tf.nest.flatten(dataset.element_spec)
-    ):
-        raise ValueError(f"`x` is a tf.data.Dataset whose elements hold scalars, so they are not batches: {batched}.")
-    unknown = int(dataset.cardinality()) == int(tf.data.UNKNOWN_CARDINALITY)
+    elif isinstance(x, keras.utils.PyDataset):
+        if x.num_batches is None:
+            raise ValueError(
+                "`x` is a keras.utils.PyDataset without an end (num_batches None): give it a length "
+                "(`__len__` or `num_batches`), one pass over which is the whole training set."
+            )
+        unknown, elements = False, (x[i] for i in range(x.num_batches))
+        what = remedy = ""
+    else:
+        unknown, elements, what = True, x, source
+        remedy = "Make it end after one pass over the training set (e.g. `itertools.islice(generator, n)`: n batches)."
     parts = ([], [], [])
     read, batches = 0, 0
     started = last_line = time.monotonic()
-    for element in dataset.as_numpy_iterator():
+    for element in elements:
+        element = tf.nest.map_structure(np.asarray, element)
+        if any(np.ndim(leaf) == 0 for leaf in tf.nest.flatten(element)):
+            raise ValueError(f"`x` is {source} whose elements hold scalars, so they are not batches: {batched}.")
         for part, value in zip(parts, keras.utils.unpack_x_y_sample_weight(element)):
             part.append(value)
-        read += sum(np.asarray(leaf).nbytes for leaf in tf.nest.flatten(element))
+        read += sum(leaf.nbytes for leaf in tf.nest.flatten(element))
         batches += 1
         if not unknown:
             continue
         if read > MAX_UNKNOWN_CARDINALITY_BYTES or batches > MAX_UNKNOWN_CARDINALITY_BATCHES:
             raise ValueError(
-                f"`x` is a tf.data.Dataset of unknown size that has yielded {batches} batches ({read} bytes) "
+                f"`x` is {what} that has yielded {batches} batches ({read} bytes) "
                 f"without ending, more than keras_subset.data.MAX_UNKNOWN_CARDINALITY_BATCHES "
                 f"({MAX_UNKNOWN_CARDINALITY_BATCHES}) or MAX_UNKNOWN_CARDINALITY_BYTES "
-                f"({MAX_UNKNOWN_CARDINALITY_BYTES}): it may never end (a generator that loops forever?). "
-                "Make it finite with `.take(n)` (n batches), or, if it does end, state its size with "
-                "`dataset.apply(tf.data.experimental.assert_cardinality(n))`."
+                f"({MAX_UNKNOWN_CARDINALITY_BYTES}): it may never end (a generator that loops forever?). {remedy}"
             )
         now = time.monotonic()
         if now - last_line >= PROGRESS_SECONDS:
             last_line = now
             print(
-                f"keras_subset: reading a tf.data.Dataset of unknown size: {batches} batches, "
+                f"keras_subset: reading {what}: {batches} batches, "
                 f"{read / 2**20:.1f} MiB in {now - started:.0f} s so far (stops with an error after "
                 f"{MAX_UNKNOWN_CARDINALITY_BATCHES} batches or {MAX_UNKNOWN_CARDINALITY_BYTES / 2**30:g} GiB).",
                 file=sys.stderr,
                 flush=True,
             )
     if not parts[0]:
-        raise ValueError("`x` is empty: the tf.data.Dataset yields no elements, so there is nothing to fit.")
+        raise ValueError(f"`x` is empty: {source} yields no elements, so there is nothing to fit.")
 
     def concat(batches):
         if batches[0] is None:
@@ -290,7 +356,7 @@ def _dataset_to_arrays(dataset):
     sizes = {int(np.shape(leaf)[0]) for part in arrays if part is not None for leaf in tf.nest.flatten(part)}
     if len(sizes) > 1:
         raise ValueError(
-            f"The parts of the tf.data.Dataset `x` have different numbers of rows ({sorted(sizes)}), as "
+            f"The parts of {source} `x` have different numbers of rows ({sorted(sizes)}), as "
             f"single examples of different shapes would: is it unbatched? {batched[0].upper()}{batched[1:]}."
         )
     return arrays

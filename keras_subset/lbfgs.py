@@ -1,5 +1,6 @@
 """`LBFGS`: TensorFlow Probability's L-BFGS minimiser for Keras models, full batch."""
 
+import sys
 import warnings
 
 import numpy as np
@@ -11,7 +12,7 @@ from keras_subset import chunking
 from keras_subset import data as data_lib
 from keras_subset import stepwise
 from keras_subset.minimize import Minimization, Progress
-from keras_subset.objective import assign_flat, check_targets, flatten
+from keras_subset.objective import assign_flat, check_targets, flatten, random_preprocessing_layers
 
 _DTYPES = ("float32", "float64")
 LINE_SEARCHES = ("initial_step", "hager_zhang")
@@ -23,6 +24,71 @@ _FROZEN_SINCE_BUILT = (
     "Keras would go on training them with the step it traced. No weights were changed. Compile the "
     "model again with a new LBFGS() after freezing or unfreezing layers."
 )
+
+
+# Callbacks that set `model.optimizer.learning_rate`: under `LBFGS.fit` that is the compiled
+# optimizer, which L-BFGS does not use (and L-BFGS has no learning rate).
+_LEARNING_RATE_CALLBACKS = (keras.callbacks.ReduceLROnPlateau, keras.callbacks.LearningRateScheduler)
+
+
+def _without_learning_rate_callbacks(callbacks):
+    """`callbacks` less those that set a learning rate, each left out with a warning."""
+    kept = []
+    for callback in callbacks or []:
+        if isinstance(callback, _LEARNING_RATE_CALLBACKS):
+            warnings.warn(
+                f"LBFGS.fit: {type(callback).__name__} has no effect on L-BFGS, whose step lengths come from "
+                "its line search, not from a learning rate. It is not run, so the compiled optimizer's "
+                "learning rate stays as it is; remove it (to stop early use EarlyStopping or `max_iterations`).",
+                UserWarning,
+                stacklevel=3,
+            )
+        else:
+            kept.append(callback)
+    return kept
+
+
+def _traced_by_keras_fit():
+    """`(model, data adapter)` of the Keras `model.fit` whose training step is being traced, or `(None, None)`.
+
+    A Keras 3 optimizer is told neither the model nor the data; `fit`'s frame,
+    up the stack while its step is traced, holds both (`keras.Model.fit`'s
+    `self` and `epoch_iterator`). `(None, None)` in a custom training loop.
+    """
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "fit" and "epoch_iterator" in frame.f_locals:
+            found = frame.f_locals
+            return found.get("self"), getattr(found["epoch_iterator"], "data_adapter", None)
+        frame = frame.f_back
+    return None, None
+
+
+def _warn_about_the_fit_call():
+    """Warns, while `model.fit`'s step is traced, when it is not full-batch L-BFGS on fixed data."""
+    model, adapter = _traced_by_keras_fit()
+    with tf.init_scope():  # (a dataset's size is read eagerly, outside the step's graph)
+        batches = getattr(adapter, "num_batches", None)  # batches in one pass over the data; None: unknown
+    if batches is not None and batches > 1:
+        warnings.warn(
+            f"LBFGS (model.compile route): model.fit splits the data into {batches} batches per pass, so each "
+            "L-BFGS step sees another batch: mini-batch L-BFGS, whose line search compares the losses of "
+            "different batches, without L-BFGS's guarantees. For L-BFGS give all the data in one batch: "
+            "model.fit(x, y, batch_size=len(x)) (Keras's default is 32), a dataset of one batch, or "
+            "LBFGS().minimize / LBFGS().fit (chunked, any size).",
+            UserWarning,
+            stacklevel=2,
+        )
+    random_layers = "" if model is None else random_preprocessing_layers(model)
+    if random_layers:
+        warnings.warn(
+            f"LBFGS (model.compile route): the model holds random preprocessing layers ({random_layers}), which "
+            "model.fit redraws at every step, so the line search compares losses of differently augmented "
+            "data. For augmentation with L-BFGS use LBFGS().minimize, LBFGS().fit or keras_subset.pretrain "
+            "with those layers as `augment=` and `copies=` (fixed augmented copies of every example).",
+            UserWarning,
+            stacklevel=2,
+        )
 
 
 def _enclosing_xla_context():
@@ -303,7 +369,10 @@ class LBFGS(keras.optimizers.Optimizer):
         search compares the losses of different batches and has no guarantee, and
         `fit_results["loss"]` is the loss on the batch of the step that accepted the
         point, not over the whole training set. A Keras 3 optimizer never sees the
-        dataset's size, so nothing warns about minibatches.
+        dataset's size; `model.fit`'s frame does, and with more than one batch per
+        pass over the data a warning says so while the step is traced (at the
+        first `fit` after `compile`, or for data of a new shape), as it does for
+        random preprocessing layers, which `fit` redraws at every step.
 
         The first step of a run (and the first after a `fit` has ended) evaluates the
         starting weights: when its loss or gradient is not finite (NaN inputs, labels
@@ -321,6 +390,7 @@ class LBFGS(keras.optimizers.Optimizer):
             trainable_variables: The model's trainable variables, in the order of
                 the first call.
         """
+        _warn_about_the_fit_call()  # (runs while the step is traced)
         if trainable_variables is None:
             if not self.built:
                 raise ValueError("Call `optimizer.build(trainable_variables)` first, or pass `trainable_variables`.")
@@ -462,9 +532,12 @@ class LBFGS(keras.optimizers.Optimizer):
 
         Args:
             model: A built Keras model, compiled with a loss unless `loss` is given.
-            x: Inputs: arrays, tensors (or a list/dict of them), or a finite,
-                batched `tf.data.Dataset` of `(x, y)` or `(x, y, sample_weight)`.
-            y: Targets (`None` when `x` is a dataset).
+            x: Inputs: arrays, tensors (or a list/dict of them), a Python list
+                of numbers (one array), or a source of batches of `(x, y)` or
+                `(x, y, sample_weight)` read whole first: a finite, batched
+                `tf.data.Dataset`, a `keras.utils.PyDataset` or a generator that
+                ends (`keras_subset.data.to_arrays`). NaN or Inf is refused.
+            y: Targets (`None` when `x` is a source of batches).
             sample_weight: Per-example weights of shape `(N,)` or `(N, 1)`, or `None`.
             loss: A loss to use instead of the compiled one: a name, function,
                 `keras.losses.Loss`, or a list/dict of them for several outputs.
@@ -489,17 +562,27 @@ class LBFGS(keras.optimizers.Optimizer):
         Raises:
             ValueError: for a model without trainable weights, inputs that do
                 not fit, or a loss that is not finite at the starting weights.
+            KeyboardInterrupt: at Ctrl-C, within about a second or one
+                iteration, whichever is longer (the compiled loop runs in
+                segments of about `keras_subset.minimize.SEGMENT_SECONDS`). The
+                model holds the best weights reached; the message says after
+                how many iterations and at which loss, and the interrupt's
+                `result` attribute holds the `LBFGSResult` so far.
         """
         run = Minimization(
             self, model, x, y, sample_weight, loss, class_weight=class_weight, augment=augment, copies=copies,
             seed=seed,
         )
         progress = Progress(verbose, self.max_iterations)
-        while not run.done:
-            # Segments also refresh the |loss| that f_relative_tolerance is relative to.
-            step = self.progress_every if verbose or self.f_relative_tolerance else self.max_iterations
-            run.advance(min(self.max_iterations, run.iterations + step))
-            progress.update(run.iterations, run.best_value, run.evaluations)
+        try:
+            while not run.done:
+                # Segments also refresh the |loss| that f_relative_tolerance is relative to.
+                step = self.progress_every if verbose or self.f_relative_tolerance else self.max_iterations
+                run.advance(min(self.max_iterations, run.iterations + step))
+                progress.update(run.iterations, run.best_value, run.evaluations)
+        except KeyboardInterrupt as interrupt:
+            run.interrupt(interrupt, "LBFGS.minimize")
+            raise
         progress.finish(run.iterations, run.best_value, run.evaluations)
         return run.finish()
 
@@ -536,6 +619,9 @@ class LBFGS(keras.optimizers.Optimizer):
         metrics over all of `x` (one forward pass, `model.evaluate`), the
         same for `validation_data` with the prefix `val_`, and the L-BFGS
         `iterations` and `evaluations` so far. `max_iterations` caps the total.
+        At Ctrl-C the `KeyboardInterrupt` comes within about a second or one
+        iteration and propagates, as in `model.fit`; the model then holds the
+        best weights reached, and the message says where it stopped.
 
         Args:
             model: A compiled, built Keras model.
@@ -544,10 +630,13 @@ class LBFGS(keras.optimizers.Optimizer):
             iterations_per_epoch: L-BFGS iterations per epoch.
             loss: A loss to minimise instead of the compiled one.
             validation_data: `(x_val, y_val)`, `(x_val, y_val, sample_weight)`
-                or a finite, batched `tf.data.Dataset` of those, as `model.fit`
+                or a source of batches of those (as `x`), as `model.fit`
                 takes it; checked (converted, and one small batch evaluated)
                 before the first iteration.
-            callbacks: A list of `keras.callbacks.Callback`.
+            callbacks: A list of `keras.callbacks.Callback`. Those that set a
+                learning rate (`ReduceLROnPlateau`, `LearningRateScheduler`)
+                are left out with a warning: L-BFGS has none, and they would
+                change the compiled optimizer's.
             verbose: 0 silent, 1 progress bar, 2 one line per epoch.
             class_weight, augment, copies, seed: As for `minimize`.
 
@@ -574,6 +663,10 @@ class LBFGS(keras.optimizers.Optimizer):
             self, model, x, y, sample_weight, loss, class_weight=class_weight, augment=augment, copies=copies,
             seed=seed,
         )
+        # Keras's `evaluate` reuses the function it traced for earlier data, relaxing the targets'
+        # shapes where they differ ((N,) then (N, 1): unknown rank, which its losses cannot take;
+        # Keras 3.15 fails so on its own). The epochs' logs trace it anew for this call's data.
+        model.test_function = None
         validation = None
         if validation_data is not None:
             # Checked before the first iteration: a failure after an epoch would lose the History.
@@ -586,27 +679,31 @@ class LBFGS(keras.optimizers.Optimizer):
             except (ValueError, tf.errors.OpError) as error:
                 raise ValueError(f"`validation_data` cannot be evaluated by the model: {error}") from error
         callback_list = keras.callbacks.CallbackList(
-            callbacks, add_history=True, add_progbar=verbose != 0, model=model,
+            _without_learning_rate_callbacks(callbacks), add_history=True, add_progbar=verbose != 0, model=model,
             verbose=verbose, epochs=epochs, steps=1,
         )
         model.stop_training = False
         callback_list.on_train_begin()
         logs = {}
-        for epoch in range(epochs):
-            callback_list.on_epoch_begin(epoch)
-            callback_list.on_train_batch_begin(0)
-            run.advance(min(self.max_iterations, run.iterations + iterations_per_epoch))
-            run.assign_best()
-            logs = model.evaluate(run.x, run.y, sample_weight=run.sample_weight, verbose=0, return_dict=True)
-            logs.update(iterations=run.iterations, evaluations=run.evaluations)
-            callback_list.on_train_batch_end(0, logs)
-            if validation is not None:
-                val_x, val_y, val_w = validation
-                val = model.evaluate(val_x, val_y, sample_weight=val_w, verbose=0, return_dict=True)
-                logs.update({"val_" + k: v for k, v in val.items()})
-            callback_list.on_epoch_end(epoch, logs)
-            if model.stop_training or run.done:
-                break
+        try:
+            for epoch in range(epochs):
+                callback_list.on_epoch_begin(epoch)
+                callback_list.on_train_batch_begin(0)
+                run.advance(min(self.max_iterations, run.iterations + iterations_per_epoch))
+                run.assign_best()
+                logs = model.evaluate(run.x, run.y, sample_weight=run.sample_weight, verbose=0, return_dict=True)
+                logs.update(iterations=run.iterations, evaluations=run.evaluations)
+                callback_list.on_train_batch_end(0, logs)
+                if validation is not None:
+                    val_x, val_y, val_w = validation
+                    val = model.evaluate(val_x, val_y, sample_weight=val_w, verbose=0, return_dict=True)
+                    logs.update({"val_" + k: v for k, v in val.items()})
+                callback_list.on_epoch_end(epoch, logs)
+                if model.stop_training or run.done:
+                    break
+        except KeyboardInterrupt as interrupt:
+            run.interrupt(interrupt, "LBFGS.fit")
+            raise
         run.finish()
         callback_list.on_train_end(logs)
         return model.history

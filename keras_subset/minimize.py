@@ -3,8 +3,11 @@
 `Minimization` is one run over one model and one set of examples. It advances
 the optimiser in compiled segments (`CompiledRun`: TFP's `lbfgs_minimize`
 inside `tf.function`), keeps the best finite point found, restarts from it with
-a fresh history after a failure, and ends with an `LBFGSResult`. `Progress`
-draws the Keras progress bar between segments.
+a fresh history after a failure, and ends with an `LBFGSResult`. A segment runs
+about `SEGMENT_SECONDS` at most (at least one iteration), so that Python sees a
+`KeyboardInterrupt` (Ctrl-C) between segments, where `Minimization.interrupt`
+leaves the model at the best weights. `Progress` draws the Keras progress bar
+between segments.
 
 The options (iterations, tolerances, chunking, dtype) come from the public
 `keras_subset.LBFGS`, which owns this machinery; nothing here is public API
@@ -15,6 +18,7 @@ import dataclasses
 import math
 import time
 import types
+import warnings
 import weakref
 
 import numpy as np
@@ -24,8 +28,8 @@ import keras
 
 from keras_subset import data as data_lib
 from keras_subset import lbfgs_loop
-from keras_subset.objective import Objective, check_targets
-from keras_subset.tracing import ExampleFree
+from keras_subset.objective import Objective, check_targets, random_preprocessing_layers
+from keras_subset.tracing import ExampleFree, signature
 
 
 @dataclasses.dataclass
@@ -82,6 +86,14 @@ def _error_line(error):
     return line.split("  Label values:")[0].split(" [[")[0].strip()
 
 
+def not_fitting(error):
+    """The `ValueError` for a TensorFlow `InvalidArgumentError` of an evaluation: data the model cannot take."""
+    return ValueError(
+        f"`y` or `x` does not fit the model: the loss could not be evaluated ({_error_line(error)}). Class "
+        "labels in `y` must lie within the model's outputs, and `x` must have the shape the model takes."
+    )
+
+
 def first_step_scale(gradient):
     """The coordinate scale that makes the first L-BFGS step SciPy's: length 1 along -g.
 
@@ -105,6 +117,12 @@ def first_step_scale(gradient):
 
 # The evaluation budget when there is none: more than any run can spend.
 _NO_BUDGET = np.iinfo(np.int32).max
+
+# About how many seconds one compiled segment runs (at least one iteration): Python sees a Ctrl-C
+# (`KeyboardInterrupt`) only between segments. Each boundary costs a return to Python and a look at
+# the state (2.9 ms measured for P = 101,770 on a busy 2-core CPU), so one a second is lost in the
+# noise of any run; runs shorter than this are one segment, as before.
+SEGMENT_SECONDS = 1.0
 
 
 class Minimization:
@@ -136,9 +154,19 @@ class Minimization:
             raise ValueError("`y` is None: L-BFGS needs targets (pass `y`, or a dataset of (x, y)).")
         self.sample_weight = data_lib.apply_class_weight(self.y, self.sample_weight, class_weight)
         self.objective, self.run = compiled_run(
-            options, model, loss, (augment, copies, seed), weighted=self.sample_weight is not None
+            options, model, loss, (augment, copies, seed), data=signature(self.x, self.y, self.sample_weight)
         )
         check_targets(model, self.y, loss)
+        random_layers = random_preprocessing_layers(model)
+        if random_layers and not options.training:
+            warnings.warn(
+                f"The model holds random preprocessing layers ({random_layers}), which the L-BFGS "
+                "objective runs in inference mode (training=False), where they do nothing: it fits the examples "
+                "as they are. For augmentation with L-BFGS pass those layers as `augment=` with `copies=` "
+                "(fixed augmented copies of every example), and leave them out of the model.",
+                UserWarning,
+                stacklevel=3,
+            )
         self.tensors = (
             tf.nest.map_structure(data_lib.to_tensor, self.x),
             tf.nest.map_structure(data_lib.to_tensor, self.y),
@@ -166,19 +194,24 @@ class Minimization:
             # The data with the full-batch divisors of the losses (counted, or measured by one forward
             # pass where masks need it; see keras_loss).
             self.tensors = self.objective.data(*self.tensors, ids=ids)
+            started = time.perf_counter()
             value, gradient = self.run.value_and_gradient(position, *self.tensors)
+            self.initial_value = float(value)  # (waits for the evaluation)
+            # The first guess of an iteration's seconds, for the first segment's length (too long
+            # when this call traced the graph: the first segments are short then).
+            self._iteration_seconds = time.perf_counter() - started
         except tf.errors.InvalidArgumentError as error:
             # What the checks above cannot see (labels of a custom loss, shapes the model refuses).
+            raise not_fitting(error) from error
+        bad = int(np.size(gradient) - np.count_nonzero(np.isfinite(gradient.numpy())))
+        if not math.isfinite(self.initial_value) or bad:
+            part = f"the loss is {self.initial_value}" if not math.isfinite(self.initial_value) else (
+                f"the loss is {self.initial_value:.6g}, but {bad} of its {np.size(gradient)} gradient entries are "
+                "NaN or Inf"
+            )
             raise ValueError(
-                "`y` or `x` does not fit the model: the loss could not be evaluated at the starting "
-                f"weights ({_error_line(error)}). Class labels in `y` must lie within the model's "
-                "outputs, and `x` must have the shape the model takes."
-            ) from error
-        self.initial_value = float(value)
-        if not math.isfinite(self.initial_value) or not np.all(np.isfinite(gradient.numpy())):
-            raise ValueError(
-                f"The loss at the starting weights is not finite ({self.initial_value}): check the "
-                "inputs (NaN or Inf values, labels out of range) and the model's initial weights."
+                f"The loss at the starting weights is not finite: {part}. Check the labels (within the "
+                "model's outputs), the loss and the model's weights (the inputs were checked: finite)."
             )
         # The optimiser works in scaled coordinates u = position / scale whose first step is
         # SciPy's (see `first_step_scale`); later steps are scaled by the curvature estimate.
@@ -193,17 +226,28 @@ class Minimization:
         self._iterations_before, self._evaluations_before = 0, 1
         self.iterations, self.evaluations, self.restarts = 0, 1, 0
         self.state, self.converged, self.failed, self.done = None, False, False, False
-        self.budget_spent = False
+        self.budget_spent, self.interrupted = False, False
         self.failures = []  # why each failed segment failed, in words
         # Non-finite evaluations of the objective up to the last failure (see `_failure`).
         self._non_finite_before = int(self.objective.non_finite_evaluations.numpy())
 
     def advance(self, until_iteration):
-        """Runs L-BFGS until `until_iteration` total iterations, convergence, the budget or final failure."""
+        """Runs L-BFGS until `until_iteration` total iterations, convergence, the budget or final failure.
+
+        In compiled segments of about `SEGMENT_SECONDS` each (at least one
+        iteration; the length follows the seconds per iteration measured so
+        far), so that a `KeyboardInterrupt` is seen within about one segment.
+        Segments change no result: each resumes the previous one's state, with
+        the same tolerances.
+        """
         o = self.options
         dtype = self.objective.dtype
+        # |f| that f_relative_tolerance is relative to: taken at each call and each restart, not at
+        # each segment, so that the segments' lengths (from the clock) change nothing.
+        f_reference = abs(self.best_value)
         while not self.done and self.iterations < until_iteration:
-            end = until_iteration
+            length = max(1, int(SEGMENT_SECONDS / max(self._iteration_seconds, 1e-9)))
+            end = min(until_iteration, self.iterations + length)
             budget = _NO_BUDGET if o.max_evaluations is None else o.max_evaluations - self._evaluations_before
             if o.max_evaluations is not None and o.line_search == "hager_zhang":
                 # TFP's loop knows no budget: run short segments as it nears (about 3 evaluations
@@ -215,8 +259,9 @@ class Minimization:
             # TFP compares |change of f| with f_relative_tolerance * f, which never holds for a
             # negative f (tfp issue 1391); compare it with f_relative_tolerance * |f| instead,
             # |f| taken at the start of each segment.
-            f_tolerance = tf.constant(o.f_relative_tolerance * abs(self.best_value), dtype)
+            f_tolerance = tf.constant(o.f_relative_tolerance * f_reference, dtype)
             scale = tf.constant(self.scale, dtype)
+            started, iterations_before = time.perf_counter(), self.iterations
             if self.state is None:
                 pairs = self._initial_history or self._no_pairs()
                 self._initial_history = None  # a restart after a failure starts with no pairs
@@ -234,6 +279,8 @@ class Minimization:
                 self.best_gradient = state.objective_gradient / self.scale
             self.iterations = self._iterations_before + int(state.num_iterations)
             self.evaluations = self._evaluations_before + int(state.num_objective_evaluations)
+            if self.iterations > iterations_before:
+                self._iteration_seconds = (time.perf_counter() - started) / (self.iterations - iterations_before)
             self.converged, self.failed = bool(state.converged), bool(state.failed)
             self.budget_spent = o.max_evaluations is not None and self.evaluations >= o.max_evaluations
             if self.converged or self.iterations >= o.max_iterations or self.budget_spent:
@@ -246,6 +293,7 @@ class Minimization:
                     self.restarts += 1
                     self._iterations_before, self._evaluations_before = self.iterations, self.evaluations
                     self.state = None
+                    f_reference = abs(self.best_value)
 
     def pairs(self):
         """The curvature pairs `(s, y, count)` of the latest segment (`initial_step` route), or `None`."""
@@ -277,6 +325,30 @@ class Minimization:
     def assign_best(self):
         """Writes the best weights found so far into the model."""
         self.objective.assign(self.best_position)
+
+    def interrupt(self, interrupt, what):
+        """Ends the run at a `KeyboardInterrupt` (Ctrl-C) between segments; the caller raises it again.
+
+        The model takes the best weights reached (`finish`), the interrupt's
+        message says where the run stopped, and its `result` attribute holds the
+        `LBFGSResult` so far, as a run stopped by the caller would return it.
+
+        Args:
+            interrupt: The `KeyboardInterrupt` caught.
+            what: The entry point, for the message (e.g. `"LBFGS.minimize"`).
+
+        Returns:
+            The `LBFGSResult`.
+        """
+        self.interrupted = True
+        result = self.finish()
+        interrupt.args = (
+            f"{what} interrupted after {result.iterations} iterations ({result.evaluations} evaluations, "
+            f"{result.seconds:.1f} s): the model holds the best weights reached, loss {result.loss:.6g} "
+            f"(at the start {result.initial_loss:.6g}).",
+        )
+        interrupt.result = result
+        return result
 
     def finish(self):
         """Leaves the model at the best weights (and refreshed batch statistics); returns the result."""
@@ -311,7 +383,11 @@ class Minimization:
             what = self.failures[-1] if self.failures else "the line search failed"
             if self.best_value >= self.initial_value:
                 what += "; the starting weights were kept"
+            else:
+                what += f"; the best finite weights reached were kept (loss {self.best_value:.6g})"
             return f"stopped: {what} (after {self.restarts} restart(s) from the best point)"
+        if self.interrupted:
+            return f"interrupted (KeyboardInterrupt) after {self.iterations} iterations"
         if self.iterations >= o.max_iterations:
             return f"stopped: max_iterations ({o.max_iterations}) reached"
         return f"stopped after {self.iterations} iterations (by the caller)"
@@ -350,10 +426,9 @@ class CompiledRun:
         self.value_and_gradient = example_free(objective.value_and_gradient, 1, jit_compile=options.jit_compile)
         # The data term without gradient (held-out checks), compiled once per run too.
         self.value = example_free(objective.value, 1)
+        tfp_route = options.line_search == "hager_zhang"
         start, resume = (
-            (self._start_tfp, self._resume_tfp)
-            if options.line_search == "hager_zhang"
-            else (self._start_initial_step, self._resume_initial_step)
+            (self._start_tfp, self._resume_tfp) if tfp_route else (self._start_initial_step, self._resume_initial_step)
         )
         if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
             # TensorFlow (2.21) cannot build a cross-worker all-reduce inside TFP's nested
@@ -362,10 +437,12 @@ class CompiledRun:
             # loop runs eagerly and each evaluation is one compiled call holding the all-reduce.
             self.start, self.resume = start, resume
         else:
-            # start(u, value, gradient, s, y, count, max_iterations, budget, f_tolerance, scale, *data)
-            self.start = example_free(start, 10)
             # resume(state, max_iterations, budget, f_tolerance, scale, *data)
             self.resume = example_free(resume, 5)
+            # start(u, value, gradient, s, y, count, max_iterations, budget, f_tolerance, scale, *data)
+            self.start = _Start(self.resume, start=example_free(start, 10)) if tfp_route else _Start(
+                self.resume, initial_state=tf.function(self._initial_state)
+            )
 
     def _scaled(self, scale, *data):
         def scaled_value_and_gradient(u):
@@ -390,13 +467,17 @@ class CompiledRun:
             max_line_search_iterations=o.max_line_search_iterations,
         )
 
+    def _initial_state(self, u, value, gradient_u, s_history, y_history, history_size, scale):
+        """The state before the first iteration, at a point evaluated already, with the pairs given."""
+        o = self.options
+        state = lbfgs_loop.state_at(u, value, gradient_u, o.num_correction_pairs, o.tolerance * scale)
+        return state._replace(position_deltas=s_history, gradient_deltas=y_history, history_size=history_size)
+
     def _start_initial_step(
         self, u, value, gradient_u, s_history, y_history, history_size, max_iterations, budget, f_tolerance, scale,
         *data,
     ):
-        o = self.options
-        state = lbfgs_loop.state_at(u, value, gradient_u, o.num_correction_pairs, o.tolerance * scale)
-        state = state._replace(position_deltas=s_history, gradient_deltas=y_history, history_size=history_size)
+        state = self._initial_state(u, value, gradient_u, s_history, y_history, history_size, scale)
         return self._initial_step(state, max_iterations, budget, f_tolerance, scale, *data)
 
     def _resume_initial_step(self, state, max_iterations, budget, f_tolerance, scale, *data):
@@ -433,6 +514,34 @@ class CompiledRun:
         )
 
 
+class _Start:
+    """`CompiledRun.start`, traced so that no later segment of a run traces anything.
+
+    Called as `(u, value, gradient, s, y, count, max_iterations, budget,
+    f_tolerance, scale, *data)`. On the initial-step route (`initial_state`)
+    the first state comes from a small graph and the loop is `resume`'s: one
+    loop graph however many segments a run takes. TFP's route (`start`, which
+    evaluates the start itself) has a loop graph of its own, and its first call
+    traces `resume`'s too.
+    """
+
+    def __init__(self, resume, initial_state=None, start=None):
+        self.resume, self.initial_state, self.start = resume, initial_state, start
+
+    def __call__(self, u, value, gradient_u, s_history, y_history, history_size, *rest):
+        if self.initial_state is not None:
+            scale = rest[3]
+            state = self.initial_state(u, value, gradient_u, s_history, y_history, history_size, scale)
+            return self.resume(state, *rest)
+        state = self.start(u, value, gradient_u, s_history, y_history, history_size, *rest)
+        self.resume.trace(state, *rest)
+        return state
+
+    def experimental_get_tracing_count(self):
+        """Start graphs traced so far (the initial state's, or TFP's start; the loop's are `resume`'s)."""
+        return (self.initial_state or self.start).experimental_get_tracing_count()
+
+
 class Progress:
     """A Keras progress bar over iterations: `verbose=1` one updating bar, `verbose=2` one line per update."""
 
@@ -461,16 +570,18 @@ _RUNS_ATTRIBUTE = "_keras_subset_compiled_runs"
 _RUNS_KEPT = 4
 
 
-def compiled_run(options, model, loss, copies=(None, 0, None), weighted=False):
+def compiled_run(options, model, loss, copies=(None, 0, None), data=None):
     """Returns `(objective, CompiledRun)` for `model`, reusing an earlier call's when they fit.
 
     Tracing the L-BFGS loop costs seconds, so `minimize` calls on the same model,
-    loss, variables and augmentation, by this `LBFGS` or by any other with the
-    same graph settings (`_graph_settings`), reuse the traced graphs; the model
-    keeps the last `_RUNS_KEPT` of them. `options._cache` holds the last one used
-    (a weak reference to the model, the key, the objective and the run). `weighted`
-    (sample weights given or not) is part of the key: the objective learns the
-    form of each loss's divisor from the first data it sees (`keras_loss`).
+    loss, variables, augmentation and kind of data, by this `LBFGS` or by any
+    other with the same graph settings (`_graph_settings`), reuse the traced
+    graphs; the model keeps the last `_RUNS_KEPT` of them. `options._cache` holds
+    the last one used (a weak reference to the model, the key, the objective and
+    the run). `data` is `keras_subset.tracing.signature(x, y, sample_weight)`:
+    the graphs are traced for its ranks and dtypes (only the number of examples
+    is free), and the objective learns the form of each loss's divisor from the
+    first data it sees (`keras_loss`), sample weights or none.
     """
     resolved = loss if loss is not None else getattr(model, "loss", None)
     # A recompiled model has a new loss container even where `model.loss` is the same string.
@@ -478,7 +589,7 @@ def compiled_run(options, model, loss, copies=(None, 0, None), weighted=False):
     key = (
         id(resolved),
         id(container),
-        bool(weighted),
+        data,
         tuple(id(v) for v in model.trainable_variables),
         len(model.non_trainable_variables),
         _graph_settings(options),

@@ -4,6 +4,9 @@ import numpy as np
 import tensorflow as tf
 import keras
 
+# Keras has no public name for the base of its preprocessing layers (RandomFlip, Rescaling, ...).
+from keras.src.layers.preprocessing.data_layer import DataLayer as _DataLayer
+
 from keras_subset import checks
 from keras_subset import chunking
 from keras_subset import subset as subset_lib
@@ -357,13 +360,17 @@ class Objective:
         Runs the model in training mode over `x` in chunks at the current weights
         (from the same starting state as the objective) and stores the population
         mean and variance of each batch-normalised feature, computed exactly from
-        the per-chunk means and variances. Does nothing for models without
-        `keras.layers.BatchNormalization` layers.
+        the per-chunk means and variances. Frozen layers (`trainable=False`,
+        which Keras runs in inference mode even in training mode) keep theirs
+        bit for bit, as under Keras's `fit`. Does nothing for models without
+        trainable `keras.layers.BatchNormalization` layers.
 
         Args:
             x: Tensors (or a nest) holding all inputs.
         """
-        layers = [l for l in chunking.all_layers(self.model) if isinstance(l, keras.layers.BatchNormalization)]
+        layers = [
+            l for l in chunking.all_layers(self.model) if isinstance(l, keras.layers.BatchNormalization) and l.trainable
+        ]
         if not layers:
             return
         stats = _population_statistics(self, layers, x)
@@ -415,6 +422,19 @@ def _population_statistics(objective, layers, x):
                 "refreshing its statistics needs 0 <= momentum < 1."
             )
     return _population_statistics_graph(objective, layers, tf.nest.map_structure(tf.convert_to_tensor, x))
+
+
+def random_preprocessing_layers(model):
+    """The kinds of random preprocessing layer in `model`, as a string (`"RandomFlip, RandomZoom"`), or `""`.
+
+    Keras's preprocessing layers that draw random numbers (`RandomFlip`,
+    `RandomTranslation`, `MixUp`, ...: a `SeedGenerator` of their own) are
+    active only in training mode, where each call draws anew.
+    """
+    return ", ".join(sorted({
+        type(layer).__name__ for layer in chunking.all_layers(model)
+        if isinstance(layer, _DataLayer) and any(isinstance(v, keras.random.SeedGenerator) for v in vars(layer).values())
+    }))
 
 
 def flatten(tensors, dtype):

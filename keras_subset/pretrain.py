@@ -42,7 +42,7 @@ from keras_subset import chunking
 from keras_subset import data as data_lib
 from keras_subset import subset as subset_lib
 from keras_subset.lbfgs import LBFGS
-from keras_subset.minimize import Minimization, example_free
+from keras_subset.minimize import Minimization, example_free, not_fitting
 from keras_subset.augment import check_copies
 from keras_subset.keras_loss import KerasLoss, check_loss_argument
 from keras_subset.objective import Objective, check_targets
@@ -226,6 +226,19 @@ def pretrain(
     is put back as it was before the call, so a `fit` that runs `pretrain`
     from a callback goes on.
 
+    An error in a stage (one a later, larger subset meets first, as a label
+    outside the model's outputs behind a custom loss) puts back the weights the
+    call started with, and its message says so; NaN or Inf in `x`, `y` or the
+    weights is refused before any stage (the message names the first such
+    example).
+
+    Ctrl-C (`KeyboardInterrupt`) ends the current stage in the same way, within
+    about a second or one L-BFGS iteration (one minibatch step of a Keras
+    optimizer): the stage keeps its weights as its rule says, no later stage
+    runs, and the `KeyboardInterrupt` propagates, its message saying where it
+    stopped and its `result` attribute holding the `PretrainResult` of the
+    stages so far (the interrupted one last), or `None` before any.
+
     Batch normalisation and dropout: with `training=None` the subset objective
     runs the model in training mode when it has `BatchNormalization` or
     `Dropout` layers (batch statistics as `fit` uses them, fixed dropout masks
@@ -236,9 +249,12 @@ def pretrain(
 
     Args:
         model: A compiled (with a loss), built Keras model.
-        x: Inputs: arrays, tensors (or a list/dict of them) or a finite,
-            batched `tf.data.Dataset` of `(x, y)` or `(x, y, sample_weight)`.
-        y: Targets (`None` when `x` is a dataset).
+        x: Inputs: arrays, tensors (or a list/dict of them), a Python list of
+            numbers, or a source of batches of `(x, y)` or `(x, y,
+            sample_weight)` (a finite `tf.data.Dataset`, a
+            `keras.utils.PyDataset`, a generator that ends), as
+            `LBFGS.minimize` takes them.
+        y: Targets (`None` when `x` is a source of batches).
         sample_weight: Optional non-negative per-example weights, of shape
             `(N,)` or `(N, 1)`.
         class_weight: Optional dict `{class index: weight}`, turned into
@@ -331,34 +347,75 @@ def pretrain(
         )
     stop_training = getattr(model, "stop_training", False)
     model.stop_training = False
+    initial_weights = model.get_weights()
     try:
-        stages, initial_loss = _run_stages(plan, verbose)
+        _run_stages(plan, verbose)
+    except KeyboardInterrupt as interrupt:
+        plan.interrupt = interrupt  # outside a stage's iterations: the stages finished stand
+    except Exception as error:
+        # What only a later stage can meet (a label or loss its subset holds first): no result is
+        # returned, so no half-trained weights are left either.
+        model.set_weights(initial_weights)
+        if isinstance(error, tf.errors.InvalidArgumentError):
+            error = not_fitting(error)  # (a held-out check meets the next stage's examples first)
+        elif not isinstance(error, ValueError):
+            raise
+        raise ValueError(
+            f"{error} (in stage {len(plan.done) + 1}/{len(plan.sizes)}; the model's weights were put back to "
+            "those pretrain started with)"
+        ) from error
     finally:
         stopped_by_callback = bool(model.stop_training)
         model.stop_training = stop_training
-    return PretrainResult(
+    stages = plan.done
+    result = None if not stages else PretrainResult(
         stages=stages,
         example_gradients=sum(s.example_gradients for s in stages),
         example_forwards=sum(s.example_forwards for s in stages),
         seconds=time.perf_counter() - start_time,
-        initial_loss=initial_loss,
+        initial_loss=plan.initial_loss,
         subset_indices=np.sort(plan.order[: stages[-1].size]),
         num_examples=plan.n,
         q_full=plan.q_full,
         stopped_by_callback=stopped_by_callback,
     )
+    if plan.interrupt is not None:
+        raise _interrupted(plan, result)
+    return result
+
+
+def _interrupted(plan, result):
+    """`plan`'s `KeyboardInterrupt`, its message saying where `pretrain` stopped, `result` the stages so far."""
+    stages = plan.done
+    if stages and stages[-1].reason.startswith("interrupted"):
+        last = stages[-1]
+        where = (
+            f"in stage {len(stages)}/{len(plan.sizes)} (K = {last.size}) after {last.iterations} iterations: the "
+            f"model holds the weights that stage kept (subset loss {last.loss:.6g}), after {len(stages) - 1} "
+            "finished stage(s)"
+        )
+    elif stages:
+        where = (
+            f"before the iterations of stage {len(stages) + 1}/{len(plan.sizes)}: the model holds the weights "
+            f"of the {len(stages)} finished stage(s)"
+        )
+    else:
+        where = "before the first stage's iterations: the model holds the weights it started with"
+    held = "; the `result` attribute of this KeyboardInterrupt holds the PretrainResult so far" if result else ""
+    plan.interrupt.args = (f"pretrain interrupted {where}{held}.",)
+    plan.interrupt.result = result
+    return plan.interrupt
 
 
 def _run_stages(plan, verbose):
-    """The stages of `plan`, smallest first, until the last or a callback's `model.stop_training`;
-    returns `(stages, the first subset's loss at the starting weights)`."""
+    """The stages of `plan`, smallest first, into `plan.done`, until the last, a callback's
+    `model.stop_training` or a `KeyboardInterrupt` (`plan.interrupt`) in a stage's iterations."""
     if plan.callbacks:
         plan.callbacks.on_train_begin()
-    stages, previous, initial_loss = [], None, None
+    previous = None
     for k, stage_size in enumerate(plan.sizes):
         stage, previous, first_loss = plan.run_stage(k, stage_size, previous)
-        initial_loss = first_loss if initial_loss is None else initial_loss
-        stages.append(stage)
+        plan.initial_loss = first_loss if plan.initial_loss is None else plan.initial_loss
         if verbose:
             print(
                 f"Stage {k + 1}/{len(plan.sizes)}: K = {stage.size}, Q = {stage.ratio:.3g}, "
@@ -367,12 +424,11 @@ def _run_stages(plan, verbose):
                 + f"; {stage.reason}",
                 flush=True,
             )
-        if plan.model.stop_training:
+        if plan.model.stop_training or plan.interrupt is not None:
             break
     plan.finish()
     if plan.callbacks:
         plan.callbacks.on_train_end()
-    return stages, initial_loss
 
 
 class _Plan:
@@ -445,6 +501,8 @@ class _Plan:
             keras.callbacks.CallbackList(list(callbacks), model=model) if callbacks else None
         )
         self.done, self.cost, self.segments = [], [0, 0], 0
+        self.initial_loss = None  # the first subset's loss at the starting weights
+        self.interrupt = None  # a KeyboardInterrupt (Ctrl-C) that ended a stage's iterations
 
     # -- one stage -------------------------------------------------------------------------
     def run_stage(self, k, size, previous):
@@ -503,28 +561,33 @@ class _Plan:
         # stage's own loss) and a report to the callbacks after each; without either, one segment.
         checked = checker is not None or plateau is not None or self.callbacks
         segment = self.check_every if checked else options.max_iterations
-        while not run.done:
-            run.advance(min(options.max_iterations, run.iterations + segment))
-            if progress is not None:
-                progress.update(run.iterations, values=[("loss", run.best_value)])
-            bad_checks = 0
-            if checker is not None:
-                bad_checks = checker.check(run.best_position, run.best_value, run.iterations, self.check_tolerance)
-            if plateau is not None:
-                bad_checks = plateau.check(run.best_value)
-            if self.callbacks:
-                run.assign_best()  # the callbacks see the current weights
-            forwards = 0 if checker is None else checker.forwards
-            self._report(
-                size, run.iterations, run.evaluations, run.evaluations * size * (1 + self.copies), forwards,
-                run.best_value,
-            )
-            if self.model.stop_training:
-                stopped_by_callback = True
-                break
-            if bad_checks >= self.patience:
-                stopped_by_rule = True
-                break
+        try:
+            while not run.done:
+                run.advance(min(options.max_iterations, run.iterations + segment))
+                if progress is not None:
+                    progress.update(run.iterations, values=[("loss", run.best_value)])
+                bad_checks = 0
+                if checker is not None:
+                    bad_checks = checker.check(run.best_position, run.best_value, run.iterations, self.check_tolerance)
+                if plateau is not None:
+                    bad_checks = plateau.check(run.best_value)
+                if self.callbacks:
+                    run.assign_best()  # the callbacks see the current weights
+                forwards = 0 if checker is None else checker.forwards
+                self._report(
+                    size, run.iterations, run.evaluations, run.evaluations * size * (1 + self.copies), forwards,
+                    run.best_value,
+                )
+                if self.model.stop_training:
+                    stopped_by_callback = True
+                    break
+                if bad_checks >= self.patience:
+                    stopped_by_rule = True
+                    break
+        except KeyboardInterrupt as interrupt:
+            # Ctrl-C: the stage ends here as if stopped (its kept weights, its figures), no later
+            # stage runs, and `pretrain` raises the interrupt again.
+            self.interrupt, run.interrupted = interrupt, True
         if checker is not None and checker.last_iteration != run.iterations:
             checker.check(run.best_position, run.best_value, run.iterations, self.check_tolerance)
         result = run.finish()
@@ -631,32 +694,36 @@ class _Plan:
         plateau = self._plateau(size, first_loss)
         if plateau is not None:
             plateau.every, plateau.unit = 1, "epoch(s)"
-        for epoch in range(self.epochs):
-            for batch in dataset:
-                step(batch[0], batch[1], batch[2] if len(batch) > 2 else None)
-                steps += 1
-            epochs_run += 1
-            measured = checker or plateau or self.callbacks
-            subset_loss = float(objective.value(objective.position(), *tensors)) if measured else None
-            bad_checks = 0
-            if checker is not None:
-                bad_checks = checker.check(objective.position(), subset_loss, epoch + 1, self.check_tolerance)
-            if plateau is not None:
-                bad_checks = plateau.check(subset_loss)
-            forwards = 0 if checker is None else checker.forwards
-            self._report(size, steps, epochs_run, epochs_run * size, forwards, subset_loss)
-            if self.model.stop_training:
-                reason = f"stopped by a callback (model.stop_training) after {epochs_run} epochs"
-                break
-            if bad_checks >= self.patience:
+        try:
+            for epoch in range(self.epochs):
+                for batch in dataset:
+                    step(batch[0], batch[1], batch[2] if len(batch) > 2 else None)
+                    steps += 1
+                epochs_run += 1
+                measured = checker or plateau or self.callbacks
+                subset_loss = float(objective.value(objective.position(), *tensors)) if measured else None
+                bad_checks = 0
                 if checker is not None:
-                    reason = (
-                        f"statistical accuracy: the held-out loss did not improve by {self.check_tolerance:g} for "
-                        f"{self.patience} epochs; kept the weights of epoch {checker.best_iteration}"
-                    )
-                else:
-                    reason = plateau.reason(epochs_run)
-                break
+                    bad_checks = checker.check(objective.position(), subset_loss, epoch + 1, self.check_tolerance)
+                if plateau is not None:
+                    bad_checks = plateau.check(subset_loss)
+                forwards = 0 if checker is None else checker.forwards
+                self._report(size, steps, epochs_run, epochs_run * size, forwards, subset_loss)
+                if self.model.stop_training:
+                    reason = f"stopped by a callback (model.stop_training) after {epochs_run} epochs"
+                    break
+                if bad_checks >= self.patience:
+                    if checker is not None:
+                        reason = (
+                            f"statistical accuracy: the held-out loss did not improve by {self.check_tolerance:g} "
+                            f"for {self.patience} epochs; kept the weights of epoch {checker.best_iteration}"
+                        )
+                    else:
+                        reason = plateau.reason(epochs_run)
+                    break
+        except KeyboardInterrupt as interrupt:  # as in `_lbfgs_stage`
+            self.interrupt = interrupt
+            reason = f"interrupted (KeyboardInterrupt) after {steps} steps ({epochs_run} epochs)"
         figures = {
             "iterations": steps,
             "evaluations": epochs_run,
@@ -666,7 +733,7 @@ class _Plan:
             "reason": reason,
             "example_forwards": 0 if checker is None else checker.forwards,
         }
-        if checker is not None:
+        if checker is not None and checker.best_position is not None:  # (none when interrupted in epoch 1)
             objective.assign(checker.best_position)
             figures.update(loss=checker.best_subset_loss, held_out_loss=checker.best_value)
         return figures, first_loss

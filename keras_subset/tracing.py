@@ -55,6 +55,11 @@ class ExampleFree:
         self.examples = frozenset(examples)
 
     def __call__(self, *args):
+        self.trace(*args)
+        return self.function(*args)
+
+    def trace(self, *args):
+        """Traces the graph for arguments like `args` (the example dimension free), unless traced; runs nothing."""
         # Inside another function's trace the call is part of that graph, with its shapes.
         first = self.function.experimental_get_tracing_count() == 0 and tf.executing_eagerly()
         if first and not _distributed(args):
@@ -63,11 +68,35 @@ class ExampleFree:
                 for i, arg in enumerate(args)
             ]
             self.function.get_concrete_function(*specs)
-        return self.function(*args)
 
     def experimental_get_tracing_count(self):
         """Graphs traced so far (as `tf.function`'s)."""
         return self.function.experimental_get_tracing_count()
+
+
+def signature(*values):
+    """What of `values` an `ExampleFree` graph is traced for: their nesting, dtypes and shapes past
+    the examples' dimension (hashable).
+
+    Graphs traced for one signature must not serve another: `tf.function` would relax the
+    shapes where they differ (targets of shape `(N,)`, then `(N, 1)`, to an unknown rank, which
+    Keras's losses cannot take). `None` entries stay `None`.
+
+    Args:
+        *values: Arrays or tensors, nests of them, or `None`.
+
+    Returns:
+        A tuple, one entry per value.
+    """
+
+    def leaf(array):
+        return tuple(array.shape[1:]), str(array.dtype)
+
+    return tuple(
+        None if value is None else (repr(tf.nest.map_structure(lambda _: None, value)),
+                                    tuple(leaf(a) for a in tf.nest.flatten(value)))
+        for value in values
+    )
 
 
 def _distributed(args):

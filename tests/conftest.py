@@ -1,6 +1,9 @@
 """Shared fixtures: small slices of real datasets from the folder named by KERAS_SUBSET_DATA_DIR."""
 
+import contextlib
 import os
+import signal
+import threading
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -72,3 +75,20 @@ class Counting(keras.layers.Layer):
         zero = tf.py_function(count, [tf.shape(inputs)[0]], tf.float32)
         zero.set_shape([])
         return inputs + tf.cast(tf.stop_gradient(zero), inputs.dtype)
+
+
+@contextlib.contextmanager
+def interrupt_after(seconds):
+    """Sends this process a SIGINT (Ctrl-C) after `seconds`, which Python turns into a `KeyboardInterrupt`.
+
+    Python's own SIGINT handler is put in place for the block (a process started in the
+    background may ignore SIGINT), and the former one back after it.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    timer = threading.Timer(seconds, signal.raise_signal, (signal.SIGINT,))
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGINT, previous)

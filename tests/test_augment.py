@@ -139,3 +139,14 @@ def test_ratio_counts_the_copies(digits):
     assert stage.size == int(np.ceil(2.0 * p / 40)) and 2.0 <= stage.ratio < 2.0 + 40 / p
     with pytest.raises(ValueError, match="with 3 copies of each"):
         keras_subset.pretrain(model, x, y, ratio=1e4, augment=_flip, copies=3)
+
+
+def test_copies_made_by_a_keras_layer_print_no_conversion_chatter(digits, capfd, caplog):
+    # Issue 31, E: about 26 lines of TensorFlow's "Using a while_loop for converting ..." per
+    # augmented run, from our own vectorized_map.
+    x, y = digits
+    keras_subset.LBFGS(max_iterations=2).minimize(
+        small_cnn(seed=1), x, y, augment=keras.layers.RandomTranslation(0.1, 0.1), copies=2
+    )
+    logged = caplog.text + "".join(capfd.readouterr())
+    assert "while_loop for converting" not in logged

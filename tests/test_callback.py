@@ -126,6 +126,11 @@ def test_bad_inputs_fail_at_fit_and_leave_weights(mnist):
     infinite = tf.data.Dataset.from_tensor_slices((x, y)).batch(50).repeat()
     with pytest.raises(ValueError, match="infinite"):
         model.fit(x, y, epochs=1, verbose=0, callbacks=[keras_subset.SubsetPretraining(infinite, size=10)])
+    # Issue 31, C: a NaN outside the subset was not seen, and fit's Adam then made NaN weights.
+    bad = x.copy()
+    bad[321, 7] = np.nan
+    with pytest.raises(ValueError, match=r"`x` holds NaN at example 321"):
+        model.fit(bad, y, epochs=1, verbose=0, callbacks=[keras_subset.SubsetPretraining(bad, y, size=200, seed=0)])
     for a, b in zip(before, model.get_weights()):
         np.testing.assert_array_equal(a, b)
 

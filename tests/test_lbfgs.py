@@ -1,6 +1,9 @@
 """The public LBFGS optimizer (keras_subset/lbfgs.py) on real MNIST: arguments, serialisation, LBFGS.fit,
 and model.compile(optimizer=LBFGS()) + model.fit."""
 
+import time
+import warnings
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -8,7 +11,7 @@ import keras
 
 import keras_subset
 
-from conftest import small_cnn
+from conftest import interrupt_after, small_cnn
 from convex import downsampled, flat_weights, logistic_regression, numpy_objective, scipy_optimum
 
 
@@ -365,3 +368,86 @@ def test_compile_fit_with_minibatches_reports_the_loss_of_the_batch_it_accepted_
     for doc in (keras_subset.LBFGS.fit_results.__doc__, keras_subset.LBFGS.apply.__doc__):
         doc = " ".join(doc.split())
         assert "full batch" in doc and "the whole training set" in doc and "one batch" in doc, doc
+
+
+def test_ctrl_c_stops_the_fit_route_within_an_epoch_and_keeps_the_best_weights(mnist):
+    # Issue 31, B: an epoch of many iterations is not waited for, and the model keeps its progress.
+    x, y = mnist[0][:4000], mnist[1][:4000]
+    model = small_cnn(seed=1)
+    initial = model.get_weights()
+    optimizer = keras_subset.LBFGS(max_iterations=1)
+    optimizer.fit(model, x, y, verbose=0)  # traces the graphs
+    model.set_weights(initial)
+    optimizer.max_iterations = 1000
+    started = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt) as caught, interrupt_after(3.0):
+        optimizer.fit(model, x, y, epochs=2, iterations_per_epoch=500, verbose=0)  # about 30 s here
+    stopped = time.perf_counter() - started
+    result = caught.value.result
+    assert stopped < 3.0 + 5.0 and result.iterations < 1000 / 3, (stopped, result)
+    assert str(caught.value).startswith("LBFGS.fit interrupted after")
+    assert result.loss < 0.5 * result.initial_loss
+    assert model.evaluate(x, y, batch_size=4000, verbose=0)[0] == pytest.approx(result.loss, rel=1e-4)
+
+
+@pytest.mark.fast
+def test_fit_route_warns_that_learning_rate_callbacks_do_nothing_and_leaves_the_compiled_optimizer(mnist):
+    # Issue 31, D: ReduceLROnPlateau lowered the compiled Adam's learning rate (1e-3 to 1.25e-4)
+    # without a word; L-BFGS has no learning rate.
+    x, y = mnist[0][:300], mnist[1][:300]
+    model = small_cnn(seed=9)  # compiled with Adam, learning rate 1e-3
+    callbacks = [
+        keras.callbacks.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=0, min_delta=10.0),
+        keras.callbacks.LearningRateScheduler(lambda epoch, rate: rate * 0.1),
+        keras.callbacks.History(),
+    ]
+    with pytest.warns(UserWarning) as caught:
+        history = keras_subset.LBFGS(max_iterations=20).fit(
+            model, x, y, epochs=4, iterations_per_epoch=3, callbacks=callbacks, verbose=0
+        )
+    messages = [str(w.message) for w in caught]
+    for name in ("ReduceLROnPlateau", "LearningRateScheduler"):
+        assert any(m.startswith(f"LBFGS.fit: {name} has no effect on L-BFGS") for m in messages), messages
+    assert float(model.optimizer.learning_rate) == pytest.approx(1e-3)
+    assert len(history.history["loss"]) == 4 and "learning_rate" not in history.history
+
+
+def _augmented_cnn(seed=3):
+    """A small CNN whose first layer is Keras's usual random augmentation."""
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([
+        keras.Input((28, 28, 1)),
+        keras.layers.RandomTranslation(0.1, 0.1),
+        keras.layers.Conv2D(4, 3, strides=2, activation="relu"),
+        keras.layers.MaxPooling2D(),
+        keras.layers.Flatten(),
+        keras.layers.Dense(10, activation="softmax"),
+    ])
+    return model
+
+
+@pytest.mark.fast
+def test_compile_fit_warns_about_minibatches_and_random_layers_it_redraws(mnist):
+    # Issue 31, E: Keras's default batch size (32) ran mini-batch L-BFGS without a word at run
+    # time, and random augmentation layers were redrawn at every step, also without a word.
+    x, y = mnist[0][:256], mnist[1][:256]
+    model = small_cnn(seed=3)
+    model.compile(optimizer=keras_subset.LBFGS(), loss="sparse_categorical_crossentropy")
+    with pytest.warns(UserWarning, match=r"model\.fit splits the data into 8 batches.*batch_size=len\(x\)"):
+        model.fit(x, y, epochs=1, verbose=0)
+    # (Checked while Keras traces the step: at the first fit after compile.)
+    model.compile(optimizer=keras_subset.LBFGS(), loss="sparse_categorical_crossentropy")
+    with pytest.warns(UserWarning, match=r"into 4 batches"):
+        model.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(64), epochs=1, verbose=0)
+    model = small_cnn(seed=3)
+    model.compile(optimizer=keras_subset.LBFGS(), loss="sparse_categorical_crossentropy")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(x, y, batch_size=len(x), epochs=2, verbose=0)
+        # One batch repeated (`steps_per_epoch`): the whole set at every step, as the docs say.
+        model.fit(tf.data.Dataset.from_tensors((x, y)).repeat(), steps_per_epoch=2, epochs=1, verbose=0)
+    assert not [w for w in caught if "LBFGS" in str(w.message)], [str(w.message) for w in caught]
+    model = _augmented_cnn()
+    model.compile(optimizer=keras_subset.LBFGS(), loss="sparse_categorical_crossentropy")
+    with pytest.warns(UserWarning, match=r"random preprocessing layers \(RandomTranslation\).*redraws.*`copies=`"):
+        model.fit(x, y, batch_size=len(x), epochs=1, verbose=0)

@@ -1,5 +1,12 @@
 """LBFGS.minimize on real MNIST (keras_subset/minimize.py): SciPy's optimum, chunking, failures, restarts, graphs."""
 
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -9,7 +16,7 @@ import keras_subset
 from keras_subset.minimize import Minimization
 from keras_subset.objective import Objective
 
-from conftest import small_cnn
+from conftest import data_file, interrupt_after, small_cnn
 from convex import downsampled, logistic_regression, numpy_objective, scipy_optimum
 
 
@@ -83,6 +90,7 @@ def test_nan_during_run_never_leaves_nan_weights(mnist, line_search):
     assert result.failed and result.restarts == 1, result  # it did run into the NaN region
     # The reason says which of the two failures it was.
     assert "non-finite" in result.reason and "no further decrease" not in result.reason, result.reason
+    assert "the best finite weights reached were kept" in result.reason, result.reason
     assert all(np.all(np.isfinite(w)) for w in model.get_weights())
     assert np.isfinite(result.loss) and result.loss <= result.initial_loss
     objective = Objective(model, loss=loss)
@@ -96,10 +104,27 @@ def test_non_finite_initial_loss_is_an_error(mnist):
     x[3, 5, 5, 0] = np.nan
     model = small_cnn()
     before = model.get_weights()
-    with pytest.raises(ValueError, match="not finite"):
+    with pytest.raises(ValueError, match=r"`x` holds NaN at example 3 \(entry \(3, 5, 5, 0\)\)"):
         keras_subset.LBFGS().minimize(model, x, y)
     for a, b in zip(before, model.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.fast
+def test_a_finite_loss_with_a_non_finite_gradient_at_the_start_is_named_as_such(mnist):
+    # Issue 31, C: the message printed the finite loss as the part that was not finite.
+    x, y = mnist[0][:50], mnist[1][:50]
+
+    @tf.custom_gradient
+    def nan_gradient(value):
+        return tf.identity(value), lambda upstream: upstream * np.nan
+
+    def loss(y_true, y_pred):  # the cross-entropy, with a NaN gradient
+        return nan_gradient(keras.losses.sparse_categorical_crossentropy(y_true, y_pred))
+
+    model = small_cnn()
+    with pytest.raises(ValueError, match=r"the loss is 2\.\d+, but 1490 of its 1490 gradient entries are NaN or Inf"):
+        keras_subset.LBFGS().minimize(model, x, y, loss=loss)
 
 
 @pytest.mark.parametrize("line_search", keras_subset.lbfgs.LINE_SEARCHES)
@@ -268,3 +293,113 @@ def test_mixed_bfloat16_model_is_minimised_with_float32_weights_and_sums(mnist):
     # ... and the float32 model at those weights agrees to bfloat16's precision.
     reference.set_weights(model.get_weights())
     assert result.loss == pytest.approx(reference.evaluate(x, y, batch_size=1000, verbose=0)[0], rel=5e-2)
+
+
+def _warm_lbfgs(model, x, y, max_iterations):
+    """An `LBFGS` whose graphs for `model` and `x`, `y` are traced (one iteration run, weights put back)."""
+    optimizer = keras_subset.LBFGS(max_iterations=1, max_restarts=100)
+    initial = model.get_weights()
+    optimizer.minimize(model, x, y)
+    model.set_weights(initial)
+    optimizer.max_iterations = max_iterations  # only Python reads it: the graphs stay
+    return optimizer
+
+
+@pytest.mark.parametrize("verbose", [0, 1])
+def test_ctrl_c_stops_minimize_within_a_segment_and_keeps_the_best_weights(mnist, verbose):
+    # Issue 31, B: with verbose=0 the whole run was one compiled segment, so Ctrl-C waited for its
+    # end, and with either verbose the model went back to its starting weights.
+    x, y = mnist[0][:4000], mnist[1][:4000]
+    model = small_cnn(seed=1)
+    optimizer = _warm_lbfgs(model, x, y, 1000)  # 1,000 iterations: about 30 s here
+    started = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt) as caught, interrupt_after(3.0):
+        optimizer.minimize(model, x, y, verbose=verbose)
+    stopped = time.perf_counter() - started
+    result = caught.value.result
+    assert stopped < 3.0 + 5.0 and result.iterations < 1000 / 3, (stopped, result)
+    assert f"interrupted after {result.iterations} iterations" in str(caught.value)
+    assert "interrupted" in result.reason
+    # The model holds the best weights reached, well below the start.
+    assert result.loss < 0.5 * result.initial_loss
+    assert model.evaluate(x, y, batch_size=4000, verbose=0)[0] == pytest.approx(result.loss, rel=1e-4)
+
+
+_CHILD = """
+import json, signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)  # a background process may ignore SIGINT
+sys.path.insert(0, "tests")
+import keras_subset
+from conftest import small_cnn
+import test_minimize
+d = __import__("numpy").load(sys.argv[1])
+x = d["x_train"][:4000, ..., None].astype("float32") / 255.0
+y = d["y_train"][:4000].astype("int32")
+model = small_cnn(seed=1)
+optimizer = test_minimize._warm_lbfgs(model, x, y, 1000)
+print("ready", flush=True)
+try:
+    optimizer.minimize(model, x, y)
+except KeyboardInterrupt as interrupt:
+    result = interrupt.result
+    print(json.dumps(dict(message=str(interrupt), iterations=result.iterations, loss=result.loss,
+                          initial_loss=result.initial_loss,
+                          evaluated=model.evaluate(x, y, batch_size=4000, verbose=0)[0])), flush=True)
+"""
+
+
+def test_ctrl_c_from_a_parent_process_stops_minimize_and_keeps_the_best_weights(mnist):
+    # The same Ctrl-C as a terminal sends it: SIGINT from another process.
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, data_file("mnist.npz")], stdout=subprocess.PIPE, text=True,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        time.sleep(3.0)
+        child.send_signal(signal.SIGINT)
+        sent = time.perf_counter()
+        out, _ = child.communicate(timeout=300)
+        stopped = time.perf_counter() - sent
+    finally:
+        child.kill()
+    report = json.loads(out.strip().splitlines()[-1])
+    assert child.returncode == 0 and stopped < 5.0 and report["iterations"] < 1000 / 3, (stopped, report)
+    assert "the model holds the best weights reached" in report["message"]
+    assert report["loss"] < 0.5 * report["initial_loss"]
+    assert report["evaluated"] == pytest.approx(report["loss"], rel=1e-4)
+
+
+def test_segments_of_any_length_give_the_same_run(mnist, monkeypatch):
+    # The segments' lengths come from the clock; the run must not depend on them.
+    x, y = mnist[0][:500], mnist[1][:500]
+    runs = []
+    for seconds in (1e9, 0.0):  # one segment; one iteration a segment
+        monkeypatch.setattr(keras_subset.minimize, "SEGMENT_SECONDS", seconds)
+        model = small_cnn(seed=2)
+        result = keras_subset.LBFGS(max_iterations=12, f_relative_tolerance=1e-9).minimize(model, x, y)
+        runs.append((result, model.get_weights()))
+    (one, weights_one), (many, weights_many) = runs
+    assert (one.iterations, one.evaluations, one.loss) == (many.iterations, many.evaluations, many.loss)
+    for a, b in zip(weights_one, weights_many):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.fast
+def test_random_preprocessing_layers_that_the_objective_turns_off_get_a_warning(mnist):
+    # Issue 31, E: RandomFlip & co. in the model do nothing in inference mode, the objective's
+    # default; the warning points to `augment=` and `copies=`.
+    x, y = mnist[0][:200], mnist[1][:200]
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([
+        keras.Input((28, 28, 1)),
+        keras.layers.RandomFlip("horizontal"),
+        keras.layers.Flatten(),
+        keras.layers.Dense(10, activation="softmax"),
+    ])
+    model.compile(loss="sparse_categorical_crossentropy")
+    match = r"random preprocessing layers \(RandomFlip\).*inference mode.*`augment=`.*`copies=`"
+    with pytest.warns(UserWarning, match=match):
+        keras_subset.LBFGS(max_iterations=1).minimize(model, x, y)
+    with pytest.warns(UserWarning, match=match):
+        keras_subset.pretrain(model, x, y, size=150, optimizer=keras_subset.LBFGS(max_iterations=1))

@@ -58,3 +58,29 @@ def test_training_false_keeps_moving_statistics(mnist):
     before = bn.moving_mean.numpy().copy()
     keras_subset.LBFGS(max_iterations=3).minimize(model, x, y)
     np.testing.assert_array_equal(bn.moving_mean.numpy(), before)
+
+
+def test_frozen_batch_norm_statistics_stay_bit_identical_on_every_route(mnist):
+    # Issue 31, E: training mode, and pretrain's refresh of the moving statistics, rewrote those
+    # of a frozen BatchNormalization layer (by about 1e-6); Keras's fit leaves them as they are.
+    x, y = mnist[0][:400], mnist[1][:400]
+    model = small_cnn(seed=6, batch_norm=True)
+    model.fit(x, y, epochs=1, batch_size=64, verbose=0)  # statistics of its own, not 0 and 1
+    bn = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)][0]
+    bn.trainable = False
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    frozen = [v.numpy().copy() for v in bn.non_trainable_variables]
+    routes = {
+        "minimize, training=True": lambda: keras_subset.LBFGS(max_iterations=3, training=True).minimize(model, x, y),
+        "fit, training=True": lambda: keras_subset.LBFGS(max_iterations=3, training=True).fit(model, x, y, verbose=0),
+        "pretrain, L-BFGS": lambda: keras_subset.pretrain(model, x, y, size=300, optimizer=keras_subset.LBFGS(max_iterations=3)),
+        "pretrain, Adam": lambda: keras_subset.pretrain(model, x, y, size=300, optimizer="adam", epochs=1),
+    }
+    for route, run in routes.items():
+        run()
+        for a, b in zip(frozen, bn.non_trainable_variables):
+            np.testing.assert_array_equal(b.numpy(), a, err_msg=route)
+    model.compile(optimizer=keras_subset.LBFGS(), loss="sparse_categorical_crossentropy")
+    model.fit(x, y, batch_size=len(x), epochs=3, verbose=0)
+    for a, b in zip(frozen, bn.non_trainable_variables):
+        np.testing.assert_array_equal(b.numpy(), a, err_msg="model.compile route")

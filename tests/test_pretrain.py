@@ -1,5 +1,7 @@
 """keras_subset.pretrain on real MNIST (keras_subset/pretrain.py): nested stages, the stage rule, the cost."""
 
+import time
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -9,7 +11,7 @@ import keras_subset
 from keras_subset.pretrain import stage_sizes
 from keras_subset.objective import Objective
 
-from conftest import Counting, small_cnn
+from conftest import Counting, interrupt_after, small_cnn
 
 
 @pytest.mark.fast
@@ -290,3 +292,75 @@ def test_a_callback_that_sets_stop_training_ends_pretrain_and_the_flag_is_put_ba
     assert len(result.subset_indices) == result.stages[0].size
     # Q of all the examples given: N*M/P.
     assert result.q_full == pytest.approx(1500 * 10 / keras_subset.subset.num_trainable_parameters(model))
+
+
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+def test_ctrl_c_ends_pretrain_in_its_stage_and_keeps_the_stages_so_far(mnist, optimizer):
+    # Issue 31, B: the interrupted stage keeps its weights, no later stage runs, and the
+    # KeyboardInterrupt carries the result so far.
+    x, y = mnist[0][:4000], mnist[1][:4000]
+    model = small_cnn(seed=1)
+    initial = model.get_weights()
+    if optimizer == "lbfgs":
+        kwargs = dict(optimizer=keras_subset.LBFGS(max_iterations=1))
+    else:
+        kwargs = dict(optimizer=keras.optimizers.Adam(1e-3), epochs=1, batch_size=8)
+    # Traces the graphs (L-BFGS's are kept per model), then the run that is interrupted: 1,000
+    # L-BFGS iterations (or 500 epochs of 8-example batches) per stage, about a minute each here.
+    keras_subset.pretrain(model, x, y, size=1000, growth=2.0, seed=0, stop_rule="none", **kwargs)
+    model.set_weights(initial)
+    if optimizer == "lbfgs":
+        kwargs["optimizer"].max_iterations = 1000
+    else:
+        kwargs.update(optimizer=keras.optimizers.Adam(1e-3), epochs=500)
+    started = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt) as caught, interrupt_after(3.0):
+        keras_subset.pretrain(model, x, y, size=1000, growth=2.0, seed=0, stop_rule="none", **kwargs)
+    stopped = time.perf_counter() - started
+    result = caught.value.result
+    assert stopped < 3.0 + 5.0, stopped
+    assert len(result.stages) == 1 and result.stages[0].reason.startswith("interrupted"), result.stages
+    assert "pretrain interrupted in stage 1/3 (K = 1000)" in str(caught.value)
+    assert model.stop_training is False
+    # The model holds the stage's weights: its subset loss, well below the start.
+    stage = result.stages[0]
+    subset = result.subset_indices
+    assert len(subset) == 1000 and stage.loss < 0.7 * result.initial_loss, (stage, result.initial_loss)
+    assert model.evaluate(x[subset], y[subset], batch_size=1000, verbose=0)[0] == pytest.approx(stage.loss, rel=1e-4)
+
+
+def test_non_finite_inputs_under_progressive_pretrain_are_found_before_any_weight_changes(mnist):
+    # Issue 31, C: a NaN outside the first subset was found at a later stage's start, after the
+    # weights had moved, as "the loss at the starting weights is not finite (0.445)".
+    x, y = mnist[0][:3000].copy(), mnist[1][:3000]
+    x[5, 3] = np.nan
+    model = small_cnn(seed=1)
+    before = model.get_weights()
+    with pytest.raises(ValueError, match=r"`x` holds NaN at example 5 \(entry \(5, 3, 0, 0\)\)"):
+        keras_subset.pretrain(model, x, y, ratio=1.0, growth=2.0, seed=0)
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("stop_rule, stage", [("held_out", 1), ("minimum", 2)])
+def test_a_later_stage_that_cannot_start_puts_back_the_weights_the_call_started_with(mnist, stop_rule, stage):
+    # What no check up front sees (a label outside the outputs, behind a custom loss), seen only
+    # when the example is first evaluated (in the first stage's held-out check, or when the second
+    # stage starts), after the weights moved: they go back to those of the call's start.
+    x, y = mnist[0][:3000], mnist[1][:3000].copy()
+    model = small_cnn(seed=1)
+    first = keras_subset.subset_size_for_ratio(model, 1.0)
+    order = keras_subset.subset.nested_order(3000, "random", 0)
+    y[order[first + 10]] = 12  # in the second stage, not the first
+
+    def wrapped(y_true, y_pred):
+        return keras.losses.sparse_categorical_crossentropy(y_true, y_pred)
+
+    before = model.get_weights()
+    with pytest.raises(ValueError, match=rf"label value of 12.*in stage {stage}/6; the model's weights were put back"):
+        keras_subset.pretrain(
+            model, x, y, loss=wrapped, ratio=1.0, growth=2.0, seed=0, optimizer=keras_subset.LBFGS(max_iterations=5),
+            stop_rule=stop_rule,
+        )
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)

@@ -94,3 +94,44 @@ def test_a_kept_run_is_not_reused_for_other_weighting_or_a_recompiled_loss(mnist
     first.tolerance = 10.0
     later = keras_subset.LBFGS(max_iterations=5).minimize(model, x, y, sample_weight=w)
     assert later.iterations == 5 and not later.converged
+
+
+@pytest.mark.fast
+def test_later_calls_with_targets_of_another_rank_or_dtype_trace_their_own_graphs(mnist):
+    # Issue 31, A: the first call's graphs, reused for targets (N, 1) after (N,), relaxed the
+    # targets' rank to unknown, and Keras's loss failed ("Cannot take the length of shape with
+    # unknown rank"). Each kind of targets now has its own kept run.
+    x, y = mnist[0][:300], mnist[1][:300]
+    model = small_cnn(seed=2)
+    optimizer = keras_subset.LBFGS(max_iterations=1)
+    for targets in (y, y[:, None], y.astype("float32"), y[:, None].astype("int64"), y, y[:, None]):
+        # Not `model.evaluate`: Keras's own traced function fails the same way (Keras 3.15).
+        reference = float(np.mean(keras.losses.sparse_categorical_crossentropy(targets, model(x))))
+        result = optimizer.minimize(model, x, targets)
+        assert result.initial_loss == pytest.approx(reference, rel=1e-4)
+    # Sample weights of another shape, `pretrain` and `fit` after them: the same.
+    w = np.linspace(0.2, 2.0, 300).astype("float32")
+    for weights in (w, w[:, None], None):
+        optimizer.minimize(model, x, y[:, None], sample_weight=weights)
+    keras_subset.pretrain(model, x, y, size=200, growth=1.5, optimizer=keras_subset.LBFGS(max_iterations=1), seed=0)
+    keras_subset.pretrain(model, x, y[:, None], size=200, optimizer=keras_subset.LBFGS(max_iterations=1), seed=0)
+    # `fit` reports Keras's `evaluate`, whose traced function it makes anew for each call.
+    keras_subset.LBFGS(max_iterations=1).fit(model, x, y, verbose=0)
+    history = keras_subset.LBFGS(max_iterations=1).fit(model, x, y[:, None], verbose=0)
+    reference = float(np.mean(keras.losses.sparse_categorical_crossentropy(y, model(x))))
+    assert history.history["loss"][-1] == pytest.approx(reference, rel=1e-4)
+
+
+@pytest.mark.parametrize("line_search", keras_subset.lbfgs.LINE_SEARCHES)
+def test_a_run_in_many_segments_traces_nothing_after_a_one_iteration_call(mnist, monkeypatch, line_search):
+    # As the engine benchmark times a run: a one-iteration call first, then the timed run, whose
+    # segments (about a second each, for Ctrl-C) must not trace a graph (seconds each).
+    monkeypatch.setattr(keras_subset.minimize, "SEGMENT_SECONDS", 0.0)  # one iteration a segment
+    x, y = mnist[0][:300], mnist[1][:300]
+    model = small_cnn(seed=3)
+    optimizer = keras_subset.LBFGS(max_iterations=1, line_search=line_search)
+    optimizer.minimize(model, x, y)
+    traced = _counts(optimizer)
+    optimizer.max_iterations = 6
+    assert optimizer.minimize(model, x, y).iterations == 6
+    assert _counts(optimizer) == traced and traced["start"] == traced["resume"] == 1, traced
