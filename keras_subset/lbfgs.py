@@ -173,7 +173,7 @@ class LBFGS(keras.optimizers.Optimizer):
             (`keras.config.set_dtype_policy`): its layers compute in bfloat16,
             its weights, the chunk sums and the optimiser stay float32 (on a
             CPU with AMX about 0.7 times the seconds of float32 for the same
-            evaluations and accuracy; see the README's "bfloat16").
+            evaluations and accuracy; see docs/engine.md, "bfloat16").
         chunk_size: Examples per forward/backward pass: `"auto"` (the default:
             the largest power of two whose layer outputs fit 32 MiB, see
             `keras_subset.chunking`), a number, or `None` for one pass over all

@@ -103,7 +103,7 @@ def first_step_scale(gradient):
     -g / |g|_2 in the model's weights, as in SciPy's L-BFGS-B. (Until 2026-12 the
     rule was PyTorch's, min(1, 1/|g|_1) * -g: shorter by up to sqrt(P); it cost
     up to 6 times SciPy's loss at equal evaluations, and the dead-ReLU case it
-    was made for is not its doing: see the README's "First step".)
+    was made for is not its doing: see docs/engine.md, "First step".)
 
     Args:
         gradient: The gradient at the starting weights, a vector.
