@@ -21,6 +21,11 @@ weights and the same seed, the run kinds `--runs` lists:
 - `progressive_adam`: the same up to `--progressive_max_fraction` of the
   training set, then Adam on the full set at `--batch_size` with the stopping
   rule (at most `--finetune_epochs`, 0: `--epochs`).
+- `paper` runs `paper_q<Q>`, one per `--paper_ratios` value whose subset
+  leaves examples out: the paper's protocol, `pretrain(size=K, growth=N/K,
+  stop_rule="minimum")`: one subset fitted by L-BFGS until its own loss
+  levels off, then L-BFGS on the full set from there (its curvature pairs
+  carried); a point after every `--lbfgs_points_every` iterations.
 - `subset` runs, one per subset optimizer (`--subset_optimizer`) and subset
   size (`--ratios`: target Q = K*M/P; `--fractions` of the training set): a
   random (or class-balanced) subset of K examples fitted by full-batch L-BFGS
@@ -33,6 +38,12 @@ weights and the same seed, the run kinds `--runs` lists:
   stop_rule="none")`, at most `--sweep_iterations` iterations, no weight
   decay), no fine-tuning; its points measure the training loss and accuracy
   on the whole training set.
+
+With `--levelled_stop` (`benchmarks.stops`), `lbfgs_full` runs until it
+levels off (`--lbfgs_full_iterations` then a cap), and the progressive and
+paper runs end their stage on the full set at their seed's targets, at the
+same plateau, or at `--route_cost_cap` times `lbfgs_full`'s cost to its
+target: so the seed's `conventional` and `lbfgs_full` runs come first.
 
 Stopping rule of every Adam phase on the full set: after each epoch, it stops
 when the test accuracy has not improved on the best earlier epoch end of the
