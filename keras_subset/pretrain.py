@@ -130,6 +130,7 @@ class PretrainResult:
     def as_logs(self, prefix=""):
         """The figures as a flat dict of numbers (for Keras `logs`)."""
         last = self.stages[-1]
+        q_full = {} if self.q_full is None else {f"{prefix}q_full": self.q_full}
         return {
             f"{prefix}loss": last.loss,
             f"{prefix}initial_loss": self.initial_loss,
@@ -141,6 +142,7 @@ class PretrainResult:
             f"{prefix}seconds": self.seconds,
             f"{prefix}subset_size": last.size,
             f"{prefix}ratio": last.ratio,
+            **q_full,
         }
 
 
@@ -219,6 +221,16 @@ def pretrain(
     every stage runs to the optimizer's limits. The stage on all the examples
     always runs to the optimizer's limits. The model ends with the weights of
     the last stage.
+
+    Whether it can save compute: a subset matches the full set only from some
+    Q* (32 to 256 in this library's benchmarks), so a subset's evaluations cost
+    about Q*/Q_full of the full set's and the saving is bounded near
+    Q_full / Q*, where Q_full = N*M/P of all the examples given
+    (`PretrainResult.q_full`, printed first with `verbose`). Below the Q_full
+    from which the library's Q-curve measured a saving of half
+    (`keras_subset.subset.SAVING_Q_FULL`, docs/results_q_curve.md; where none
+    was measured, below the largest Q_full tried) a `SavingWarning` says so;
+    it never changes what is done.
 
     A callback that sets `model.stop_training = True` (as
     `keras.callbacks.EarlyStopping` does in `fit`) ends the call after the
@@ -476,6 +488,7 @@ class _Plan:
         self.sizes = stage_sizes(first, last, growth)
         subset_lib.warn_if_underdetermined(model, first * (1 + self.copies), num_outputs)
         self.q_full = subset_lib.overdetermination_ratio(model, self.n * (1 + self.copies), num_outputs)
+        subset_lib.warn_if_no_saving(self.q_full)
         self.model, self.num_outputs = model, num_outputs
         if strategy == "stratified" and not isinstance(self.y, np.ndarray):
             raise ValueError(

@@ -187,6 +187,43 @@ def warn_if_underdetermined(model, subset_size, num_outputs=None):
     return q
 
 
+class SavingWarning(UserWarning):
+    """Subset pretraining is unlikely to save compute for this model and data (`warn_if_no_saving`)."""
+
+
+SAVING_Q_FULL = None
+"""The smallest Q_full from which subset pretraining saved half of full-set L-BFGS's compute in
+this library's Q-curve (docs/results_q_curve.md), or `None` where no Q_full tried did."""
+
+LARGEST_Q_FULL_MEASURED = None
+"""The largest Q_full the Q-curve tried: with no saving measured, the warning's threshold."""
+
+
+def warn_if_no_saving(q_full):
+    """Warns (`SavingWarning`, never an error) when Q_full = N*M/P of the data given to
+    `pretrain` lies below the Q_full from which the Q-curve measured a saving of half
+    (`SAVING_Q_FULL`; where none was measured, below the largest Q_full it tried). A subset
+    matches the full set only from some Q* (32 to 256 in the benchmarks here), so a subset's
+    evaluations cost about Q*/Q_full of the full set's and the saving is bounded near
+    Q_full / Q*. Returns whether it warned."""
+    threshold = SAVING_Q_FULL if SAVING_Q_FULL is not None else LARGEST_Q_FULL_MEASURED
+    if threshold is None or q_full >= threshold:
+        return False
+    measured = (f"the smallest Q_full from which it saved half of full-set L-BFGS's compute"
+                if SAVING_Q_FULL is not None else
+                "the largest Q_full measured, and no Q_full measured saved half of full-set "
+                "L-BFGS's compute")
+    warnings.warn(
+        f"Subset pretraining is unlikely to save compute for this model and data: Q_full = "
+        f"{q_full:.3g} (N*M/P of all the examples given) is below {threshold:.4g}, {measured} in "
+        "keras-subset's Q-curve (docs/results_q_curve.md). A subset matches the full set only "
+        "from some Q* (32 to 256 in those benchmarks), so the saving is bounded near Q_full / Q*.",
+        SavingWarning,
+        stacklevel=3,
+    )
+    return True
+
+
 def select_subset(examples, size, strategy="random", seed=None):
     """Returns the sorted indices of a subset of `size` training examples.
 

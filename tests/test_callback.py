@@ -48,8 +48,10 @@ def test_lbfgs_pretraining_in_fit(mnist, tmp_path):
     # Pretraining lowered the loss of the whole training set, not only of the subset.
     assert after_pretraining.loss < 0.7 * initial_loss
     logs = history.history
-    for key in ("loss", "accuracy", "initial_loss", "iterations", "evaluations", "seconds", "subset_size", "ratio"):
+    for key in ("loss", "accuracy", "initial_loss", "iterations", "evaluations", "seconds", "subset_size", "ratio",
+                "q_full"):
         assert len(logs["pretraining_" + key]) == 2, key
+    assert logs["pretraining_q_full"][0] == pytest.approx(keras_subset.overdetermination_ratio(model, len(x)))
     assert 0 < logs["pretraining_iterations"][0] <= 40
     assert logs["pretraining_evaluations"][0] > logs["pretraining_iterations"][0]
     assert logs["pretraining_loss"][0] < logs["pretraining_initial_loss"][0]

@@ -1,6 +1,7 @@
 """keras_subset.pretrain on real MNIST (keras_subset/pretrain.py): nested stages, the stage rule, the cost."""
 
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -366,3 +367,30 @@ def test_a_later_stage_that_cannot_start_puts_back_the_weights_the_call_started_
         )
     for a, b in zip(before, model.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_the_saving_warning_says_so_and_changes_nothing(mnist, monkeypatch):
+    from keras_subset import subset
+    x, y = mnist[0][:1500], mnist[1][:1500]
+    q_full = 1500 * 10 / 1490  # small_cnn: P = 1,490
+    monkeypatch.setattr(subset, "SAVING_Q_FULL", 100.0)
+    runs = []
+    for action in ("always", "ignore"):
+        model = small_cnn(seed=1)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter(action)
+            result = keras_subset.pretrain(model, x, y, ratio=2.0, growth=2.0, seed=0,
+                                           optimizer=keras_subset.LBFGS(max_iterations=10))
+        runs.append((result, model.get_weights(), [w for w in caught if w.category is subset.SavingWarning]))
+    (shown, weights, warned), (silent, silent_weights, none) = runs
+    assert len(warned) == 1 and f"Q_full = {q_full:.3g}" in str(warned[0].message) and not none
+    assert shown.q_full == pytest.approx(q_full)
+    assert [s.loss for s in shown.stages] == [s.loss for s in silent.stages]
+    for a, b in zip(weights, silent_weights):
+        np.testing.assert_array_equal(a, b)
+    # Above the threshold: no warning.
+    monkeypatch.setattr(subset, "SAVING_Q_FULL", 5.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", subset.SavingWarning)
+        keras_subset.pretrain(small_cnn(seed=1), x, y, ratio=2.0, seed=0,
+                              optimizer=keras_subset.LBFGS(max_iterations=2))

@@ -148,3 +148,23 @@ def test_unbuilt_model_is_named_as_such():
     ):
         with pytest.raises(ValueError, match=r"`model` is not built.*model.build\(input_shape\)"):
             call()
+
+
+def test_the_saving_warning_fires_below_the_measured_q_full_and_only_there(monkeypatch):
+    from keras_subset import subset
+    monkeypatch.setattr(subset, "SAVING_Q_FULL", 300.0)
+    monkeypatch.setattr(subset, "LARGEST_Q_FULL_MEASURED", 1000.0)
+    with pytest.warns(subset.SavingWarning, match=r"Q_full = 120 .* is below 300, the smallest Q_full"):
+        assert subset.warn_if_no_saving(120.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert not subset.warn_if_no_saving(300.0) and not subset.warn_if_no_saving(5000.0)
+    # Where no Q_full saved half, the largest one tried is the threshold, and the message says so.
+    monkeypatch.setattr(subset, "SAVING_Q_FULL", None)
+    with pytest.warns(subset.SavingWarning, match="no Q_full measured saved half"):
+        assert subset.warn_if_no_saving(999.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert not subset.warn_if_no_saving(1000.0)
+        monkeypatch.setattr(subset, "LARGEST_Q_FULL_MEASURED", None)  # nothing measured: silent
+        assert not subset.warn_if_no_saving(1.5)
