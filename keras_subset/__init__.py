@@ -7,13 +7,15 @@ Public API:
   first, then lets `fit` fine-tune on all the data.
 - `overdetermination_ratio`, `subset_size_for_ratio`: Q = K*M/P and its inverse.
 - `select_subset`: random or class-balanced subset indices.
+- `SavingWarning`: `pretrain` says that subset pretraining is unlikely to save
+  compute for the model and data given (Q_full below the measured threshold).
 """
 
 from keras_subset.callback import SubsetPretraining
 from keras_subset.lbfgs import LBFGS
 from keras_subset.minimize import LBFGSResult
 from keras_subset.pretrain import PretrainResult, Stage, pretrain
-from keras_subset.subset import overdetermination_ratio, select_subset, subset_size_for_ratio
+from keras_subset.subset import SavingWarning, overdetermination_ratio, select_subset, subset_size_for_ratio
 
 __version__ = "0.1.0"
 
@@ -22,6 +24,7 @@ __all__ = [
     "LBFGSResult",
     "SubsetPretraining",
     "PretrainResult",
+    "SavingWarning",
     "Stage",
     "overdetermination_ratio",
     "pretrain",
