@@ -13,6 +13,7 @@ tolerance) over the faster Adam run's; "n/a" where a folder has no such referenc
 import argparse
 import json
 import os
+import re
 import sys
 
 from benchmarks.report import _log_q_axis
@@ -50,8 +51,12 @@ def _frame_ratio(run, frame, key):
 
 
 def folder_name(folder):
-    """The name a folder's rows and curves go by: its own name, e.g. `mnist_bf16`."""
-    return os.path.basename(os.path.normpath(folder))
+    """The name a folder's rows and curves go by: its own name, e.g. `mnist_bf16`; a Q-curve
+    width's with its dataset, e.g. `mnist/w4`."""
+    parent, base = os.path.split(os.path.normpath(folder))
+    if re.fullmatch(r"w\d+", base):
+        return f"{os.path.basename(parent)}/{base}"
+    return base
 
 
 def load_summary(folder):
