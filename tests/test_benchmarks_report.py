@@ -99,7 +99,6 @@ def test_overview_names_rows_by_folder_and_skips_folders_without_a_summary(tmp_p
     assert overview.plot_gap_vs_q(folders, str(tmp_path / "gap.png")) == 0  # no sweeps, no crash
 
 
-@pytest.mark.fast
 def test_folders_are_named_apart_a_q_curve_width_with_its_dataset():
     assert overview.folder_name("docs/results/mnist_bf16/") == "mnist_bf16"
     assert overview.folder_name("docs/results/q_curve/cifar10/w16") == "cifar10/w16"
