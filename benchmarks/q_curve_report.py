@@ -147,9 +147,10 @@ def on_plateau(r):
 
 def answers(rows, tolerance=(0.5, 0.1)):
     """The curve's answers: the smallest Q_full from which the better of `progressive` and the
-    best paper route saves half (mean paper-frame ratio <= 0.5, levelled reference), the Q_full
-    where one reaches a tenth, and the smallest Q_full from which an L-BFGS route beats the
-    faster Adam in seconds (mean user-frame ratio <= 1)."""
+    best paper route saves half (mean paper-frame ratio <= 0.5), the Q_full where one reaches
+    a tenth, both against references that levelled off at the training set's minimum (not on
+    a plateau, `on_plateau`: those are listed apart with their ratio), and the smallest Q_full
+    from which an L-BFGS route beats the faster Adam in seconds (mean user-frame ratio <= 1)."""
     half, tenth = tolerance
     best = []
     for r in rows:
@@ -157,19 +158,24 @@ def answers(rows, tolerance=(0.5, 0.1)):
                       if x is not None and x["paper"]["mean"] is not None]
         top = min(candidates, key=lambda x: x["paper"]["mean"]) if candidates else None
         best.append((r, top))
-    levelled = [(r, top) for r, top in best if _levelled(r) and top is not None]
+    # Evidence: a reference that levelled off at the training set's minimum, not on a plateau.
+    levelled = [(r, top) for r, top in best if _levelled(r) and not on_plateau(r) and top is not None]
     halves = [r["q_full"] for r, top in levelled if top["paper"]["mean"] <= half]
     tenths = [{"q_full": r["q_full"], "run": top["run"], "mean": top["paper"]["mean"],
-               "seeds": len(top["paper"]["seeds"]), "reference_on_plateau": on_plateau(r)}
+               "seeds": len(top["paper"]["seeds"])}
               for r, top in levelled if top["paper"]["mean"] <= tenth]
+    plateaus = [{"q_full": r["q_full"], "run": None if top is None else top["run"],
+                 "mean": None if top is None else top["paper"]["mean"]}
+                for r, top in best if on_plateau(r)]
     beats = [r["q_full"] for r in rows
              if r["best_user"] is not None and r["best_user"]["user"]["mean"] <= 1.0]
     return {
-        "half_from_q_full": _from(rows, halves),
+        "half_from_q_full": _from(rows, halves, [r["q_full"] for r, _ in levelled]),
         "tenth_at": tenths,
-        "beats_adam_from_q_full": _from(rows, beats),
+        "beats_adam_from_q_full": _from(rows, beats, [r["q_full"] for r in rows]),
         "largest_q_full": max((r["q_full"] for r in rows), default=None),
-        "references_on_plateau": [r["q_full"] for r in rows if on_plateau(r)],
+        "references_on_plateau": plateaus,
+        "levelled_q_full": [r["q_full"] for r, _ in levelled],
         "best_paper_frame": [
             {"q_full": r["q_full"], "run": None if top is None else top["run"],
              "mean": None if top is None else top["paper"]["mean"], "levelled": _levelled(r)}
@@ -177,10 +183,13 @@ def answers(rows, tolerance=(0.5, 0.1)):
     }
 
 
-def _from(rows, hits):
-    """The smallest Q_full from which every larger Q_full of `rows` is in `hits`, or `None`."""
+def _from(rows, hits, known):
+    """The smallest Q_full from which every larger Q_full of `rows` that is `known` (evidence
+    either way) is in `hits`, or `None`; the rows that are no evidence are passed over."""
     out = None
     for r in sorted(rows, key=lambda r: -r["q_full"]):
+        if r["q_full"] not in known:
+            continue
         if r["q_full"] not in hits:
             break
         out = r["q_full"]
@@ -268,22 +277,26 @@ def curve_markdown(curve, title=True):
             lines.append(f"| | | | *partial: {len(r['runs_missing'])} runs missing* |"
                          + " |" * 11)
     a = curve["answers"]
-    lines += ["", "Answers (mean over the seeds run, against a levelled-off `lbfgs_full` only):", ""]
+    lines += ["", "Answers (mean over the seeds run; the paper frame only against an `lbfgs_full` "
+              "that levelled off at the training set's minimum, at Q_full = "
+              + (", ".join(f"{q:.1f}" for q in a["levelled_q_full"]) or "none of the widths")
+              + "):", ""]
     lines.append(
         "- Saves half (paper frame <= 0.5, `progressive` or the best paper route) from Q_full = "
         + ("none of the widths" if a["half_from_q_full"] is None else f"{a['half_from_q_full']:.1f}")
         + " on.")
     lines.append(
         "- A tenth (<= 0.1): " + ("at no width" if not a["tenth_at"] else ", ".join(
-            f"Q_full {t['q_full']:.1f} ({t['run']}, {t['mean']:.3f}, {t['seeds']} seed(s)"
-            + (", against a reference on a plateau" if t["reference_on_plateau"] else "") + ")"
+            f"Q_full {t['q_full']:.1f} ({t['run']}, {t['mean']:.3f}, {t['seeds']} seed(s))"
             for t in a["tenth_at"])) + (
             f"; the largest Q_full tried is {a['largest_q_full']:.1f}." if a["largest_q_full"] else "."))
-    if a["references_on_plateau"]:
+    for p in a["references_on_plateau"]:
         lines.append(
-            "- `lbfgs_full` levelled off on a plateau (another run ended more than 5 % lower in "
-            "full training loss) at Q_full = "
-            + ", ".join(f"{q:.1f}" for q in a["references_on_plateau"]) + ".")
+            f"- At Q_full = {p['q_full']:.1f} `lbfgs_full` levelled off on a plateau (another run "
+            "ended more than 5 % lower in full training loss): "
+            + ("no route reached its target" if p["run"] is None
+               else f"`{p['run']}` reached its target at {p['mean']:.3f} of its cost")
+            + ", a measure of that plateau, not of a subset's saving.")
     lines.append(
         "- Beats the faster Adam in seconds (user frame <= 1) from Q_full = "
         + ("none of the widths" if a["beats_adam_from_q_full"] is None
@@ -322,35 +335,42 @@ def datasets_under(root):
 
 def plot(root, path):
     """Draws the paper-frame ratio of `progressive` and of the best paper route against Q_full
-    (log scales, 0.1 and 0.5 drawn, the bound Q*/Q_full beside them; hollow markers where
-    the reference did not level off), and the user-frame ratio of the best L-BFGS route (1.0
-    drawn), for every dataset under `root`."""
+    (log scales, 0.1 and 0.5 drawn, the bound Q*/Q_full beside them; hollow markers where the
+    reference is no evidence: not levelled off, or on a plateau; a route that never reached
+    the target drawn at 1, where it was stopped), and the user-frame ratio of the best L-BFGS
+    route (1.0 drawn), for every dataset under `root`."""
     plt = report._pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8))
     colours = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple"]
     for colour, dataset in zip(colours, datasets_under(root)):
         rows = load(root, dataset)["rows"]
-        for key, marker, label in (("progressive", "o", "progressive"), ("best_paper", "s", "paper protocol (best Q)")):
-            xs, ys, filled = [], [], []
+        for key, marker, label in (("progressive", "o", "progressive"),
+                                   ("best_paper", "s", "paper protocol (best Q)")):
+            xs, ys = [], []
             for r in rows:
                 route = r["best_paper"] if key == "best_paper" else r["routes"].get(key)
-                if route is None or route["paper"]["mean"] is None:
+                if key == "best_paper" and route is None and r["paper_runs"]:
+                    route = {"paper": {"mean": None}}  # no paper run reached the target
+                if route is None:
                     continue
-                xs.append(r["q_full"])
-                ys.append(route["paper"]["mean"])
-                filled.append(_levelled(r))
+                reached = route["paper"]["mean"] is not None
+                x, y = r["q_full"], route["paper"]["mean"] if reached else 1.0
+                xs.append(x)
+                ys.append(y)
+                evidence = _levelled(r) and not on_plateau(r)
+                left.plot([x], [y], marker if reached else "^", color=colour, ms=7,
+                          mfc=colour if evidence else "none")
             if xs:
-                left.plot(xs, ys, "-", color=colour, alpha=0.5)
-                for x, y, f in zip(xs, ys, filled):
-                    left.plot([x], [y], marker, color=colour, mfc=colour if f else "none", ms=7)
+                left.plot(xs, ys, "-", color=colour, alpha=0.4)
                 left.plot([], [], marker, color=colour, label=f"{dataset}: {label}")
         bound = [(r["q_full"], 1.0 / r["bound"]) for r in rows if r["bound"]]
         if bound:
-            left.plot(*zip(*bound), ":", color=colour, label=f"{dataset}: bound Q*/Q_full")
+            left.plot(*zip(*bound), ":x", color=colour, label=f"{dataset}: bound Q*/Q_full")
         user = [(r["q_full"], r["best_user"]["user"]["mean"]) for r in rows
                 if r["best_user"] is not None]
         if user:
             right.plot(*zip(*user), "o-", color=colour, label=f"{dataset}: best L-BFGS route")
+    left.plot([], [], "^", color="grey", mfc="none", label="not reached (stopped at 1)")
     for ax in (left, right):
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -362,8 +382,8 @@ def plot(root, path):
     right.axhline(1.0, color="grey", ls="--", lw=1)
     left.set_ylabel("cost to target / lbfgs_full's (paper frame)")
     right.set_ylabel("seconds to target / faster Adam's (user frame)")
-    left.set_title("Paper frame (hollow: reference not levelled off)")
-    right.set_title("User frame")
+    left.set_title("Paper frame (filled: reference levelled off at its minimum)", fontsize=10)
+    right.set_title("User frame", fontsize=10)
     left.legend(fontsize=7)
     right.legend(fontsize=7)
     fig.tight_layout()
@@ -394,7 +414,7 @@ def headline(paths):
                 lines.append("| " + " | ".join([
                     dataset, str(r["width"]), f"{r['q_full']:.1f}", levelled,
                     _cell(None if progressive is None else progressive["paper"]),
-                    "none reached" if best is None else f"{_cell(best['paper'])}, Q = {best['ratio']:g}",
+                    "none reached" if best is None else f"{_cell(best['paper'])}, Q = {best['ratio']:.0f}",
                     "none" if r["q_star"] is None else f"{r['q_star']:g} ({r['bound']:.1f})",
                     "none reached" if user is None else f"{_cell(user['user'])}, `{user['run']}`",
                 ]) + " |")
@@ -403,15 +423,15 @@ def headline(paths):
                 f"- {dataset}: half (<= 0.5) from Q_full = "
                 + ("none" if a["half_from_q_full"] is None else f"{a['half_from_q_full']:.1f}")
                 + " on; a tenth (<= 0.1) at "
-                + ("none" if not a["tenth_at"] else ", ".join(
-                    f"{t['q_full']:.1f}" + (" (reference on a plateau)" if t["reference_on_plateau"] else "")
-                    for t in a["tenth_at"]))
+                + ("none" if not a["tenth_at"] else ", ".join(f"{t['q_full']:.1f}" for t in a["tenth_at"]))
                 + "; faster than Adam from Q_full = "
                 + ("none" if a["beats_adam_from_q_full"] is None else f"{a['beats_adam_from_q_full']:.1f}")
-                + ".")
+                + "; reference at its minimum at Q_full = "
+                + (", ".join(f"{q:.1f}" for q in a["levelled_q_full"]) or "none") + ".")
     if not answers_lines:
         return "_Not yet measured: the Q-curve runs are under way._"
-    return "\n".join(lines + ["", "Against a levelled-off `lbfgs_full`, mean over the seeds run:", ""]
+    return "\n".join(lines + ["", "Paper frame against an `lbfgs_full` that levelled off at the training "
+                               "set's minimum (not on a plateau), mean over the seeds run:", ""]
                      + answers_lines)
 
 
@@ -422,6 +442,6 @@ def detail(paths):
     for path in paths:
         root, dataset = os.path.split(os.path.normpath(path))
         curve = load(root, dataset)
-        parts.append(curve_markdown(curve, title=False).rstrip() if curve["rows"]
-                     else f"_{dataset}: not yet measured._")
+        parts.append(f"### {dataset}\n\n" + (curve_markdown(curve, title=False).rstrip()
+                                              if curve["rows"] else "_Not yet measured._"))
     return "\n\n".join(parts)

@@ -61,32 +61,39 @@ def test_a_row_takes_the_best_paper_route_that_reached_in_every_seed():
     assert row["best_user"]["user"]["mean"] == pytest.approx(2.0)
 
 
-def test_the_answers_count_only_levelled_references_and_every_larger_q_full(tmp_path):
+def test_the_answers_count_only_references_at_their_minimum_and_every_larger_q_full(tmp_path):
     root = str(tmp_path)
     # Width 1's reference levelled off on a plateau: every other run ended at 0.2 against 0.3.
-    write_width(root, "mnist", 1, summary(1000.0, [0.08, 0.12, 0.09], [(64, [0.2] * 3)], 64,
+    write_width(root, "mnist", 1, summary(2000.0, [0.01, 0.02, 0.03], [(64, [0.2] * 3)], 64,
                                           ref_loss=0.3))
-    write_width(root, "mnist", 2, summary(500.0, [0.4], [(64, [0.3])], 64, user=(0.9,)))
-    # Width 4 saves half, but against a reference that never levelled off: no evidence.
-    write_width(root, "mnist", 4, summary(250.0, [0.45], [(64, [0.5])], 64, levelled=False))
-    write_width(root, "mnist", 8, summary(100.0, [0.45], [], None))
+    write_width(root, "mnist", 2, summary(1000.0, [0.08, 0.12, 0.09], [(64, [0.2] * 3)], 64))
+    write_width(root, "mnist", 4, summary(500.0, [0.4], [(64, [0.3])], 64, user=(0.9,)))
+    # Width 8 saves half, but against a reference that never levelled off: no evidence either way.
+    write_width(root, "mnist", 8, summary(250.0, [0.6], [(64, [0.7])], 64, levelled=False))
+    write_width(root, "mnist", 16, summary(100.0, [0.45], [], None))
+    write_width(root, "mnist", 32, summary(50.0, [0.9], [], None))
     curve = q_curve_report.load(root, "mnist")
-    assert [r["q_full"] for r in curve["rows"]] == [100.0, 250.0, 500.0, 1000.0]
+    assert [r["q_full"] for r in curve["rows"]] == [50.0, 100.0, 250.0, 500.0, 1000.0, 2000.0]
     a = curve["answers"]
-    # 0.45 at Q_full 100, but 250 (not levelled) breaks the run from the top: half from 500.
-    assert a["half_from_q_full"] == 500.0
+    # 2000 (plateau) and 250 (not levelled) are passed over: half from 100, not from 50 (0.9).
+    assert a["levelled_q_full"] == [50.0, 100.0, 500.0, 1000.0]
+    assert a["half_from_q_full"] == 100.0
     assert a["tenth_at"] == [{"q_full": 1000.0, "run": "progressive", "mean": pytest.approx(0.0966666),
-                              "seeds": 3, "reference_on_plateau": True}]
-    assert a["references_on_plateau"] == [1000.0]
-    # The user frame needs no levelled reference: a paper run at 2.0 and lbfgs_full at 0.9 at 500.
-    assert a["beats_adam_from_q_full"] is None  # 1000's best is 2.0 > 1
-    assert a["largest_q_full"] == 1000.0
+                              "seeds": 3}]
+    assert a["references_on_plateau"] == [{"q_full": 2000.0, "run": "progressive", "mean": pytest.approx(0.02)}]
+    # The user frame needs no levelled reference: lbfgs_full at 0.9 at Q_full 500, but 2.0 above.
+    assert a["beats_adam_from_q_full"] is None
+    assert a["largest_q_full"] == 2000.0
     table = q_curve_report.curve_markdown(curve)
-    assert "| 1 | 100 | 1000.0 |" in table and "0.097 [0.080–0.120] (3 seeds)" in table
-    assert "from Q_full = 500.0 on" in table
-    assert "Q_full 1000.0 (progressive, 0.097, 3 seed(s), against a reference on a plateau)" in table
+    assert "| 2 | 100 | 1000.0 |" in table and "0.097 [0.080–0.120] (3 seeds)" in table
+    assert "from Q_full = 100.0 on" in table and "Q_full 1000.0 (progressive, 0.097, 3 seed(s))" in table
+    assert "At Q_full = 2000.0 `lbfgs_full` levelled off on a plateau" in table
     assert "| 0.3000 (**0.2000**) |" in table and "| 0.2000 |" in table
-    assert "**no**" in table  # width 4's reference
+    assert "**no**" in table  # width 8's reference
+    front = q_curve_report.headline([root])
+    assert "| mnist | 1 | 2000.0 | yes, yes, yes (on a plateau) |" in front
+    assert "0.200 [0.200–0.200] (3 seeds), Q = 64" in front
+    assert "- mnist: half (<= 0.5) from Q_full = 100.0 on; a tenth (<= 0.1) at 1000.0;" in front
 
 
 def test_write_makes_the_files_and_one_figure_over_every_dataset(tmp_path):
