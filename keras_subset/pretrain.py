@@ -226,11 +226,13 @@ def pretrain(
     Q* (32 to 256 in this library's benchmarks), so a subset's evaluations cost
     about Q*/Q_full of the full set's and the saving is bounded near
     Q_full / Q*, where Q_full = N*M/P of all the examples given
-    (`PretrainResult.q_full`, printed first with `verbose`). Below the Q_full
-    from which the library's Q-curve measured a saving of half
-    (`keras_subset.subset.SAVING_Q_FULL`, docs/results_q_curve.md; where none
-    was measured, below the largest Q_full tried) a `SavingWarning` says so;
-    it never changes what is done.
+    (`PretrainResult.q_full`, printed first with `verbose`). Below
+    Q_full = 114.1, the smallest at which this library's benchmarks measured
+    a saving of half against full-set L-BFGS run to its minimum (MNIST's
+    `cpu`-preset CNN: 0.154-0.360 of its cost over three seeds;
+    `keras_subset.subset.SAVING_Q_FULL`, docs/results_no_augmentation.md,
+    docs/results_q_curve.md), a `SavingWarning` says that subset pretraining
+    is unlikely to save compute; it never changes what is done.
 
     A callback that sets `model.stop_training = True` (as
     `keras.callbacks.EarlyStopping` does in `fit`) ends the call after the

@@ -191,33 +191,40 @@ class SavingWarning(UserWarning):
     """Subset pretraining is unlikely to save compute for this model and data (`warn_if_no_saving`)."""
 
 
-SAVING_Q_FULL = None
-"""The smallest Q_full from which subset pretraining saved half of full-set L-BFGS's compute in
-this library's Q-curve (docs/results_q_curve.md), or `None` where no Q_full tried did."""
+SAVING_Q_FULL = 114.1
+"""The smallest Q_full at which subset pretraining was measured at half of full-set L-BFGS's
+compute or less against a full-set run that levelled off at its minimum: the MNIST CNN of the
+benchmarks' `cpu` preset (P = 5,258, Q_full = 114.1), where `progressive` cost 0.154-0.360 of
+`lbfgs_full` over three seeds (docs/results/mnist/summary.json, docs/results_no_augmentation.md;
+`tests/test_subset.py` checks it against that file). Smaller Q_full were measured only against
+full-set runs that had not levelled off (CIFAR-10 at 44.8, CIFAR-100 at 87.2), which is no
+evidence either way; the Q-curve (docs/results_q_curve.md) has no levelled point below it."""
 
-LARGEST_Q_FULL_MEASURED = None
-"""The largest Q_full the Q-curve tried: with no saving measured, the warning's threshold."""
+LARGEST_Q_FULL_MEASURED = 1111.1
+"""The largest Q_full the Q-curve tried (MNIST, width 1): the warning's threshold if
+`SAVING_Q_FULL` is `None` (no Q_full measured saved half)."""
 
 
 def warn_if_no_saving(q_full):
     """Warns (`SavingWarning`, never an error) when Q_full = N*M/P of the data given to
-    `pretrain` lies below the Q_full from which the Q-curve measured a saving of half
-    (`SAVING_Q_FULL`; where none was measured, below the largest Q_full it tried). A subset
-    matches the full set only from some Q* (32 to 256 in the benchmarks here), so a subset's
-    evaluations cost about Q*/Q_full of the full set's and the saving is bounded near
-    Q_full / Q*. Returns whether it warned."""
+    `pretrain` lies below `SAVING_Q_FULL`, the smallest Q_full at which this library's
+    benchmarks measured a saving of half against a full-set run at its minimum (where that is
+    `None`, below `LARGEST_Q_FULL_MEASURED`). A subset matches the full set only from some Q*
+    (32 to 256 in the benchmarks here), so a subset's evaluations cost about Q*/Q_full of the
+    full set's and the saving is bounded near Q_full / Q*. Returns whether it warned."""
     threshold = SAVING_Q_FULL if SAVING_Q_FULL is not None else LARGEST_Q_FULL_MEASURED
     if threshold is None or q_full >= threshold:
         return False
-    measured = (f"the smallest Q_full from which it saved half of full-set L-BFGS's compute"
+    measured = ("the smallest Q_full at which keras-subset's benchmarks measured it at half of "
+                "full-set L-BFGS's compute against a full-set run at its minimum"
                 if SAVING_Q_FULL is not None else
                 "the largest Q_full measured, and no Q_full measured saved half of full-set "
                 "L-BFGS's compute")
     warnings.warn(
         f"Subset pretraining is unlikely to save compute for this model and data: Q_full = "
-        f"{q_full:.3g} (N*M/P of all the examples given) is below {threshold:.4g}, {measured} in "
-        "keras-subset's Q-curve (docs/results_q_curve.md). A subset matches the full set only "
-        "from some Q* (32 to 256 in those benchmarks), so the saving is bounded near Q_full / Q*.",
+        f"{q_full:.3g} (N*M/P of all the examples given) is below {threshold:.4g}, {measured} "
+        "(docs/results_q_curve.md). A subset matches the full set only from some Q* (32 to 256 "
+        "in those benchmarks), so the saving is bounded near Q_full / Q*.",
         SavingWarning,
         stacklevel=3,
     )

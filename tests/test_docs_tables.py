@@ -8,6 +8,7 @@ changes on one side only.
 import json
 import os
 import shutil
+import warnings
 
 import pytest
 
@@ -121,3 +122,45 @@ def test_regenerating_twice_changes_nothing():
         text = f.read()
     once = docs_tables.regenerate(text)
     assert docs_tables.regenerate(once) == once
+
+
+def _halves_measured():
+    """Every Q_full at which `progressive` or a paper run cost at most half of a full-set
+    L-BFGS run that levelled off at its minimum, in the committed results: the dataset
+    benchmarks (every seed against the reference seed's `lbfgs_full`) and the Q-curve."""
+    from benchmarks import results_tables
+    out = {}
+    results = os.path.join(ROOT, "docs/results")
+    for name in sorted(os.listdir(results)):
+        path = os.path.join(results, name)
+        if not os.path.exists(os.path.join(path, "summary.json")):
+            continue
+        folder = results_tables.Folder(path)
+        run = folder.runs.get("progressive")
+        if not folder.summary["levelled_off"].get("lbfgs_full") or run is None:
+            continue
+        ratios = results_tables._cross_seed(run)
+        if ratios and None not in ratios and max(ratios) <= 0.5:
+            out[name] = folder.summary["q_full"]
+    root = os.path.join(results, "q_curve")
+    for dataset in q_curve_report.datasets_under(root):
+        half = q_curve_report.load(root, dataset)["answers"]["half_from_q_full"]
+        if half is not None:
+            out[f"q_curve/{dataset}"] = half
+    return out
+
+
+def test_the_saving_warnings_threshold_is_the_smallest_measured_half():
+    from keras_subset import subset
+    halves = _halves_measured()
+    assert halves, "no committed result saves half against a levelled-off reference"
+    assert subset.SAVING_Q_FULL == round(min(halves.values()), 1), halves
+    assert subset.LARGEST_Q_FULL_MEASURED == round(max(
+        r["q_full"] for d in q_curve_report.datasets_under(os.path.join(ROOT, "docs/results/q_curve"))
+        for r in q_curve_report.load(os.path.join(ROOT, "docs/results/q_curve"), d)["rows"]), 1)
+    # With the shipped constants the warning fires below the threshold and only there.
+    with pytest.warns(subset.SavingWarning, match=f"is below {subset.SAVING_Q_FULL:.4g}"):
+        assert subset.warn_if_no_saving(subset.SAVING_Q_FULL - 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert not subset.warn_if_no_saving(subset.SAVING_Q_FULL)
