@@ -196,12 +196,25 @@ def _from(rows, hits, known):
     return out
 
 
+def _minutes(folder):
+    """The minutes of a width's complete runs (training and evaluation, tracing included, as
+    `results_tables.provenance_table` counts them)."""
+    seconds = 0.0
+    for name in os.listdir(folder):
+        if re.fullmatch(r"run_.+_seed\d+\.json", name):
+            with open(os.path.join(folder, name)) as f:
+                record = json.load(f)
+            seconds += record["total_seconds"] + record.get("total_eval_seconds", 0.0)
+    return seconds / 60.0
+
+
 def load(root, dataset):
     """The curve of `dataset` under `root`: `{dataset, rows, answers}`."""
     rows = []
     for width, folder in _width_folders(root, dataset):
         with open(os.path.join(folder, "summary.json")) as f:
             rows.append(row(width, json.load(f)))
+        rows[-1]["minutes"] = _minutes(folder)
     rows.sort(key=lambda r: r["q_full"])
     return {"dataset": dataset, "rows": rows, "answers": answers(rows)}
 
@@ -398,8 +411,8 @@ def headline(paths):
     lines = [
         "| dataset | width | Q_full | `lbfgs_full` levelled off | `progressive`: cost / "
         "`lbfgs_full`'s | best paper run: cost / `lbfgs_full`'s | Q* (Q_full / Q*) | best L-BFGS "
-        "route: seconds / faster Adam's |",
-        "|---|---|---|---|---|---|---|---|",
+        "route: seconds / faster Adam's | minutes in the runs |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     answers_lines = []
     for root in paths:
@@ -417,6 +430,7 @@ def headline(paths):
                     "none reached" if best is None else f"{_cell(best['paper'])}, Q = {best['ratio']:.0f}",
                     "none" if r["q_star"] is None else f"{r['q_star']:g} ({r['bound']:.1f})",
                     "none reached" if user is None else f"{_cell(user['user'])}, `{user['run']}`",
+                    "n/a" if r.get("minutes") is None else f"{r['minutes']:.0f}",
                 ]) + " |")
             a = curve["answers"]
             answers_lines.append(

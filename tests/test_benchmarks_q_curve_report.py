@@ -110,3 +110,14 @@ def test_write_makes_the_files_and_one_figure_over_every_dataset(tmp_path):
     assert png.startswith(PNG_MAGIC) and len(png) > 10000
     assert q_curve_report.load(root, "fashion_mnist") == {
         "dataset": "fashion_mnist", "rows": [], "answers": q_curve_report.answers([])}
+
+
+def test_the_front_page_row_says_how_many_minutes_the_widths_runs_took(tmp_path):
+    root = str(tmp_path)
+    write_width(root, "mnist", 1, summary(1000.0, [0.2], [(64, [0.1])], 64))
+    folder = tmp_path / "mnist" / "w1"
+    (folder / "run_lbfgs_full_seed0.json").write_text(json.dumps({"total_seconds": 1500.0, "total_eval_seconds": 300.0}))
+    (folder / "run_progressive_seed0.json").write_text(json.dumps({"total_seconds": 600.0}))
+    (folder / "run_paper_q64_seed0.partial.json").write_text(json.dumps({"total_seconds": 9e9}))  # unfinished: not counted
+    assert q_curve_report.load(root, "mnist")["rows"][0]["minutes"] == pytest.approx(40.0)
+    assert q_curve_report.headline([root]).splitlines()[2].endswith("| 40 |")
