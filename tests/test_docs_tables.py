@@ -15,7 +15,7 @@ import pytest
 from benchmarks import docs_tables
 from benchmarks import q_curve_report
 
-# Every test of this file is quick (no TensorFlow in the code under test): all in the fast tier.
+# Every test of this file is quick (only the threshold test imports TensorFlow): all in the fast tier.
 pytestmark = pytest.mark.fast
 
 ROOT = docs_tables.ROOT
