@@ -220,12 +220,14 @@ def load(root, dataset):
 
 
 def _cell(stat, digits=3):
-    """`mean [min-max] (reached/seeds)` of a ratio, or "not reached"."""
+    """`mean [min-max] (seeds)` of a ratio; "not reached (reached/seeds)" when a seed missed,
+    with the values of the seeds that reached it."""
     if stat is None or not stat["seeds"]:
         return "n/a"
     n = len(stat["seeds"])
     if stat["mean"] is None:
-        return f"not reached ({stat['reached']}/{n})"
+        got = [f"{v:.{digits}f}" for v in stat["values"] if v is not None]
+        return f"not reached ({stat['reached']}/{n})" + (f"; reached: {', '.join(got)}" if got else "")
     text = f"{stat['mean']:.{digits}f}"
     if n > 1:
         text += f" [{stat['min']:.{digits}f}–{stat['max']:.{digits}f}]"

@@ -121,3 +121,10 @@ def test_the_front_page_row_says_how_many_minutes_the_widths_runs_took(tmp_path)
     (folder / "run_paper_q64_seed0.partial.json").write_text(json.dumps({"total_seconds": 9e9}))  # unfinished: not counted
     assert q_curve_report.load(root, "mnist")["rows"][0]["minutes"] == pytest.approx(40.0)
     assert q_curve_report.headline([root]).splitlines()[2].endswith("| 40 |")
+
+
+def test_a_route_that_missed_a_seed_shows_the_ratios_of_the_seeds_that_reached():
+    row = q_curve_report.row(1, summary(1000.0, [0.25, None, None], [(128, [0.38, None, 0.17])], None))
+    assert q_curve_report._cell(row["routes"]["progressive"]["paper"]) == "not reached (1/3); reached: 0.250"
+    q128 = row["paper_runs"][0]["paper"]
+    assert q_curve_report._cell(q128) == "not reached (2/3); reached: 0.380, 0.170"
