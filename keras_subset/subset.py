@@ -223,10 +223,11 @@ def warn_if_no_saving(q_full):
     warnings.warn(
         f"Subset pretraining is unlikely to save compute for this model and data: Q_full = "
         f"{q_full:.3g} (N*M/P of all the examples given) is below {threshold:.4g}, {measured} "
-        "(docs/results_q_curve.md). A subset matches the full set only from some Q* (32 to 256 "
-        "in those benchmarks), so the saving is bounded near Q_full / Q*.",
+        "(docs/results_no_augmentation.md; the Q-curve: docs/results_q_curve.md). A subset "
+        "matches the full set only from some Q* (32 to 256 in those benchmarks), so the saving "
+        "is bounded near Q_full / Q*.",
         SavingWarning,
-        stacklevel=3,
+        stacklevel=4,  # the caller of `pretrain` (through `_Plan`)
     )
     return True
 

@@ -37,10 +37,15 @@ def test_lbfgs_pretraining_in_fit(mnist, tmp_path):
     )
     after_pretraining = _FullSetLoss(x, y)
     csv_path = tmp_path / "log.csv"
-    history = model.fit(
-        x, y, epochs=2, batch_size=128, verbose=0,
-        callbacks=[pretraining, after_pretraining, keras.callbacks.CSVLogger(str(csv_path))],
-    )
+    # Q_full of these examples is far below the measured saving threshold: the callback says so once.
+    q_full = keras_subset.overdetermination_ratio(model, len(x))
+    assert q_full < keras_subset.subset.SAVING_Q_FULL
+    with pytest.warns(keras_subset.SavingWarning, match=f"Q_full = {q_full:.3g} .* is below") as caught:
+        history = model.fit(
+            x, y, epochs=2, batch_size=128, verbose=0,
+            callbacks=[pretraining, after_pretraining, keras.callbacks.CSVLogger(str(csv_path))],
+        )
+    assert len([w for w in caught if w.category is keras_subset.SavingWarning]) == 1
 
     k = keras_subset.subset_size_for_ratio(model, 8.0)
     assert pretraining.result["subset_size"] == k == len(pretraining.subset_indices)
