@@ -158,12 +158,13 @@ def answers(rows, tolerance=(0.5, 0.1)):
                       if x is not None and x["paper"]["mean"] is not None]
         top = min(candidates, key=lambda x: x["paper"]["mean"]) if candidates else None
         best.append((r, top))
-    # Evidence: a reference that levelled off at the training set's minimum, not on a plateau.
-    levelled = [(r, top) for r, top in best if _levelled(r) and not on_plateau(r) and top is not None]
-    halves = [r["q_full"] for r, top in levelled if top["paper"]["mean"] <= half]
+    # Evidence: a reference that levelled off at the training set's minimum, not on a plateau;
+    # where no route reached its target in every seed, that is evidence of no saving there.
+    levelled = [(r, top) for r, top in best if _levelled(r) and not on_plateau(r)]
+    halves = [r["q_full"] for r, top in levelled if top is not None and top["paper"]["mean"] <= half]
     tenths = [{"q_full": r["q_full"], "run": top["run"], "mean": top["paper"]["mean"],
                "seeds": len(top["paper"]["seeds"])}
-              for r, top in levelled if top["paper"]["mean"] <= tenth]
+              for r, top in levelled if top is not None and top["paper"]["mean"] <= tenth]
     plateaus = [{"q_full": r["q_full"], "run": None if top is None else top["run"],
                  "mean": None if top is None else top["paper"]["mean"]}
                 for r, top in best if on_plateau(r)]

@@ -128,3 +128,14 @@ def test_a_route_that_missed_a_seed_shows_the_ratios_of_the_seeds_that_reached()
     assert q_curve_report._cell(row["routes"]["progressive"]["paper"]) == "not reached (1/3); reached: 0.250"
     q128 = row["paper_runs"][0]["paper"]
     assert q_curve_report._cell(q128) == "not reached (2/3); reached: 0.380, 0.170"
+
+
+def test_a_levelled_reference_that_no_route_matched_in_every_seed_is_evidence_of_no_saving(tmp_path):
+    root = str(tmp_path)
+    write_width(root, "fashion_mnist", 1, summary(1000.0, [0.25, None, None], [(128, [0.38, None, 0.17])], None))
+    write_width(root, "fashion_mnist", 2, summary(500.0, [0.3, 0.4, 0.35], [], None))
+    a = q_curve_report.load(root, "fashion_mnist")["answers"]
+    assert a["levelled_q_full"] == [500.0, 1000.0]
+    # 500 saves half, but the larger 1000 did not: "from 500 on" would be false.
+    assert a["half_from_q_full"] is None
+    assert "reference at its minimum at Q_full = 500.0, 1000.0." in q_curve_report.headline([root])
