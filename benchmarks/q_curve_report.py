@@ -145,6 +145,11 @@ def on_plateau(r):
     return ref["lowest_train_loss"] < PLATEAU_MARGIN * ref["full_train_loss"]
 
 
+def _evidence(r):
+    """Whether the width's reference levelled off at the training set's minimum (not on a plateau)."""
+    return _levelled(r) and not on_plateau(r)
+
+
 def answers(rows, tolerance=(0.5, 0.1)):
     """The curve's answers: the smallest Q_full from which the better of `progressive` and the
     best paper route saves half (mean paper-frame ratio <= 0.5), the Q_full where one reaches
@@ -160,7 +165,7 @@ def answers(rows, tolerance=(0.5, 0.1)):
         best.append((r, top))
     # Evidence: a reference that levelled off at the training set's minimum, not on a plateau;
     # where no route reached its target in every seed, that is evidence of no saving there.
-    levelled = [(r, top) for r, top in best if _levelled(r) and not on_plateau(r)]
+    levelled = [(r, top) for r, top in best if _evidence(r)]
     halves = [r["q_full"] for r, top in levelled if top is not None and top["paper"]["mean"] <= half]
     tenths = [{"q_full": r["q_full"], "run": top["run"], "mean": top["paper"]["mean"],
                "seeds": len(top["paper"]["seeds"])}
@@ -198,14 +203,11 @@ def _from(rows, hits, known):
 
 
 def _minutes(folder):
-    """The minutes of a width's complete runs (training and evaluation, tracing included, as
-    `results_tables.provenance_table` counts them)."""
+    """The minutes of every complete run file of a width's folder (`runlog.run_seconds`)."""
     seconds = 0.0
-    for name in os.listdir(folder):
-        if re.fullmatch(r"run_.+_seed\d+\.json", name):
-            with open(os.path.join(folder, name)) as f:
-                record = json.load(f)
-            seconds += record["total_seconds"] + record.get("total_eval_seconds", 0.0)
+    for path in runlog.run_files(folder):
+        with open(path) as f:
+            seconds += runlog.run_seconds(json.load(f))
     return seconds / 60.0
 
 
@@ -373,7 +375,7 @@ def plot(root, path):
                 x, y = r["q_full"], route["paper"]["mean"] if reached else 1.0
                 xs.append(x)
                 ys.append(y)
-                evidence = _levelled(r) and not on_plateau(r)
+                evidence = _evidence(r)
                 left.plot([x], [y], marker if reached else "^", color=colour, ms=7,
                           mfc=colour if evidence else "none")
             if xs:

@@ -19,6 +19,7 @@ import os
 
 from benchmarks import overview
 from benchmarks import provenance
+from benchmarks import runlog
 from benchmarks import stats
 from benchmarks.report import format_number
 from benchmarks.report import format_ratio
@@ -569,8 +570,7 @@ def provenance_table(paths):
         for r in records:
             groups.setdefault((r["started"][:10], provenance.source_label(r)), []).append(r)
         for (day, code), group in sorted(groups.items()):
-            minutes = sum(r["total_seconds"] + r.get("total_eval_seconds", 0.0)
-                          for r in group) / 60.0
+            minutes = sum(runlog.run_seconds(r) for r in group) / 60.0
             body.append([f"`{overview.folder_name(path)}`", day, f"`{code}`",
                          _runs_text(group), f"{minutes:.0f}"])
     header = ["folder", "started", "code (keras_subset/benchmarks digests)", "runs (seeds)",

@@ -150,3 +150,8 @@ class CostMeter:
         if self._mark is not None:
             self.seconds += time.perf_counter() - self._mark
             self._mark = None
+
+
+def run_seconds(record):
+    """A run's seconds: training and evaluation (tracing included, start-up and data loading not)."""
+    return record["total_seconds"] + record.get("total_eval_seconds", 0.0)

@@ -196,7 +196,7 @@ SAVING_Q_FULL = 114.1
 compute or less against a full-set run that levelled off at its minimum: the MNIST CNN of the
 benchmarks' `cpu` preset (P = 5,258, Q_full = 114.1), where `progressive` cost 0.154-0.360 of
 `lbfgs_full` over three seeds (docs/results/mnist/summary.json, docs/results_no_augmentation.md;
-`tests/test_subset.py` checks it against that file). Smaller Q_full were measured only against
+`tests/test_docs_tables.py` checks it against that file). Smaller Q_full were measured only against
 full-set runs that had not levelled off (CIFAR-10 at 44.8, CIFAR-100 at 87.2), which is no
 evidence either way; the Q-curve (docs/results_q_curve.md) has no levelled point below it."""
 
