@@ -16,7 +16,6 @@ Run: `KERAS_SUBSET_DATA_DIR=data python3 -m benchmarks.bfloat16`
 import json
 import time
 
-import numpy as np
 import keras
 from absl import app
 from absl import flags

@@ -32,7 +32,6 @@ chunk is weighted by `R * f_c` there, and the outputs' losses divided by it.
 
 import contextlib
 
-import numpy as np
 import tensorflow as tf
 import keras
 
