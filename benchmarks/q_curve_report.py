@@ -24,6 +24,7 @@ Like `stats`, this module imports neither TensorFlow nor Keras.
 """
 
 import json
+import math
 import os
 import re
 
@@ -82,6 +83,41 @@ def _best(routes, frame):
     return min(full, key=lambda r: r[frame]["mean"]) if full else None
 
 
+MIN_TREND_POINTS = 3
+"""Sweep points (subsets below the reference) the gap's power law is fitted to, at least."""
+
+
+def gap_trend(sweep_rows, tolerance_pp, q_full):
+    """How a subset's test-accuracy gap to `lbfgs_full` shrinks with its Q, and where it would
+    reach the tolerance: the least-squares line through `log(-gap)` against `log(Q)` over the
+    sweep points, i.e. `-gap = c * Q**(-alpha)`, when every subset, fitted to its minimum, ended
+    below the reference (at least `MIN_TREND_POINTS` of them; a subset above it means the
+    reference stopped short of the training set's minimum, and there is no trend to fit).
+
+    Statistics predicts `alpha` near 1 (a minimum's excess loss on K examples falls as P/K,
+    that is as 1/Q); then Q* is `c / tolerance`, and the bound Q_full / Q* grows in proportion
+    to Q_full. Returns `{points, alpha, c, q_at_tolerance, bound}`, with `q_at_tolerance` the Q
+    where the line reaches `tolerance_pp` (an extrapolation when beyond the largest Q swept) and
+    `bound` Q_full over it; `None` when a subset ended above the reference, fewer than
+    `MIN_TREND_POINTS` were swept, or the line does not fall.
+    """
+    gaps = [(r["ratio"], r["gap_pp"]["mean"]) for r in sweep_rows if r["gap_pp"]["mean"] is not None]
+    points = [(q, -g) for q, g in gaps if g < 0]
+    if len(points) < MIN_TREND_POINTS or len(points) < len(gaps):
+        return None
+    xs = [math.log(q) for q, _ in points]
+    ys = [math.log(g) for _, g in points]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx if sxx else 0.0
+    if slope >= 0:
+        return None
+    alpha, c = -slope, math.exp(my - slope * mx)
+    q_at = (c / tolerance_pp) ** (1.0 / alpha)
+    return {"points": len(points), "alpha": alpha, "c": c, "q_at_tolerance": q_at,
+            "bound": q_full / q_at, "largest_q_swept": max(q for q, _ in points)}
+
+
 def row(width, summary):
     """The curve's row of one width's `summary.json`."""
     runs = {run["run"]: run for run in summary["runs"]}
@@ -92,6 +128,8 @@ def row(width, summary):
     user_routes = [_route(runs[n]) for n in L_BFGS_ROUTES if n in runs] + paper
     best_user = _best(user_routes, "user")
     adam = runs.get("conventional")
+    sweep = [{"ratio": r["ratio"], "gap_pp": r["test_accuracy_gap_pp"]}
+             for r in summary["sweep"]["rows"]]
     return {
         "width": width,
         "parameters": summary["parameters"],
@@ -120,8 +158,8 @@ def row(width, summary):
         "best_paper": _best(paper, "paper"),
         "q_star": q_star,
         "bound": summary["q_full"] / q_star if q_star else None,
-        "sweep": [{"ratio": r["ratio"], "gap_pp": r["test_accuracy_gap_pp"]}
-                  for r in summary["sweep"]["rows"]],
+        "sweep": sweep,
+        "gap_trend": gap_trend(sweep, summary["target_tolerance_pp"], summary["q_full"]),
         "best_user": best_user,
     }
 
@@ -329,7 +367,39 @@ def curve_markdown(curve, title=True):
         lines += ["#" * (2 if title else 4) + f" Every paper run of {curve['dataset']}", "",
                   "| Q_full | run | Q of its subset | paper: cost / lbfgs_full | user: time / Adam |",
                   "|---|---|---|---|---|", *paper_lines, ""]
+    lines += gap_markdown(curve, "#" * (2 if title else 4))
     return "\n".join(lines)
+
+
+def gap_markdown(curve, heading):
+    """The sweep's gaps per width and Q, and their power law (`gap_trend`), as markdown lines."""
+    rows = [r for r in curve["rows"] if r["sweep"]]
+    if not rows:
+        return []
+    qs = sorted({round(s["ratio"]) for r in rows for s in r["sweep"]})
+    lines = [
+        f"{heading} The subset's gap against its Q, {curve['dataset']}", "",
+        "Test accuracy of one subset fitted to its minimum (the paper runs' subset phase) minus "
+        "`lbfgs_full`'s, in pp (mean over the seeds run), and the power law `-gap = c·Q^-alpha` "
+        "fitted through the gaps when every one is negative (at least three): where it reaches the 0.3 pp "
+        "tolerance (extrapolated beyond the largest Q swept) and Q_full over that Q, the bound "
+        "on a saving it implies.",
+        "",
+        "| width | Q_full | reference at the minimum | "
+        + " | ".join(f"Q = {q}" for q in qs)
+        + " | alpha | Q where the fit reaches 0.3 pp | Q_full over it |",
+        "|---|---|---|" + "---|" * len(qs) + "---|---|---|",
+    ]
+    for r in rows:
+        gaps = {round(s["ratio"]): s["gap_pp"]["mean"] for s in r["sweep"]}
+        t = r["gap_trend"]
+        lines.append("| " + " | ".join(
+            [str(r["width"]), f"{r['q_full']:.1f}",
+             "yes" if _evidence(r) else ("on a plateau" if on_plateau(r) else "**no**")]
+            + ["—" if gaps.get(q) is None else f"{gaps[q]:+.2f}" for q in qs]
+            + (["—", "no fit", "—"] if t is None else
+               [f"{t['alpha']:.2f}", f"{t['q_at_tolerance']:,.0f}", f"{t['bound']:.3g}"])) + " |")
+    return lines + [""]
 
 
 def write(root, dataset):
@@ -353,7 +423,8 @@ def datasets_under(root):
 
 def plot(root, path):
     """Draws the paper-frame ratio of `progressive` and of the best paper route against Q_full
-    (log scales, 0.1 and 0.5 drawn, the bound Q*/Q_full beside them; hollow markers where the
+    (log scales, 0.1 and 0.5 drawn, the bound Q*/Q_full beside them, and the bound of the
+    gap's trend where the reference is evidence (`gap_trend`); hollow markers where the
     reference is no evidence: not levelled off, or on a plateau; a route that never reached
     the target drawn at 1, where it was stopped), and the user-frame ratio of the best L-BFGS
     route (1.0 drawn), for every dataset under `root`."""
@@ -384,6 +455,11 @@ def plot(root, path):
         bound = [(r["q_full"], 1.0 / r["bound"]) for r in rows if r["bound"]]
         if bound:
             left.plot(*zip(*bound), ":x", color=colour, label=f"{dataset}: bound Q*/Q_full")
+        trend = [(r["q_full"], 1.0 / r["gap_trend"]["bound"]) for r in rows
+                 if _evidence(r) and r["gap_trend"] is not None]
+        if trend:
+            left.plot(*zip(*trend), ":+", color=colour, ms=9,
+                      label=f"{dataset}: bound by the gap's trend (Q at 0.3 pp / Q_full)")
         user = [(r["q_full"], r["best_user"]["user"]["mean"]) for r in rows
                 if r["best_user"] is not None]
         if user:
@@ -409,15 +485,26 @@ def plot(root, path):
     plt.close(fig)
 
 
+def _trend_cell(r):
+    """The front page's cell of `gap_trend`: shown only where the reference is evidence."""
+    t = r["gap_trend"]
+    if not _evidence(r):
+        return "— (reference not at the minimum)"
+    if t is None:
+        return "no fit"
+    return f"{t['q_at_tolerance']:,.0f} ({t['bound']:.3g})"
+
+
 def headline(paths):
     """The front page's Q-curve table: one row per dataset and width under each root of
     `paths` (a `benchmarks.docs_tables` generator), then each dataset's answers; one line
     while no width has been measured."""
     lines = [
         "| dataset | width | Q_full | `lbfgs_full` levelled off | `progressive`: cost / "
-        "`lbfgs_full`'s | best paper run: cost / `lbfgs_full`'s | Q* (Q_full / Q*) | best L-BFGS "
+        "`lbfgs_full`'s | best paper run: cost / `lbfgs_full`'s | Q* (Q_full / Q*) | Q where the gap's "
+        "trend reaches 0.3 pp (Q_full over it) | best L-BFGS "
         "route: seconds / faster Adam's | minutes in the runs |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     answers_lines = []
     for root in paths:
@@ -434,6 +521,7 @@ def headline(paths):
                     _cell(None if progressive is None else progressive["paper"]),
                     "none reached" if best is None else f"{_cell(best['paper'])}, Q = {best['ratio']:.0f}",
                     "none" if r["q_star"] is None else f"{r['q_star']:g} ({r['bound']:.1f})",
+                    _trend_cell(r),
                     "none reached" if user is None else f"{_cell(user['user'])}, `{user['run']}`",
                     "n/a" if r.get("minutes") is None else f"{r['minutes']:.0f}",
                 ]) + " |")

@@ -25,7 +25,8 @@ def run(name, kind, paper, user, ratio=None, levelled=True, loss=0.2):
             "levelled_off": [levelled] * len(per_seed)}
 
 
-def summary(q_full, progressive, paper_runs, q_star, levelled=True, user=(3.0,), ref_loss=0.2):
+def summary(q_full, progressive, paper_runs, q_star, levelled=True, user=(3.0,), ref_loss=0.2,
+            gaps=()):
     seeds = len(progressive)
     runs = [
         run("conventional", "conventional", [0.01] * seeds, [1.0] * seeds),
@@ -36,7 +37,9 @@ def summary(q_full, progressive, paper_runs, q_star, levelled=True, user=(3.0,),
     return {"parameters": 100, "train_examples": 1000, "q_full": q_full, "seeds": list(range(seeds)),
             "runs_missing": [], "runs": runs,
             "frames": {"paper": {s: {"evaluations": 5000} for s in range(seeds)}},
-            "sweep": {"smallest_q_within_tolerance": q_star, "rows": []}}
+            "target_tolerance_pp": 0.3,
+            "sweep": {"smallest_q_within_tolerance": q_star, "rows": [
+                {"ratio": q, "test_accuracy_gap_pp": {"mean": g, "std": None}} for q, g in gaps]}}
 
 
 def write_width(root, dataset, width, data):
@@ -139,3 +142,52 @@ def test_a_levelled_reference_that_no_route_matched_in_every_seed_is_evidence_of
     # 500 saves half, but the larger 1000 did not: "from 500 on" would be false.
     assert a["half_from_q_full"] is None
     assert "reference at its minimum at Q_full = 500.0, 1000.0." in q_curve_report.headline([root])
+
+
+def test_the_gap_trend_recovers_a_power_law_and_where_it_reaches_the_tolerance():
+    # -gap = 192 / Q exactly: alpha 1, the tolerance 0.3 pp at Q = 640, a bound of 1000 / 640.
+    row = q_curve_report.row(1, summary(1000.0, [0.5], [], None,
+                                        gaps=[(q, -192.0 / q) for q in (16, 32, 64, 128)]))
+    t = row["gap_trend"]
+    assert t["points"] == 4 and t["largest_q_swept"] == 128
+    assert t["alpha"] == pytest.approx(1.0) and t["c"] == pytest.approx(192.0)
+    assert t["q_at_tolerance"] == pytest.approx(640.0) and t["bound"] == pytest.approx(1000.0 / 640)
+    # A gap falling as 1/sqrt(Q) reaches the tolerance far later: (192 / 0.3)**2.
+    slow = q_curve_report.gap_trend(
+        [{"ratio": q, "gap_pp": {"mean": -192.0 / q ** 0.5}} for q in (16, 64, 256)], 0.3, 1000.0)
+    assert slow["alpha"] == pytest.approx(0.5) and slow["q_at_tolerance"] == pytest.approx(640.0 ** 2)
+
+
+def test_the_gap_trend_is_not_fitted_where_a_subset_beat_the_reference_or_too_few_were_swept():
+    def trend(gaps):
+        return q_curve_report.gap_trend(
+            [{"ratio": q, "gap_pp": {"mean": g}} for q, g in gaps], 0.3, 1000.0)
+    # A subset above the reference: the reference stopped short of the minimum, no trend.
+    assert trend([(16, -8.0), (32, -4.0), (64, +0.5), (128, -1.0)]) is None
+    assert trend([(16, -8.0), (32, -4.0)]) is None                  # two points
+    assert trend([(16, -1.0), (32, -2.0), (64, -4.0)]) is None      # a gap that grows with Q
+    # A seed that did not measure a point is passed over, not read as a gap.
+    assert trend([(16, -8.0), (32, None), (64, -2.0), (128, -1.0)])["points"] == 3
+
+
+def test_the_front_page_shows_the_gap_trend_only_against_a_reference_at_the_minimum(tmp_path):
+    root = str(tmp_path)
+    gaps = [(16, -12.0), (32, -6.0), (64, -3.0)]
+    write_width(root, "mnist", 1, summary(1000.0, [0.5], [], None, gaps=gaps))
+    write_width(root, "mnist", 2, summary(500.0, [0.5], [], None, gaps=gaps, levelled=False))
+    rows = q_curve_report.headline([root]).splitlines()[2:4]
+    assert "| 640 (1.56) |" in rows[0]
+    assert "| — (reference not at the minimum) |" in rows[1]
+
+
+def test_the_gap_table_shows_each_widths_gaps_and_its_fit():
+    root_rows = [q_curve_report.row(w, summary(q, [0.5], [], None, gaps=g)) for w, q, g in (
+        (1, 1000.0, [(16, -12.0), (32, -6.0), (64, -3.0)]),
+        (2, 500.0, [(16, -5.0), (32, +1.0), (64, -1.0)]))]
+    curve = {"dataset": "toy", "rows": root_rows, "answers": q_curve_report.answers(root_rows)}
+    text = q_curve_report.gap_markdown(curve, "##")
+    assert text[0] == "## The subset's gap against its Q, toy"
+    first = next(line for line in text if line.startswith("| 1 |"))
+    # -gap = 192 / Q: alpha 1.00, 0.3 pp at Q = 640, a bound of 1000 / 640 = 1.56.
+    assert first == "| 1 | 1000.0 | yes | -12.00 | -6.00 | -3.00 | 1.00 | 640 | 1.56 |"
+    assert next(line for line in text if line.startswith("| 2 |")).endswith("| — | no fit | — |")
