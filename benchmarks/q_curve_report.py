@@ -12,7 +12,9 @@ width and returns the curve: one row per width, ordered by Q_full, with
 - the best paper route (the `paper_q<Q>` of least mean paper-frame ratio among
   those that reached the target in every seed), Q* (the sweep's smallest Q within
   the tolerance, from the paper runs' subset phases) and the bound Q_full / Q*;
-- Adam's own paper-frame ratio and the best L-BFGS route in the user frame.
+- Adam's own paper-frame ratio and the best L-BFGS route in the user frame;
+- the gap's trend (`gap_trend`): a power law through the sweep's test-accuracy
+  gaps to `lbfgs_full`, and the Q where it reaches the tolerance.
 
 Then the answers: the smallest Q_full from which a route saves half
 (mean ratio <= 0.5 against a levelled reference), every Q_full where one
@@ -381,9 +383,10 @@ def gap_markdown(curve, heading):
         f"{heading} The subset's gap against its Q, {curve['dataset']}", "",
         "Test accuracy of one subset fitted to its minimum (the paper runs' subset phase) minus "
         "`lbfgs_full`'s, in pp (mean over the seeds run), and the power law `-gap = c·Q^-alpha` "
-        "fitted through the gaps when every one is negative (at least three): where it reaches the 0.3 pp "
-        "tolerance (extrapolated beyond the largest Q swept) and Q_full over that Q, the bound "
-        "on a saving it implies.",
+        "fitted through the gaps when every one is negative (at least three): where it reaches "
+        "the 0.3 pp tolerance (extrapolated beyond the largest Q swept) and Q_full over that Q, "
+        "the bound it implies on what a subset alone saves (a route that ends on the full set "
+        "can do better).",
         "",
         "| width | Q_full | reference at the minimum | "
         + " | ".join(f"Q = {q}" for q in qs)
