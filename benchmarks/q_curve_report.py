@@ -18,7 +18,8 @@ width and returns the curve: one row per width, ordered by Q_full, with
 
 Then the answers: the smallest Q_full from which a route saves half
 (mean ratio <= 0.5 against a levelled reference), every Q_full where one
-reaches a tenth, and the smallest from which one beats Adam in seconds.
+saves half and where one reaches a tenth (the curve need not be monotone), and
+the smallest from which one beats Adam in seconds.
 
 `write(root, dataset)` writes `q_curve.json` and `q_curve.md` beside the width
 folders and redraws `<root>/q_curve.png` over every dataset found under `root`.
@@ -192,8 +193,9 @@ def _evidence(r):
 
 def answers(rows, tolerance=(0.5, 0.1)):
     """The curve's answers: the smallest Q_full from which the better of `progressive` and the
-    best paper route saves half (mean paper-frame ratio <= 0.5), the Q_full where one reaches
-    a tenth, both against references that levelled off at the training set's minimum (not on
+    best paper route saves half (mean paper-frame ratio <= 0.5) at every larger Q_full, each
+    Q_full where one saves half (`half_at`: the curve need not be monotone) and where one
+    reaches a tenth (`tenth_at`), all against references that levelled off at the training set's minimum (not on
     a plateau, `on_plateau`: those are listed apart with their ratio), and the smallest Q_full
     from which an L-BFGS route beats the faster Adam in seconds (mean user-frame ratio <= 1)."""
     half, tenth = tolerance
@@ -206,17 +208,20 @@ def answers(rows, tolerance=(0.5, 0.1)):
     # Evidence: a reference that levelled off at the training set's minimum, not on a plateau;
     # where no route reached its target in every seed, that is evidence of no saving there.
     levelled = [(r, top) for r, top in best if _evidence(r)]
-    halves = [r["q_full"] for r, top in levelled if top is not None and top["paper"]["mean"] <= half]
-    tenths = [{"q_full": r["q_full"], "run": top["run"], "mean": top["paper"]["mean"],
-               "seeds": len(top["paper"]["seeds"])}
-              for r, top in levelled if top is not None and top["paper"]["mean"] <= tenth]
+    def at(limit):
+        return [{"q_full": r["q_full"], "run": top["run"], "mean": top["paper"]["mean"],
+                 "seeds": len(top["paper"]["seeds"])}
+                for r, top in levelled if top is not None and top["paper"]["mean"] <= limit]
+    halves, tenths = at(half), at(tenth)
     plateaus = [{"q_full": r["q_full"], "run": None if top is None else top["run"],
                  "mean": None if top is None else top["paper"]["mean"]}
                 for r, top in best if on_plateau(r)]
     beats = [r["q_full"] for r in rows
              if r["best_user"] is not None and r["best_user"]["user"]["mean"] <= 1.0]
     return {
-        "half_from_q_full": _from(rows, halves, [r["q_full"] for r, _ in levelled]),
+        "half_from_q_full": _from(rows, [h["q_full"] for h in halves],
+                                  [r["q_full"] for r, _ in levelled]),
+        "half_at": halves,
         "tenth_at": tenths,
         "beats_adam_from_q_full": _from(rows, beats, [r["q_full"] for r in rows]),
         "largest_q_full": max((r["q_full"] for r in rows), default=None),
@@ -288,6 +293,19 @@ def _losses(ref):
     return f"{loss:.4f}"
 
 
+def _isolated_halves(a):
+    """The answers' `half_at` below the Q_full from which every width saves half (those
+    above it the "from" already says)."""
+    start = a["half_from_q_full"]
+    return [h for h in a["half_at"] if start is None or h["q_full"] < start]
+
+
+def _at(points):
+    """`Q_full 1000.0 (progressive, 0.097, 3 seed(s)), ...` of the answers' `half_at` or `tenth_at`."""
+    return ", ".join(f"Q_full {t['q_full']:.1f} ({t['run']}, {t['mean']:.3f}, {t['seeds']} seed(s))"
+                     for t in points)
+
+
 def curve_markdown(curve, title=True):
     """The curve as markdown: one row per width, and the answers (under a title)."""
     rows = curve["rows"]
@@ -342,11 +360,10 @@ def curve_markdown(curve, title=True):
     lines.append(
         "- Saves half (paper frame <= 0.5, `progressive` or the best paper route) from Q_full = "
         + ("none of the widths" if a["half_from_q_full"] is None else f"{a['half_from_q_full']:.1f}")
-        + " on.")
+        + " on" + ("" if not _isolated_halves(a) else "; half or less also at "
+                   + _at(_isolated_halves(a))) + ".")
     lines.append(
-        "- A tenth (<= 0.1): " + ("at no width" if not a["tenth_at"] else ", ".join(
-            f"Q_full {t['q_full']:.1f} ({t['run']}, {t['mean']:.3f}, {t['seeds']} seed(s))"
-            for t in a["tenth_at"])) + (
+        "- A tenth (<= 0.1): " + ("at no width" if not a["tenth_at"] else _at(a["tenth_at"])) + (
             f"; the largest Q_full tried is {a['largest_q_full']:.1f}." if a["largest_q_full"] else "."))
     for p in a["references_on_plateau"]:
         lines.append(
@@ -532,7 +549,10 @@ def headline(paths):
             answers_lines.append(
                 f"- {dataset}: half (<= 0.5) from Q_full = "
                 + ("none" if a["half_from_q_full"] is None else f"{a['half_from_q_full']:.1f}")
-                + " on; a tenth (<= 0.1) at "
+                + " on" + ("" if not _isolated_halves(a) else " (also at " + ", ".join(
+                    f"{h['q_full']:.1f}: {h['run']}, {h['mean']:.3f}, {h['seeds']} seed(s)"
+                    for h in _isolated_halves(a)) + ")")
+                + "; a tenth (<= 0.1) at "
                 + ("none" if not a["tenth_at"] else ", ".join(f"{t['q_full']:.1f}" for t in a["tenth_at"]))
                 + "; faster than Adam from Q_full = "
                 + ("none" if a["beats_adam_from_q_full"] is None else f"{a['beats_adam_from_q_full']:.1f}")

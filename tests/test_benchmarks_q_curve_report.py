@@ -81,6 +81,7 @@ def test_the_answers_count_only_references_at_their_minimum_and_every_larger_q_f
     # 2000 (plateau) and 250 (not levelled) are passed over: half from 100, not from 50 (0.9).
     assert a["levelled_q_full"] == [50.0, 100.0, 500.0, 1000.0]
     assert a["half_from_q_full"] == 100.0
+    assert [h["q_full"] for h in a["half_at"]] == [100.0, 500.0, 1000.0]
     assert a["tenth_at"] == [{"q_full": 1000.0, "run": "progressive", "mean": pytest.approx(0.0966666),
                               "seeds": 3}]
     assert a["references_on_plateau"] == [{"q_full": 2000.0, "run": "progressive", "mean": pytest.approx(0.02)}]
@@ -141,7 +142,13 @@ def test_a_levelled_reference_that_no_route_matched_in_every_seed_is_evidence_of
     assert a["levelled_q_full"] == [500.0, 1000.0]
     # 500 saves half, but the larger 1000 did not: "from 500 on" would be false.
     assert a["half_from_q_full"] is None
-    assert "reference at its minimum at Q_full = 500.0, 1000.0." in q_curve_report.headline([root])
+    # ... but the width that did save half is named, with its route and seeds.
+    assert a["half_at"] == [{"q_full": 500.0, "run": "progressive", "mean": pytest.approx(0.35), "seeds": 3}]
+    front = q_curve_report.headline([root])
+    assert "half (<= 0.5) from Q_full = none on (also at 500.0: progressive, 0.350, 3 seed(s));" in front
+    assert "reference at its minimum at Q_full = 500.0, 1000.0." in front
+    assert ("from Q_full = none of the widths on; half or less also at Q_full 500.0 (progressive, 0.350, "
+            "3 seed(s)).") in q_curve_report.curve_markdown(q_curve_report.load(root, "fashion_mnist"))
 
 
 def test_the_gap_trend_recovers_a_power_law_and_where_it_reaches_the_tolerance():
