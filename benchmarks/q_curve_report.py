@@ -30,6 +30,7 @@ import json
 import math
 import os
 import re
+import statistics
 
 from benchmarks import report
 from benchmarks import runlog
@@ -108,14 +109,13 @@ def gap_trend(sweep_rows, tolerance_pp, q_full):
     points = [(q, -g) for q, g in gaps if g < 0]
     if len(points) < MIN_TREND_POINTS or len(points) < len(gaps):
         return None
-    xs = [math.log(q) for q, _ in points]
-    ys = [math.log(g) for _, g in points]
-    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-    sxx = sum((x - mx) ** 2 for x in xs)
-    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx if sxx else 0.0
+    if len({q for q, _ in points}) < 2:
+        return None
+    slope, intercept = statistics.linear_regression(
+        [math.log(q) for q, _ in points], [math.log(g) for _, g in points])
     if slope >= 0:
         return None
-    alpha, c = -slope, math.exp(my - slope * mx)
+    alpha, c = -slope, math.exp(intercept)
     q_at = (c / tolerance_pp) ** (1.0 / alpha)
     return {"points": len(points), "alpha": alpha, "c": c, "q_at_tolerance": q_at,
             "bound": q_full / q_at, "largest_q_swept": max(q for q, _ in points)}
