@@ -549,9 +549,7 @@ def headline(paths):
             answers_lines.append(
                 f"- {dataset}: half (<= 0.5) from Q_full = "
                 + ("none" if a["half_from_q_full"] is None else f"{a['half_from_q_full']:.1f}")
-                + " on" + ("" if not _isolated_halves(a) else " (also at " + ", ".join(
-                    f"{h['q_full']:.1f}: {h['run']}, {h['mean']:.3f}, {h['seeds']} seed(s)"
-                    for h in _isolated_halves(a)) + ")")
+                + " on" + ("" if not _isolated_halves(a) else "; also at " + _at(_isolated_halves(a)))
                 + "; a tenth (<= 0.1) at "
                 + ("none" if not a["tenth_at"] else ", ".join(f"{t['q_full']:.1f}" for t in a["tenth_at"]))
                 + "; faster than Adam from Q_full = "

@@ -145,7 +145,7 @@ def test_a_levelled_reference_that_no_route_matched_in_every_seed_is_evidence_of
     # ... but the width that did save half is named, with its route and seeds.
     assert a["half_at"] == [{"q_full": 500.0, "run": "progressive", "mean": pytest.approx(0.35), "seeds": 3}]
     front = q_curve_report.headline([root])
-    assert "half (<= 0.5) from Q_full = none on (also at 500.0: progressive, 0.350, 3 seed(s));" in front
+    assert "half (<= 0.5) from Q_full = none on; also at Q_full 500.0 (progressive, 0.350, 3 seed(s));" in front
     assert "reference at its minimum at Q_full = 500.0, 1000.0." in front
     assert ("from Q_full = none of the widths on; half or less also at Q_full 500.0 (progressive, 0.350, "
             "3 seed(s)).") in q_curve_report.curve_markdown(q_curve_report.load(root, "fashion_mnist"))
