@@ -18,7 +18,9 @@ down to about 15, each width from its own initial weights:
   training set): the paper's protocol, one subset fitted by L-BFGS until its
   own loss levels off, then full-set L-BFGS until the targets; its subset
   phase also gives the Q sweep, so Q* (the smallest Q within 0.3 pp of
-  `lbfgs_full`'s final test accuracy) and the bound Q_full / Q*;
+  `lbfgs_full`'s final test accuracy) and the bound Q_full / Q*, from the
+  phases that reached their own minimum (one that an iteration or cost cap
+  ended first is reported apart: `stats.subset_phase_at_minimum`);
 - `progressive` (the library's defaults) and `progressive_adam`.
 
 The progressive and paper runs stop their full-set stage once they reach the

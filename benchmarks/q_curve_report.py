@@ -131,7 +131,9 @@ def row(width, summary):
     user_routes = [_route(runs[n]) for n in L_BFGS_ROUTES if n in runs] + paper
     best_user = _best(user_routes, "user")
     adam = runs.get("conventional")
-    sweep = [{"ratio": r["ratio"], "gap_pp": r["test_accuracy_gap_pp"]}
+    sweep = [{"ratio": r["ratio"], "gap_pp": r["test_accuracy_gap_pp"],
+              "seeds_cut_short": r.get("seeds_cut_short", 0),
+              "cut_gap_pp": r.get("cut_gap_pp", {"mean": None})}
              for r in summary["sweep"]["rows"]]
     return {
         "width": width,
@@ -267,6 +269,12 @@ def load(root, dataset):
     return {"dataset": dataset, "rows": rows, "answers": answers(rows)}
 
 
+def _q(q):
+    """A subset's Q as the tables show it: its sweep ratio (`256`), not the Q its whole number
+    of examples has (`256.004`)."""
+    return f"{q:.0f}" if q >= 10 else f"{q:.3g}"
+
+
 def _cell(stat, digits=3):
     """`mean [min-max] (seeds)` of a ratio; "not reached (reached/seeds)" when a seed missed,
     with the values of the seeds that reached it."""
@@ -342,7 +350,7 @@ def curve_markdown(curve, title=True):
             _cell(None if progressive is None else progressive["paper"]),
             "none reached" if best is None else best["run"],
             "—" if best is None else _cell(best["paper"]),
-            "none" if r["q_star"] is None else f"{r['q_star']:g}",
+            "none" if r["q_star"] is None else _q(r["q_star"]),
             "—" if r["bound"] is None else f"{r['bound']:.1f}",
             _cell(None if padam is None else padam["paper"], 3),
             _cell(r["adam_paper"], 3),
@@ -390,6 +398,16 @@ def curve_markdown(curve, title=True):
     return "\n".join(lines)
 
 
+def _gap_cell(point):
+    """A sweep point's gap: the mean over the seeds at the subset's minimum (with how many were
+    cut short, if any), or the cut seeds' gap in parentheses when none reached it."""
+    gap, cut = point["gap_pp"]["mean"], point.get("seeds_cut_short", 0)
+    if gap is not None:
+        return f"{gap:+.2f}" + (f" ({cut} cut short)" if cut else "")
+    cut_gap = point.get("cut_gap_pp", {}).get("mean")
+    return "—" if cut_gap is None else f"({cut_gap:+.2f})"
+
+
 def gap_markdown(curve, heading):
     """The sweep's gaps per width and Q, and their power law (`gap_trend`), as markdown lines."""
     rows = [r for r in curve["rows"] if r["sweep"]]
@@ -399,7 +417,9 @@ def gap_markdown(curve, heading):
     lines = [
         f"{heading} The subset's gap against its Q, {curve['dataset']}", "",
         "Test accuracy of one subset fitted to its minimum (the paper runs' subset phase) minus "
-        "`lbfgs_full`'s, in pp (mean over the seeds run), and the power law `-gap = c·Q^-alpha` "
+        "`lbfgs_full`'s, in pp (mean over the seeds whose subset phase reached its own minimum; "
+        "in parentheses, a Q none of whose seeds did: a cap, of iterations or of cost, cut the fit "
+        "short, and the gap is left out of Q* and the fit), and the power law `-gap = c·Q^-alpha` "
         "fitted through the gaps when every one is negative (at least three): where it reaches "
         "the 0.3 pp tolerance (extrapolated beyond the largest Q swept) and Q_full over that Q, "
         "the bound it implies on what a subset alone saves (a route that ends on the full set "
@@ -411,12 +431,12 @@ def gap_markdown(curve, heading):
         "|---|---|---|" + "---|" * len(qs) + "---|---|---|",
     ]
     for r in rows:
-        gaps = {round(s["ratio"]): s["gap_pp"]["mean"] for s in r["sweep"]}
+        cells = {round(s["ratio"]): _gap_cell(s) for s in r["sweep"]}
         t = r["gap_trend"]
         lines.append("| " + " | ".join(
             [str(r["width"]), f"{r['q_full']:.1f}",
              "yes" if _evidence(r) else ("on a plateau" if on_plateau(r) else "**no**")]
-            + ["—" if gaps.get(q) is None else f"{gaps[q]:+.2f}" for q in qs]
+            + [cells.get(q, "—") for q in qs]
             + (["—", "no fit", "—"] if t is None else
                [f"{t['alpha']:.2f}", f"{t['q_at_tolerance']:,.0f}", f"{t['bound']:.3g}"])) + " |")
     return lines + [""]
@@ -540,7 +560,7 @@ def headline(paths):
                     dataset, str(r["width"]), f"{r['q_full']:.1f}", levelled,
                     _cell(None if progressive is None else progressive["paper"]),
                     "none reached" if best is None else f"{_cell(best['paper'])}, Q = {best['ratio']:.0f}",
-                    "none" if r["q_star"] is None else f"{r['q_star']:g} ({r['bound']:.1f})",
+                    "none" if r["q_star"] is None else f"{_q(r['q_star'])} ({r['bound']:.1f})",
                     _trend_cell(r),
                     "none reached" if user is None else f"{_cell(user['user'])}, `{user['run']}`",
                     "n/a" if r.get("minutes") is None else f"{r['minutes']:.0f}",

@@ -364,29 +364,52 @@ def subset_phase_end(record):
     return ends[-1] if ends else record["points"][-1]
 
 
+AT_MINIMUM_REASONS = ("its own minimum", "converged:",
+                      "stopped: the line search found no further decrease")
+"""How a subset phase that reached its own minimum ended (the start of its stage's `reason`):
+`pretrain(stop_rule="minimum")`'s rule, L-BFGS's convergence test, or a line search that found
+no decrease left (the loss at round-off). Any other end (the iteration cap, `--levelled_stop`'s
+cost cap, the run's targets reached first) cut the fit short of its minimum."""
+
+
+def subset_phase_at_minimum(record):
+    """Whether a paper run's subset phase ended at its own minimum (`AT_MINIMUM_REASONS`); a
+    run without a recorded stage-0 reason counts as cut short."""
+    pretrain = [ph for ph in record.get("phases", []) if ph.get("phase") == "pretrain"]
+    stages = pretrain[0].get("stages") if pretrain else None
+    return bool(stages) and stages[0]["reason"].startswith(AT_MINIMUM_REASONS)
+
+
 def sweep_summary(records, runs, tolerance_pp, skipped=()):
     """The Q sweep against `lbfgs_full`'s final point, per seed then mean ± std: the sweep
     runs' final points and the paper runs' subset-phase ends (`subset_phase_end`), both one
-    subset fitted to its minimum.
+    subset fitted to its minimum. A paper run's subset phase that a cap cut short of its
+    minimum (`subset_phase_at_minimum`) is no such point: its gap is kept apart
+    (`cut_gap_pp`), out of the mean, Q* and anything built on the gaps.
 
     Returns:
         A dict: `rows` (per sweep run: Q, K, test accuracy, full training
-        loss, their gaps to `lbfgs_full`, `within_tolerance`), `reference`
-        (lbfgs_full's figures), `smallest_q_within_tolerance` (the smallest Q
-        whose mean test-accuracy gap is at least `-tolerance_pp`, or `None`)
-        and `skipped`.
+        loss, their gaps to `lbfgs_full` over the seeds at the minimum,
+        `seeds_at_minimum` and `seeds_cut_short`, the cut seeds' gap
+        `cut_gap_pp`, `within_tolerance`), `reference` (lbfgs_full's figures),
+        `smallest_q_within_tolerance` (the smallest Q whose mean test-accuracy
+        gap is at least `-tolerance_pp`, or `None`) and `skipped`.
     """
     full = {r["seed"]: r for r in records if r["run"] == "lbfgs_full"}
     rows = []
     for run in runs:
         if run["kind"] not in ("sweep", "paper"):
             continue
-        acc_gaps, loss_gaps, accuracies = [], [], []
+        acc_gaps, loss_gaps, accuracies, cut_gaps = [], [], [], []
         for r in (r for r in records if r["run"] == run["run"]):
             # A paper run's subset phase is a sweep run: its end, before the full set.
             accuracy = _final(r) if run["kind"] == "sweep" else subset_phase_end(r)["test_accuracy"]
-            accuracies.append(accuracy)
             ref = full.get(r["seed"])
+            if run["kind"] == "paper" and not subset_phase_at_minimum(r):
+                if ref is not None:
+                    cut_gaps.append(100.0 * (accuracy - _final(ref)))
+                continue
+            accuracies.append(accuracy)
             if ref is None:
                 continue
             acc_gaps.append(100.0 * (accuracy - _final(ref)))
@@ -405,6 +428,9 @@ def sweep_summary(records, runs, tolerance_pp, skipped=()):
             "full_train_loss": run["full_train_loss"] if sweep else _stat([]),
             "full_train_accuracy": run["full_train_accuracy"] if sweep else _stat([]),
             "test_accuracy_gap_pp": gap,
+            "seeds_at_minimum": len(acc_gaps),
+            "seeds_cut_short": len(cut_gaps),
+            "cut_gap_pp": _stat(cut_gaps),
             "train_loss_gap": _stat(loss_gaps),
             "within_tolerance": gap["mean"] is not None and gap["mean"] >= -tolerance_pp - 1e-9,
         })

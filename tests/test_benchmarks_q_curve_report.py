@@ -198,3 +198,30 @@ def test_the_gap_table_shows_each_widths_gaps_and_its_fit():
     # -gap = 192 / Q: alpha 1.00, 0.3 pp at Q = 640, a bound of 1000 / 640 = 1.56.
     assert first == "| 1 | 1000.0 | yes | -12.00 | -6.00 | -3.00 | 1.00 | 640 | 1.56 |"
     assert next(line for line in text if line.startswith("| 2 |")).endswith("| — | no fit | — |")
+
+
+def test_q_star_shows_its_sweep_ratio_not_the_q_of_its_whole_examples(tmp_path):
+    # 28,314 examples of a width whose P is 1,106 have Q = 256.004; the tables say 256.
+    root = str(tmp_path)
+    write_width(root, "fashion_mnist", 2, summary(542.5, [0.6], [(256, [0.7])], 256.004))
+    front = q_curve_report.headline([root])
+    assert "| 256 (2.1) |" in front and "256.004" not in front
+    page = q_curve_report.curve_markdown(q_curve_report.load(root, "fashion_mnist"))
+    assert "| 256 |" in page and "256.004" not in page
+
+
+def test_a_sweep_point_cut_short_of_its_minimum_is_shown_apart_and_left_out_of_the_fit(tmp_path):
+    root = str(tmp_path)
+    data = summary(1000.0, [0.6], [], None, gaps=[(16, -10.0), (32, -5.0), (64, -2.5), (128, None)])
+    # Q = 128: no seed's subset phase reached its minimum (a cap cut it at -0.2 pp).
+    data["sweep"]["rows"][-1].update(seeds_cut_short=1, cut_gap_pp={"mean": -0.2, "std": None})
+    # Q = 64: one seed at its minimum, one cut short.
+    data["sweep"]["rows"][2].update(seeds_cut_short=1, cut_gap_pp={"mean": -9.0, "std": None})
+    write_width(root, "fashion_mnist", 1, data)
+    curve = q_curve_report.load(root, "fashion_mnist")
+    trend = curve["rows"][0]["gap_trend"]
+    # The fit runs through the three points at a minimum only: -gap = 160 / Q exactly.
+    assert trend["points"] == 3 and trend["alpha"] == pytest.approx(1.0)
+    assert trend["q_at_tolerance"] == pytest.approx(160 / 0.3)
+    page = q_curve_report.curve_markdown(curve)
+    assert "| -10.00 | -5.00 | -2.50 (1 cut short) | (-0.20) |" in page

@@ -213,3 +213,36 @@ def test_report_order_follows_the_run_kinds():
                _record("lbfgs_full", "lbfgs_full", 0, [])]
     names = [r["run"] for r in sorted(records, key=stats.report_order)]
     assert names == ["conventional", "conventional_b512", "lbfgs_full", "sweep_q1", "sweep_q2"]
+
+
+def test_the_sweep_leaves_out_subset_phases_a_cap_cut_short_of_their_minimum():
+    # Fashion-MNIST at width 2 of the Q-curve (real runs): at Q = 256 the cost cap ended the
+    # subset phase of seeds 0 and 1 before their own minimum, seed 2 reached it; at Q = 16 and
+    # 128 the iteration cap (1,000) ended seed 0's; at Q = 32 and 64 the minimum rule did.
+    import os
+    from benchmarks import resummarize
+    folder = os.path.join(REPO, "docs", "results", "q_curve", "fashion_mnist", "w2")
+    records = resummarize.load_records(folder)
+    at_minimum = {(r["run"], r["seed"]): stats.subset_phase_at_minimum(r)
+                  for r in records if r["kind"] == "paper"}
+    assert at_minimum == {("paper_q16", 0): False, ("paper_q32", 0): True, ("paper_q64", 0): True,
+                          ("paper_q128", 0): False, ("paper_q256", 0): False,
+                          ("paper_q256", 1): False, ("paper_q256", 2): True}
+    summary = stats.summarize(resummarize.summary_settings(records), records)
+    rows = {row["run"]: row for row in summary["sweep"]["rows"]}
+    q256 = rows["paper_q256"]
+    assert (q256["seeds_at_minimum"], q256["seeds_cut_short"]) == (1, 2)
+    # The mean is seed 2's own gap; the cut seeds' gaps are kept apart.
+    seed2 = next(r for r in records if r["run"] == "paper_q256" and r["seed"] == 2)
+    ref2 = next(r for r in records if r["run"] == "lbfgs_full" and r["seed"] == 2)
+    assert q256["test_accuracy_gap_pp"]["mean"] == pytest.approx(
+        100.0 * (stats.subset_phase_end(seed2)["test_accuracy"] - ref2["points"][-1]["test_accuracy"]))
+    assert q256["cut_gap_pp"]["mean"] is not None
+    for name in ("paper_q16", "paper_q128"):
+        assert rows[name]["test_accuracy_gap_pp"]["mean"] is None and not rows[name]["within_tolerance"]
+        assert rows[name]["cut_gap_pp"]["mean"] < 0
+    # Q* is decided by phases at their minimum only.
+    within = [row["ratio"] for row in summary["sweep"]["rows"] if row["within_tolerance"]]
+    assert summary["sweep"]["smallest_q_within_tolerance"] == (min(within) if within else None)
+    table = report.summary_markdown(summary)
+    assert "(2 seeds cut short of the minimum by a cap, left out: " in table
