@@ -305,6 +305,14 @@ class Config:
         item_type=float,
         above=0,
     )
+    paper_iterations: int = _option(
+        0,
+        "Most L-BFGS iterations of each stage of the paper runs (the subset phase and the "
+        "full-set one); 0: --lbfgs_full_iterations. Only the paper runs read it, so raising it "
+        "for a subset phase that the cap cut short of its own minimum keeps every other run "
+        "reusable (--reuse).",
+        minimum=0,
+    )
     levelled_stop: bool = _option(
         False,
         "Run lbfgs_full until it levels off instead of to --lbfgs_full_iterations (then a cap, "

@@ -170,6 +170,10 @@ ROUTE_ONLY = ("route_cost_cap",)
 """`Config` fields that only the `FULL_SET_STOP_KINDS` runs read: the other runs stay reusable
 when only these differ."""
 
+PAPER_ONLY = ("paper_iterations",)
+"""`Config` fields that only the paper runs read: the other runs stay reusable when only these
+differ."""
+
 
 def reusable(record, config):
     """Whether a complete run `record` was made under the settings of `config` (but the
@@ -183,7 +187,8 @@ def reusable(record, config):
     for field in dataclasses.fields(config_lib.Config):
         theirs.setdefault(field.name, field.default)
     free = (REUSE_FREE + (ADAM_ONLY if record["kind"] in LBFGS_ONLY_KINDS else ())
-            + (ROUTE_ONLY if record["kind"] not in FULL_SET_STOP_KINDS else ()))
+            + (ROUTE_ONLY if record["kind"] not in FULL_SET_STOP_KINDS else ())
+            + (PAPER_ONLY if record["kind"] != "paper" else ()))
     if any(theirs.get(k) != v for k, v in ours.items()
            if k not in free and not (k == "augment_copies" and not config.augment)):
         return False
@@ -396,7 +401,7 @@ class Runner:
             # (growth N/K), the curvature pairs carried as in the progressive runs.
             segments = max(1, c.loss_window // c.lbfgs_points_every)
             self.pretrain_phase(
-                lambda stage: f"stage{stage}", c.lbfgs_full_iterations, size=size,
+                lambda stage: f"stage{stage}", c.paper_iterations or c.lbfgs_full_iterations, size=size,
                 growth=self.n_train / size, stop_rule="minimum", check_every=c.lbfgs_points_every,
                 patience=segments, check_tolerance=c.loss_tolerance / segments,
                 carry_history=c.carry_history, weight_decay=0.0,

@@ -85,6 +85,7 @@ def test_flags_override_only_when_given():
     ("loss_tolerance", 0, "> 0"),
     ("loss_tolerance", 1.5, "<= 1"),
     ("route_cost_cap", -1, "> 0"),
+    ("paper_iterations", -1, "an integer >= 0"),
     ("runs", (), "at least one of"),
     ("adam_batch_sizes", (0,), "an integer >= 1"),
     ("adam_batch_sizes", (64.5,), "an integer >= 1"),

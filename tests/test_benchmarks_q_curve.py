@@ -76,7 +76,7 @@ def test_smoke_run_of_one_width_end_to_end(tmp_path):
     env = dict(os.environ, **{datasets.ENV_VAR: str(data_dir("mnist.npz"))})
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.q_curve", "--dataset=mnist", "--preset=smoke",
-         "--widths=4", f"--output_dir={tmp_path}"],
+         "--widths=4", "--paper_iterations=12", f"--output_dir={tmp_path}"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     width = tmp_path / "mnist" / "w4"
@@ -86,6 +86,7 @@ def test_smoke_run_of_one_width_end_to_end(tmp_path):
                             "progressive_adam", "paper_q2", "paper_q4"}
     n = records["lbfgs_full"]["train_examples"]
     assert records["lbfgs_full"]["stop_rule"]["rule"] == "levelled"
+    assert records["lbfgs_full"]["phases"][0]["max_iterations"] == 30
     for name in ("paper_q2", "paper_q4", "progressive"):
         record = records[name]
         assert record["stop_rule"]["rule"] == "route"
@@ -96,6 +97,9 @@ def test_smoke_run_of_one_width_end_to_end(tmp_path):
         assert record["points"][-1]["evaluations"] == sum(
             st["evaluations"] * st["size"] + st["example_forwards"] for st in stages)
         if name.startswith("paper"):
+            # --paper_iterations caps each of its stages; lbfgs_full keeps the preset's 30.
+            assert record["phases"][0]["max_iterations"] == 12
+            assert all(st["iterations"] <= 12 for st in stages)
             assert [st["size"] for st in stages][-1] == n and len(stages) == 2
             assert stages[0]["example_forwards"] == 0
             assert stages[0]["size"] == record["subset"]["size"] < n

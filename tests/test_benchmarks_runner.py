@@ -492,10 +492,16 @@ def test_the_route_cost_cap_leaves_every_other_kind_reusable_and_older_runs_take
         record = {"complete": True, "dataset": "mnist", "kind": kind, "config": recorded,
                   "stopping_rule": runner.STOPPING_RULE}
         assert runner.reusable(record, capped) == (kind not in runner.FULL_SET_STOP_KINDS), kind
+    # --paper_iterations changes the paper runs only.
+    longer = dataclasses.replace(config, paper_iterations=3000)
+    for kind in stats.RUN_KINDS:
+        record = {"complete": True, "dataset": "mnist", "kind": kind, "config": recorded,
+                  "stopping_rule": runner.STOPPING_RULE}
+        assert runner.reusable(record, longer) == (kind != "paper"), kind
     # A run recorded before the Q-curve's settings existed ran as their defaults do.
     older = {k: v for k, v in dataclasses.asdict(Config(dataset="mnist", output_dir=str(tmp_path))).items()
              if k not in ("paper_ratios", "levelled_stop", "loss_window", "loss_tolerance",
-                          "route_cost_cap")}
+                          "route_cost_cap", "paper_iterations")}
     record = {"complete": True, "dataset": "mnist", "kind": "lbfgs_full", "config": older}
     assert runner.reusable(record, Config(dataset="mnist", output_dir=str(tmp_path)))
     assert not runner.reusable(record, config)  # --levelled_stop changes lbfgs_full
