@@ -329,7 +329,7 @@ def _sweep_lines(summary):
         name = row["run"] + (" (subset phase)" if row.get("kind") == "paper" else "")
         lines.append("| " + " | ".join([
             name, f"{row['ratio']:.2f}", f"{row['subset_size']:,d}",
-            format_number(row["test_accuracy"], 100.0),
+            format_number(row["test_accuracy"], 100.0, missing="—"),
             format_number(row["full_train_loss"], 1.0, 4, missing="—"),
             format_number(row["full_train_accuracy"], 100.0, missing="—"),
             format_number(row["test_accuracy_gap_pp"], missing="n/a") + _cut_short(row),

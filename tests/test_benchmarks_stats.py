@@ -246,3 +246,6 @@ def test_the_sweep_leaves_out_subset_phases_a_cap_cut_short_of_their_minimum():
     assert summary["sweep"]["smallest_q_within_tolerance"] == (min(within) if within else None)
     table = report.summary_markdown(summary)
     assert "(2 seeds cut short of the minimum by a cap, left out: " in table
+    # A Q whose every seed was cut short has no test accuracy at a minimum, and says so.
+    q16 = next(line for line in table.splitlines() if line.startswith("| paper_q16 (subset phase)"))
+    assert q16.split(" | ")[3] == "—" and "not reached" not in q16
