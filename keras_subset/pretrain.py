@@ -222,8 +222,8 @@ def pretrain(
     Fashion-MNIST at Q_full = 255.8 a subset of a quarter of the set or less
     needed more iterations to reach its own minimum than the full set needed
     to level off, and the paper's protocol built on it never reached the
-    full set's target there, where `"held_out"` saved half (three seeds). With `stop_rule="none"`
-    every stage runs to the optimizer's limits. The stage on all the examples
+    full set's target there, where `"held_out"` saved half (three seeds).
+    With `stop_rule="none"` every stage runs to the optimizer's limits. The stage on all the examples
     always runs to the optimizer's limits. The model ends with the weights of
     the last stage.
 
