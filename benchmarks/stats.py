@@ -75,6 +75,11 @@ def mean_std(values):
     return mean, std
 
 
+def _pretrain_phases(record):
+    """The `pretrain` phases of a run record (L-BFGS stages with their reasons), in order."""
+    return [ph for ph in record.get("phases", []) if ph.get("phase") == "pretrain"]
+
+
 def _stat(values):
     mean, std = mean_std(values)
     return {"mean": mean, "std": std}
@@ -294,7 +299,7 @@ def _run_summary(name, recs, targets, config):
         s = r["seed"]
         loss, accuracy = full_train(r)
         phases = r.get("phases", [])
-        pretrain = [ph for ph in phases if ph.get("phase") == "pretrain"]
+        pretrain = _pretrain_phases(r)
         entry = {
             "seed": s,
             "final_test_accuracy": _final(r),
@@ -375,7 +380,7 @@ cost cap, the run's targets reached first) cut the fit short of its minimum."""
 def subset_phase_at_minimum(record):
     """Whether a paper run's subset phase ended at its own minimum (`AT_MINIMUM_REASONS`); a
     run without a recorded stage-0 reason counts as cut short."""
-    pretrain = [ph for ph in record.get("phases", []) if ph.get("phase") == "pretrain"]
+    pretrain = _pretrain_phases(record)
     stages = pretrain[0].get("stages") if pretrain else None
     return bool(stages) and stages[0]["reason"].startswith(AT_MINIMUM_REASONS)
 

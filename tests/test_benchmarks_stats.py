@@ -1,5 +1,6 @@
 """Tests of `benchmarks.stats`: time-to-target, levelling off, the summary."""
 
+import os
 import subprocess
 import sys
 
@@ -9,6 +10,7 @@ from benchmark_helpers import REPO
 from benchmark_helpers import point as _point
 from benchmark_helpers import record as _record
 from benchmarks import report
+from benchmarks import resummarize
 from benchmarks import stats
 from benchmarks.config import Config
 
@@ -219,8 +221,6 @@ def test_the_sweep_leaves_out_subset_phases_a_cap_cut_short_of_their_minimum():
     # Fashion-MNIST at width 2 of the Q-curve (real runs): at Q = 256 the cost cap ended the
     # subset phase of seeds 0 and 1 before their own minimum, seed 2 reached it; at Q = 16 and
     # 128 the iteration cap (1,000) ended seed 0's; at Q = 32 and 64 the minimum rule did.
-    import os
-    from benchmarks import resummarize
     folder = os.path.join(REPO, "docs", "results", "q_curve", "fashion_mnist", "w2")
     records = resummarize.load_records(folder)
     at_minimum = {(r["run"], r["seed"]): stats.subset_phase_at_minimum(r)
