@@ -18,6 +18,7 @@ import sys
 
 from benchmarks.report import _log_q_axis
 from benchmarks.report import _pyplot
+from benchmarks.report import cut_short_rows
 from benchmarks.report import format_number
 from benchmarks.report import size_cells
 
@@ -107,14 +108,16 @@ def plot_gap_vs_q(folders, path):
     """One figure of every folder's Q sweep: the test-accuracy gap of a subset at its
     minimum to `lbfgs_full` on the same (extended) set, against Q (log x; with fixed
     augmented copies Q counts them). Un-augmented sweeps solid, augmented dashed, one
-    colour per dataset; returns the number of curves drawn."""
+    colour per dataset; a fit that the iteration cap ended before its minimum is a hollow
+    marker off the curve. Returns the number of folders drawn."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 5))
-    colours, drawn, qs, tolerance = {}, 0, [], None
+    colours, drawn, qs, tolerance, any_cut = {}, 0, [], None, False
     for folder in folders:
         summary = load_summary(folder) or {"sweep": {"rows": []}}
         rows = [r for r in summary["sweep"]["rows"] if r["test_accuracy_gap_pp"]["mean"] is not None]
-        if not rows:
+        cut = cut_short_rows(summary["sweep"]["rows"])
+        if not rows and not cut:
             continue
         tolerance = summary["target_tolerance_pp"]
         colour = colours.setdefault(summary["dataset"], f"C{len(colours)}")
@@ -124,11 +127,18 @@ def plot_gap_vs_q(folders, path):
         ax.errorbar([r["ratio"] for r in rows], [g["mean"] for g in gaps],
                     yerr=[g["std"] or 0.0 for g in gaps], color=colour, marker="o", capsize=3,
                     ls="--" if copies else "-", label=label)
-        qs += [r["ratio"] for r in rows]
+        # A fit the iteration cap ended before its minimum: a hollow marker, off the curve.
+        ax.plot([r["ratio"] for r in cut], [r["cut_gap_pp"]["mean"] for r in cut], "o",
+                mfc="none", color=colour, ms=8)
+        any_cut = any_cut or bool(cut)
+        qs += [r["ratio"] for r in rows + cut]
         drawn += 1
     ax.axhline(0.0, color="black", lw=0.8)
     if tolerance is not None:
         ax.axhline(-tolerance, color="gray", ls=":", lw=1, label=f"-{tolerance:g} pp")
+    if any_cut:
+        ax.plot([], [], "o", mfc="none", color="gray", ms=8,
+                label="hollow: cut short of its minimum by the iteration cap")
     _log_q_axis(ax, sorted({round(q, 1 if q < 10 else 0) for q in qs}))  # 8 and 8.01: one tick
     ax.set_xlabel("overdetermination ratio Q = K*(1 + copies)*M/P of the subset (log)")
     ax.set_ylabel("test accuracy gap to lbfgs_full on the same set (pp)")

@@ -295,8 +295,8 @@ def _stage_lines(summary):
 
 
 def _cut_short(row):
-    """What the gap cell adds for a paper run's seeds whose subset phase a cap cut short of its
-    minimum (`stats.subset_phase_at_minimum`): their count and gap, which the mean leaves out."""
+    """What the gap cell adds for the seeds whose subset fit a cap cut short of its minimum
+    (`stats.subset_phase_at_minimum`): their count and gap, which the mean leaves out."""
     cut = row.get("seeds_cut_short", 0)
     if not cut:
         return ""
@@ -443,6 +443,13 @@ def _log_q_axis(ax, qs):
     ax.grid(True, which="both", alpha=0.3)
 
 
+def cut_short_rows(rows):
+    """The sweep rows (`stats.sweep_summary`) with no fit at its minimum but a cut-short one: the
+    plots draw their gap as a hollow marker, apart from the curve."""
+    return [r for r in rows if r["test_accuracy_gap_pp"]["mean"] is None
+            and r.get("cut_gap_pp", {"mean": None})["mean"] is not None]
+
+
 def plot_gap_vs_q(summary, path):
     """Plots the Q sweep: the test-accuracy gap (pp) and the full training loss
     gap to `lbfgs_full` against Q (log x), with the -tolerance line; beside it,
@@ -454,7 +461,8 @@ def plot_gap_vs_q(summary, path):
     panels = 3 if subset_runs else 2
     fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4.5))
     rows = [r for r in summary["sweep"]["rows"] if r["test_accuracy_gap_pp"]["mean"] is not None]
-    qs = [r["ratio"] for r in rows]
+    cut = cut_short_rows(summary["sweep"]["rows"])
+    qs = [r["ratio"] for r in rows + cut]
     for ax, key, ylabel in (
         (axes[0], "test_accuracy_gap_pp", "test accuracy gap to lbfgs_full (pp)"),
         (axes[1], "train_loss_gap", "full training loss gap to lbfgs_full"),
@@ -465,11 +473,14 @@ def plot_gap_vs_q(summary, path):
                         yerr=[v["std"] or 0.0 for _, v in points], marker="o", capsize=3,
                         label="sweep: one subset at its minimum")
         else:
-            ax.text(0.5, 0.5, "no sweep runs with an lbfgs_full reference", ha="center",
+            ax.text(0.5, 0.5, "no subset fit at its minimum\nwith an lbfgs_full reference", ha="center",
                     va="center", transform=ax.transAxes)
         ax.axhline(0.0, color="black", lw=0.8)
         _log_q_axis(ax, qs)
         ax.set_ylabel(ylabel)
+    if cut:
+        axes[0].plot([r["ratio"] for r in cut], [r["cut_gap_pp"]["mean"] for r in cut], "o",
+                     mfc="none", color="C0", label="cut short of its minimum by a cap")
     axes[0].axhline(-tol, color="gray", ls="--", lw=1, label=f"-{tol:g} pp")
     smallest = summary["sweep"]["smallest_q_within_tolerance"]
     if smallest is not None:

@@ -260,26 +260,52 @@ def _sweep_iterations(folder):
     return folder.record(rows[0]["run"], folder.summary["seeds"][0])["config"]["sweep_iterations"]
 
 
+def _cut_gap(row):
+    """The gap (pp) of a sweep row's seeds that a cap cut short of the subset's minimum, or None."""
+    return row.get("cut_gap_pp", {"mean": None})
+
+
+def gap_text(row):
+    """A sweep row's test-accuracy gap (pp): the mean over the seeds whose subset fit reached its
+    minimum, or, when none did, the cut-short fits' gap in parentheses (`stats.sweep_summary`)."""
+    if row["test_accuracy_gap_pp"]["mean"] is not None:
+        return format_number(row["test_accuracy_gap_pp"])
+    cut = _cut_gap(row)
+    return "n/a" if cut["mean"] is None else f"({format_number(cut)})"
+
+
 def smallest_q_text(folder):
-    """"32 (-0.19 pp)", or "none up to 32 (-0.40 pp)": the smallest Q of the sweep within
-    the tolerance of `lbfgs_full`, or the largest Q measured and its gap."""
+    """"32 (-0.19 pp)", or "none up to 16 (-1.52 pp); 32 cut short (-0.40 pp)": the smallest Q
+    of the sweep within the tolerance of `lbfgs_full` among the fits at their minimum, or the
+    largest such Q and its gap, then the largest Q above it whose fit a cap cut short."""
     sweep = folder.summary["sweep"]
-    rows = [r for r in sweep["rows"] if r["test_accuracy_gap_pp"]["mean"] is not None]
-    if not rows:
+    at_minimum = [r for r in sweep["rows"] if r["test_accuracy_gap_pp"]["mean"] is not None]
+    cut = [r for r in sweep["rows"] if r["test_accuracy_gap_pp"]["mean"] is None
+           and _cut_gap(r)["mean"] is not None]
+    if not at_minimum and not cut:
         return "no sweep"
     smallest = sweep["smallest_q_within_tolerance"]
-    if smallest is None:
-        row, prefix = rows[-1], "none up to "
-    else:
-        row, prefix = next(r for r in rows if r["ratio"] == smallest), ""
-    return (f"{prefix}{row['ratio']:.0f} "
-            f"({format_number(row['test_accuracy_gap_pp']['mean'], digits=2)} pp)")
+    if smallest is not None:
+        row = next(r for r in at_minimum if r["ratio"] == smallest)
+        return f"{row['ratio']:.0f} ({format_number(row['test_accuracy_gap_pp']['mean'], digits=2)} pp)"
+    text = "no fit at its minimum"
+    if at_minimum:
+        row = at_minimum[-1]
+        text = (f"none up to {row['ratio']:.0f} "
+                f"({format_number(row['test_accuracy_gap_pp']['mean'], digits=2)} pp)")
+    above = [r for r in cut if not at_minimum or r["ratio"] > at_minimum[-1]["ratio"]]
+    if above:
+        row = above[-1]
+        text += (f"; {row['ratio']:.0f} cut short "
+                 f"({format_number(_cut_gap(row)['mean'], digits=2)} pp)")
+    return text
 
 
 def sweep(paths):
     """The Q sweep: per folder, the test-accuracy gap (pp) of one subset fitted to its
     minimum to `lbfgs_full` on the same set, at each Q (with copies, Q counts them); the
-    smallest Q within the tolerance in bold.
+    smallest Q within the tolerance in bold; in parentheses a fit that the iteration cap
+    ended before its minimum (`gap_text`), which no smallest Q rests on.
 
     Args:
         paths: Benchmark output folders.
@@ -296,7 +322,7 @@ def sweep(paths):
         cells = []
         for q in qs:
             row = gaps.get(q)
-            text = "" if row is None else format_number(row["test_accuracy_gap_pp"], missing="n/a")
+            text = "" if row is None else gap_text(row)
             cells.append(f"**{text}**" if row and row["ratio"] == smallest else text)
         body.append([f.title, str(_sweep_iterations(f)), *cells, smallest_q_text(f)])
     tolerance = folders[0].summary["target_tolerance_pp"]

@@ -27,7 +27,8 @@ the target. A frame whose reference run is missing is left out.
 Sweep: per sweep run (one subset fitted to its minimum), the gaps of its final
 test accuracy (pp) and of its loss over the whole training set to the
 `lbfgs_full` run's final ones, and the smallest Q whose mean test-accuracy gap
-is within `target_tolerance`.
+is within `target_tolerance`; a fit that a cap ended before its minimum is
+reported apart (`subset_phase_at_minimum`).
 """
 
 import numpy as np
@@ -371,15 +372,16 @@ def subset_phase_end(record):
 
 AT_MINIMUM_REASONS = ("its own minimum", "converged:",
                       "stopped: the line search found no further decrease")
-"""How a subset phase that reached its own minimum ended (the start of its stage's `reason`):
+"""How a subset fit that reached its own minimum ended (the start of its stage's `reason`):
 `pretrain(stop_rule="minimum")`'s rule, L-BFGS's convergence test, or a line search that found
 no decrease left (the loss at round-off). Any other end (the iteration cap, `--levelled_stop`'s
 cost cap, the run's targets reached first) cut the fit short of its minimum."""
 
 
 def subset_phase_at_minimum(record):
-    """Whether a paper run's subset phase ended at its own minimum (`AT_MINIMUM_REASONS`); a
-    run without a recorded stage-0 reason counts as cut short."""
+    """Whether the subset fit of a sweep run, or a paper run's subset phase, ended at its own
+    minimum (`AT_MINIMUM_REASONS`: the stage-0 reason of its first pretrain phase); a run
+    without a recorded stage-0 reason counts as cut short."""
     pretrain = _pretrain_phases(record)
     stages = pretrain[0].get("stages") if pretrain else None
     return bool(stages) and stages[0]["reason"].startswith(AT_MINIMUM_REASONS)
@@ -388,9 +390,10 @@ def subset_phase_at_minimum(record):
 def sweep_summary(records, runs, tolerance_pp, skipped=()):
     """The Q sweep against `lbfgs_full`'s final point, per seed then mean ± std: the sweep
     runs' final points and the paper runs' subset-phase ends (`subset_phase_end`), both one
-    subset fitted to its minimum. A paper run's subset phase that a cap cut short of its
-    minimum (`subset_phase_at_minimum`) is no such point: its gap is kept apart
-    (`cut_gap_pp`), out of the mean, Q* and anything built on the gaps.
+    subset fitted to its minimum. A fit that a cap cut short of its minimum
+    (`subset_phase_at_minimum`: a sweep run's `--sweep_iterations`, a paper phase's iteration
+    or cost cap) is no such point: its gap is kept apart (`cut_gap_pp`), out of the mean, Q*
+    and anything built on the gaps.
 
     Returns:
         A dict: `rows` (per sweep run: Q, K, test accuracy, full training
@@ -410,7 +413,7 @@ def sweep_summary(records, runs, tolerance_pp, skipped=()):
             # A paper run's subset phase is a sweep run: its end, before the full set.
             accuracy = _final(r) if run["kind"] == "sweep" else subset_phase_end(r)["test_accuracy"]
             ref = full.get(r["seed"])
-            if run["kind"] == "paper" and not subset_phase_at_minimum(r):
+            if not subset_phase_at_minimum(r):
                 if ref is not None:
                     cut_gaps.append(100.0 * (accuracy - _final(ref)))
                 continue

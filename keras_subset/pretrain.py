@@ -228,8 +228,11 @@ def pretrain(
     the last stage.
 
     Whether it can save compute: a subset matches the full set only from some
-    Q* (32 to 256 in this library's benchmarks), so a subset's evaluations cost
-    about Q*/Q_full of the full set's and the saving is bounded near
+    Q* (256 and more where this library's benchmarks measured one, with the
+    subset at its minimum and a levelled full-set run: Fashion-MNIST's Q-curve;
+    no subset fitted to its minimum came within 0.3 pp at Q = 32 or below), so
+    a subset's evaluations cost about Q*/Q_full of the full set's and the
+    saving is bounded near
     Q_full / Q*, where Q_full = N*M/P of all the examples given
     (`PretrainResult.q_full`, printed first with `verbose`). Below
     Q_full = 114.1, the smallest at which this library's benchmarks measured
