@@ -241,8 +241,8 @@ def pretrain(
     `keras_subset.subset.SAVING_Q_FULL`, docs/results_no_augmentation.md,
     docs/results_q_curve.md), a `SavingWarning` says that subset pretraining
     is unlikely to save compute; it never changes what is done. Above it a
-    saving is not assured: on Fashion-MNIST the Q-curve measured none at
-    Q_full = 542.5 and none in every seed at 1111.1, where a subset's test accuracy would come
+    saving is not assured: on Fashion-MNIST the Q-curve measured none on
+    average at Q_full = 542.5 and none in every seed at 1111.1, where a subset's test accuracy would come
     within 0.3 pp of the full set's only at Q of the order of Q_full.
 
     A callback that sets `model.stop_training = True` (as

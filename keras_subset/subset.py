@@ -200,7 +200,7 @@ benchmarks' `cpu` preset (P = 5,258, Q_full = 114.1), where `progressive` cost 0
 full-set runs that had not levelled off (CIFAR-10 at 44.8, CIFAR-100 at 87.2), which is no
 evidence either way; the Q-curve (docs/results_q_curve.md) has no levelled point below it.
 The threshold is necessary, not sufficient: on Fashion-MNIST the Q-curve measured no saving of
-half at Q_full = 542.5, none in every seed at 1111.1 (one on average at 255.8), its subsets' gap to the full set shrinking
+half on average at Q_full = 542.5, none in every seed at 1111.1 (one on average at 255.8), its subsets' gap to the full set shrinking
 about as 1/Q."""
 
 LARGEST_Q_FULL_MEASURED = 1111.1
