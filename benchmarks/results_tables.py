@@ -21,6 +21,7 @@ from benchmarks import overview
 from benchmarks import provenance
 from benchmarks import runlog
 from benchmarks import stats
+from benchmarks.report import cut_short_rows
 from benchmarks.report import format_number
 from benchmarks.report import format_ratio
 from benchmarks.report import markdown_table
@@ -260,17 +261,12 @@ def _sweep_iterations(folder):
     return folder.record(rows[0]["run"], folder.summary["seeds"][0])["config"]["sweep_iterations"]
 
 
-def _cut_gap(row):
-    """The gap (pp) of a sweep row's seeds that a cap cut short of the subset's minimum, or None."""
-    return row.get("cut_gap_pp", {"mean": None})
-
-
 def gap_text(row):
     """A sweep row's test-accuracy gap (pp): the mean over the seeds whose subset fit reached its
     minimum, or, when none did, the cut-short fits' gap in parentheses (`stats.sweep_summary`)."""
     if row["test_accuracy_gap_pp"]["mean"] is not None:
         return format_number(row["test_accuracy_gap_pp"])
-    cut = _cut_gap(row)
+    cut = row.get("cut_gap_pp", {"mean": None})
     return "n/a" if cut["mean"] is None else f"({format_number(cut)})"
 
 
@@ -280,8 +276,7 @@ def smallest_q_text(folder):
     largest such Q and its gap, then the largest Q above it whose fit a cap cut short."""
     sweep = folder.summary["sweep"]
     at_minimum = [r for r in sweep["rows"] if r["test_accuracy_gap_pp"]["mean"] is not None]
-    cut = [r for r in sweep["rows"] if r["test_accuracy_gap_pp"]["mean"] is None
-           and _cut_gap(r)["mean"] is not None]
+    cut = cut_short_rows(sweep["rows"])
     if not at_minimum and not cut:
         return "no sweep"
     smallest = sweep["smallest_q_within_tolerance"]
@@ -297,7 +292,7 @@ def smallest_q_text(folder):
     if above:
         row = above[-1]
         text += (f"; {row['ratio']:.0f} cut short "
-                 f"({format_number(_cut_gap(row)['mean'], digits=2)} pp)")
+                 f"({format_number(row['cut_gap_pp']['mean'], digits=2)} pp)")
     return text
 
 
