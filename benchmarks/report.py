@@ -300,7 +300,7 @@ def _cut_short(row):
     cut = row.get("seeds_cut_short", 0)
     if not cut:
         return ""
-    return (f" ({cut} seed{'s' if cut > 1 else ''} cut short of the minimum by a cap, left out: "
+    return (f" ({cut} seed{'s' if cut > 1 else ''} not at the minimum (a cap or a stall), left out: "
             f"{format_number(row['cut_gap_pp'], missing='n/a')})")
 
 
@@ -480,7 +480,7 @@ def plot_gap_vs_q(summary, path):
         ax.set_ylabel(ylabel)
     if cut:
         axes[0].plot([r["ratio"] for r in cut], [r["cut_gap_pp"]["mean"] for r in cut], "o",
-                     mfc="none", color="C0", label="cut short of its minimum by a cap")
+                     mfc="none", color="C0", label="not at its minimum: cut short by a cap, or stalled")
     axes[0].axhline(-tol, color="gray", ls="--", lw=1, label=f"-{tol:g} pp")
     smallest = summary["sweep"]["smallest_q_within_tolerance"]
     if smallest is not None:

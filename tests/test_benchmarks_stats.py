@@ -188,8 +188,26 @@ def test_sweep_gaps_and_the_smallest_q_within_tolerance():
     assert sweep["smallest_q_within_tolerance"] == 4.0
     table = report.summary_markdown(summary)
     assert "Smallest Q whose mean test-accuracy gap is within 0.3 pp: **4**" in table
-    assert "(1 seed cut short of the minimum by a cap, left out: 0.20)" in table
+    assert "(1 seed not at the minimum (a cap or a stall), left out: 0.20)" in table
     assert "Skipped sweep_q32" in table
+
+
+def test_a_subset_fit_that_killed_the_network_is_no_minimum():
+    # CIFAR-10 at width 1 of the Q-curve (real runs): the paper run at Q = 64 left the one
+    # first-layer filter dead after 4 iterations (loss ln 10, zero gradient: "converged"); at
+    # Q = 128 the subset was fitted to a true minimum.
+    folder = os.path.join(REPO, "docs", "results", "q_curve", "cifar10", "w1")
+    records = {(r["run"], r["seed"]): r for r in resummarize.load_records(folder)}
+    dead, fitted = records[("paper_q64", 0)], records[("paper_q128", 0)]
+    assert stats._pretrain_phases(dead)[0]["stages"][0]["reason"].startswith("converged:")
+    assert not stats.subset_phase_at_minimum(dead)
+    assert stats.subset_phase_at_minimum(fitted)
+    summary = stats.summarize(resummarize.summary_settings(list(records.values())),
+                              list(records.values()))
+    rows = {row["run"]: row for row in summary["sweep"]["rows"]}
+    assert rows["paper_q64"]["test_accuracy_gap_pp"]["mean"] is None
+    assert rows["paper_q64"]["cut_gap_pp"]["mean"] < -20
+    assert rows["paper_q128"]["seeds_at_minimum"] == 1
 
 
 def test_a_sweep_fit_the_iteration_cap_ended_is_no_point_of_the_sweep():
@@ -274,7 +292,7 @@ def test_the_sweep_leaves_out_subset_phases_a_cap_cut_short_of_their_minimum():
     within = [row["ratio"] for row in summary["sweep"]["rows"] if row["within_tolerance"]]
     assert summary["sweep"]["smallest_q_within_tolerance"] == (min(within) if within else None)
     table = report.summary_markdown(summary)
-    assert "(2 seeds cut short of the minimum by a cap, left out: " in table
+    assert "(2 seeds not at the minimum (a cap or a stall), left out: " in table
     # A Q whose every seed was cut short has no test accuracy at a minimum, and says so.
     q16 = next(line for line in table.splitlines() if line.startswith("| paper_q16 (subset phase)"))
     assert q16.split(" | ")[3] == "—" and "not reached" not in q16
