@@ -228,8 +228,9 @@ def pretrain(
     the last stage.
 
     Whether it can save compute: a subset matches the full set only from some
-    Q* (256 and more where this library's benchmarks measured one, with the
-    subset at its minimum and a levelled full-set run: Fashion-MNIST's Q-curve;
+    Q* (128 and more where this library's benchmarks measured one, with the
+    subset at its minimum and a levelled full-set run: the Q-curves of
+    Fashion-MNIST and CIFAR-10, one seed each;
     no subset fitted to its minimum came within 0.3 pp at Q = 32 or below), so
     a subset's evaluations cost about Q*/Q_full of the full set's and the
     saving is bounded near
