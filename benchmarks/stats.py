@@ -27,8 +27,8 @@ the target. A frame whose reference run is missing is left out.
 Sweep: per sweep run (one subset fitted to its minimum), the gaps of its final
 test accuracy (pp) and of its loss over the whole training set to the
 `lbfgs_full` run's final ones, and the smallest Q whose mean test-accuracy gap
-is within `target_tolerance`; a fit that a cap ended before its minimum is
-reported apart (`subset_phase_at_minimum`).
+is within `target_tolerance`; a fit that a cap ended before its minimum, or
+that stalled at its start, is reported apart (`subset_phase_at_minimum`).
 """
 
 import numpy as np
@@ -401,10 +401,10 @@ def subset_phase_at_minimum(record):
 def sweep_summary(records, runs, tolerance_pp, skipped=()):
     """The Q sweep against `lbfgs_full`'s final point, per seed then mean ± std: the sweep
     runs' final points and the paper runs' subset-phase ends (`subset_phase_end`), both one
-    subset fitted to its minimum. A fit that a cap cut short of its minimum
-    (`subset_phase_at_minimum`: a sweep run's `--sweep_iterations`, a paper phase's iteration
-    or cost cap) is no such point: its gap is kept apart (`cut_gap_pp`), out of the mean, Q*
-    and anything built on the gaps.
+    subset fitted to its minimum. A fit that a cap cut short of its minimum (a sweep run's
+    `--sweep_iterations`, a paper phase's iteration or cost cap) or that stalled at its start
+    (`subset_phase_at_minimum`) is no such point: its gap is kept apart (`cut_gap_pp`), out of
+    the mean, Q* and anything built on the gaps.
 
     Returns:
         A dict: `rows` (per sweep run: Q, K, test accuracy, full training

@@ -223,17 +223,16 @@ def pretrain(
     needed more iterations to reach its own minimum than the full set needed
     to level off, and the paper's protocol built on it never reached the
     full set's target there, where `"held_out"` saved half (three seeds).
-    With `stop_rule="none"` every stage runs to the optimizer's limits. The stage on all the examples
-    always runs to the optimizer's limits. The model ends with the weights of
-    the last stage.
+    With `stop_rule="none"` every stage runs to the optimizer's limits. The
+    stage on all the examples always runs to the optimizer's limits. The model
+    ends with the weights of the last stage.
 
     Whether it can save compute: a subset matches the full set only from some
     Q* (128 and more where this library's benchmarks measured one, with the
     subset at its minimum and a levelled full-set run: the Q-curves of
-    Fashion-MNIST and CIFAR-10, one seed each;
-    no subset fitted to its minimum came within 0.3 pp at Q = 32 or below), so
-    a subset's evaluations cost about Q*/Q_full of the full set's and the
-    saving is bounded near
+    Fashion-MNIST and CIFAR-10, one seed each; no subset fitted to its minimum
+    came within 0.3 pp at Q = 32 or below), so a subset's evaluations cost
+    about Q*/Q_full of the full set's and the saving is bounded near
     Q_full / Q*, where Q_full = N*M/P of all the examples given
     (`PretrainResult.q_full`, printed first with `verbose`). Below
     Q_full = 114.1, the smallest at which this library's benchmarks measured
@@ -243,8 +242,9 @@ def pretrain(
     docs/results_q_curve.md), a `SavingWarning` says that subset pretraining
     is unlikely to save compute; it never changes what is done. Above it a
     saving is not assured: on Fashion-MNIST the Q-curve measured none on
-    average at Q_full = 542.5 and none in every seed at 1111.1, where a subset's test accuracy would come
-    within 0.3 pp of the full set's only at Q of the order of Q_full.
+    average at Q_full = 542.5 and none in every seed at 1111.1, where a
+    subset's test accuracy would come within 0.3 pp of the full set's only at
+    Q of the order of Q_full.
 
     A callback that sets `model.stop_training = True` (as
     `keras.callbacks.EarlyStopping` does in `fit`) ends the call after the

@@ -215,9 +215,8 @@ def warn_if_no_saving(q_full):
     `None`, below `LARGEST_Q_FULL_MEASURED`). A subset matches the full set only from some Q*
     (128 and more where the benchmarks here measured one with a subset at its minimum and a
     levelled full-set run: the Q-curves of Fashion-MNIST and CIFAR-10, one seed each), so a
-    subset's evaluations cost about
-    Q*/Q_full of the full set's and the saving is bounded near Q_full / Q*. Returns whether it
-    warned."""
+    subset's evaluations cost about Q*/Q_full of the full set's and the saving is bounded near
+    Q_full / Q*. Returns whether it warned."""
     threshold = SAVING_Q_FULL if SAVING_Q_FULL is not None else LARGEST_Q_FULL_MEASURED
     if threshold is None or q_full >= threshold:
         return False
@@ -231,8 +230,7 @@ def warn_if_no_saving(q_full):
         f"{q_full:.3g} (N*M/P of all the examples given) is below {threshold:.4g}, {measured} "
         "(docs/results_no_augmentation.md; the Q-curve: docs/results_q_curve.md). A subset "
         "matches the full set only from some Q* (128 and more where those benchmarks measured "
-        "one), so the saving "
-        "is bounded near Q_full / Q*.",
+        "one), so the saving is bounded near Q_full / Q*.",
         SavingWarning,
         stacklevel=4,  # the caller of `pretrain` (through `_Plan`)
     )
