@@ -40,6 +40,7 @@ import keras
 from keras_subset import checks
 from keras_subset import chunking
 from keras_subset import data as data_lib
+from keras_subset import dead_model
 from keras_subset import subset as subset_lib
 from keras_subset.lbfgs import LBFGS
 from keras_subset.minimize import Minimization, example_free, not_fitting
@@ -75,6 +76,8 @@ class Stage:
         example_forwards: Examples through a forward pass only (held-out checks,
             their copies included).
         copies: Augmented copies fitted with every subset example.
+        dead_model: Whether the stage ended at a dead model: its outputs the same for
+            every example checked (`keras_subset.dead_model`; a `DeadModelWarning` said so).
     """
 
     size: int
@@ -89,6 +92,7 @@ class Stage:
     example_gradients: int
     example_forwards: int
     copies: int = 0
+    dead_model: bool = False
 
 
 @dataclasses.dataclass
@@ -549,6 +553,12 @@ class _Plan:
             figures, previous, first_loss = self._lbfgs_stage(subset, held_out, decay, previous, indices, check_indices)
         else:
             figures, first_loss = self._keras_stage(subset, held_out)
+        # A stage that ended at a dead model says so in its reason (and once in a warning).
+        dead = dead_model.outputs_constant(self.model, subset[0])
+        if dead:
+            figures["reason"] += "; its outputs are the same for every example checked: a dead model, not a minimum"
+            if not any(s.dead_model for s in self.done):
+                dead_model.warn_dead(k + 1, len(self.sizes), min(dead_model.SAMPLE_SIZE, size))
         extended = size * (1 + self.copies)  # examples in the objective, augmented copies included
         q = subset_lib.overdetermination_ratio(self.model, extended, self.num_outputs)
         self.cost[0] += figures["evaluations_cost"] * extended
@@ -559,6 +569,7 @@ class _Plan:
             seconds=time.perf_counter() - start,
             example_gradients=figures["evaluations_cost"] * extended,
             copies=self.copies,
+            dead_model=dead,
             held_out_size=0 if held_out is None else data_lib.num_examples(held_out[0]),
             **{key: figures[key] for key in ("iterations", "evaluations", "loss", "held_out_loss", "reason", "example_forwards")},
         )

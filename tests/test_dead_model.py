@@ -1,0 +1,104 @@
+"""keras_subset.dead_model on real MNIST: a model whose outputs no longer depend on its input, and
+`pretrain`'s stages that end at one (keras_subset/dead_model.py)."""
+
+import warnings
+
+import numpy as np
+import pytest
+import keras
+
+import keras_subset
+from keras_subset.dead_model import DeadModelWarning, outputs_constant
+
+from conftest import small_cnn
+
+
+def _killed(model):
+    """`model` (small_cnn) with every unit of its one convolution switched off: a bias of -100
+    keeps each ReLU's input negative for images in [0, 1], as a too-large first step can."""
+    conv = model.layers[0]
+    kernel, bias = conv.get_weights()
+    conv.set_weights([kernel, np.full_like(bias, -100.0)])
+    return model
+
+
+def _two_heads(dead_heads):
+    """A functional model with dict inputs and two outputs; the heads named in `dead_heads`
+    read a ReLU layer that is switched off."""
+    keras.utils.set_random_seed(0)
+    image = keras.Input((28, 28, 1), name="image")
+    flat = keras.layers.Flatten()(image)
+    outputs = {}
+    for name in ("digit", "parity"):
+        bias = -100.0 if name in dead_heads else 0.0
+        hidden = keras.layers.Dense(8, activation="relu", bias_initializer=keras.initializers.Constant(bias))(flat)
+        outputs[name] = keras.layers.Dense(10 if name == "digit" else 1, name=name)(hidden)
+    return keras.Model({"image": image}, outputs)
+
+
+@pytest.mark.fast
+def test_outputs_constant_tells_a_dead_model_from_a_live_one(mnist):
+    x = mnist[0][:300]
+    assert not outputs_constant(small_cnn(seed=0), x)
+    assert outputs_constant(_killed(small_cnn(seed=0)), x)
+    # Every output must be the same: one live head of two is a live model.
+    assert outputs_constant(_two_heads({"digit", "parity"}), {"image": x})
+    assert not outputs_constant(_two_heads({"parity"}), {"image": x})
+    # One example has nothing to compare with; a non-finite output is never "the same".
+    assert not outputs_constant(_killed(small_cnn(seed=0)), x[:1])
+    broken = _killed(small_cnn(seed=0))
+    dense = broken.layers[-1]
+    kernel, bias = dense.get_weights()
+    dense.set_weights([kernel, np.full_like(bias, np.nan)])
+    assert not outputs_constant(broken, x)
+
+
+@pytest.mark.fast
+def test_outputs_constant_looks_at_the_first_examples_only():
+    # A model whose output is its first input feature: constant on the first 256 rows only.
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Lambda(lambda t: t[:, :1])])
+    x = np.zeros((300, 3), "float32")
+    x[280:, 0] = 1.0
+    assert outputs_constant(model, x)
+    assert not outputs_constant(model, x, sample_size=300)
+    # The tolerance is relative to the output's magnitude (at least 1).
+    x[:2, 0] = [1e6, 1e6 + 0.5]
+    assert outputs_constant(model, x[:2], tolerance=1e-6)
+    assert not outputs_constant(model, x[:2], tolerance=1e-8)
+
+
+def test_a_stage_that_ends_at_a_dead_model_says_so_once_and_changes_nothing(mnist):
+    x, y = mnist[0][:2000], mnist[1][:2000]
+    runs = []
+    for action in ("always", "ignore"):
+        model = _killed(small_cnn(seed=1))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter(action)
+            result = keras_subset.pretrain(
+                model, x, y, ratio=2.0, growth=4.0, seed=0, optimizer=keras_subset.LBFGS(max_iterations=20)
+            )
+        runs.append((result, model.get_weights(), [w for w in caught if w.category is DeadModelWarning]))
+    (shown, weights, warned), (silent, silent_weights, none) = runs
+    # The only thing L-BFGS could fit was the last bias: the loss fell to about a constant
+    # prediction's, and the stages say "converged" as at a minimum.
+    assert len(shown.stages) >= 2 and all(s.dead_model for s in shown.stages)
+    assert all(s.reason.endswith("a dead model, not a minimum") for s in shown.stages)
+    assert shown.loss > 0.9 * np.log(10)
+    # One warning for the whole call, naming the first dead stage; silenced, it changes nothing.
+    assert len(warned) == 1 and not none
+    assert f"stage 1/{len(shown.stages)} ended at a dead model" in str(warned[0].message)
+    assert warned[0].filename == __file__  # it points at the call of `pretrain`
+    assert [s.loss for s in shown.stages] == [s.loss for s in silent.stages]
+    for a, b in zip(weights, silent_weights):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_live_model_gets_no_dead_model_warning(mnist):
+    x, y = mnist[0][:2000], mnist[1][:2000]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeadModelWarning)
+        result = keras_subset.pretrain(
+            small_cnn(seed=1), x, y, ratio=2.0, growth=4.0, seed=0, optimizer=keras_subset.LBFGS(max_iterations=20),
+        )
+    assert not any(s.dead_model for s in result.stages)
+    assert result.loss < 0.5 * result.initial_loss
