@@ -232,10 +232,11 @@ def pretrain(
     ends with the weights of the last stage.
 
     Whether it can save compute: a subset matches the full set only from some
-    Q* (128 and more where this library's benchmarks measured one, with the
-    subset at its minimum and a levelled full-set run: the Q-curves of
-    Fashion-MNIST and CIFAR-10, one seed each; no subset fitted to its minimum
-    came within 0.3 pp at Q = 32 or below), so a subset's evaluations cost
+    Q* (256 where this library's benchmarks measured one, with the subset at
+    its minimum and a levelled full-set run: Fashion-MNIST's Q-curve, one
+    seed; on CIFAR-10's a subset at Q = 128 came within 0.3 pp in one seed of
+    three, not on average; none fitted to its minimum came within 0.3 pp at
+    Q = 32 or below), so a subset's evaluations cost
     about Q*/Q_full of the full set's and the saving is bounded near
     Q_full / Q*, where Q_full = N*M/P of all the examples given
     (`PretrainResult.q_full`, printed first with `verbose`). Below
@@ -248,7 +249,7 @@ def pretrain(
     saving is not assured: on Fashion-MNIST the Q-curve measured none on
     average at Q_full = 542.5 and none in every seed at 1111.1, where a
     subset's test accuracy would come within 0.3 pp of the full set's only at
-    Q of the order of Q_full.
+    Q of the order of Q_full, nor on CIFAR-10 in every seed at 646.0.
 
     A callback that sets `model.stop_training = True` (as
     `keras.callbacks.EarlyStopping` does in `fit`) ends the call after the

@@ -201,7 +201,7 @@ full-set runs that had not levelled off (CIFAR-10 at 44.8, CIFAR-100 at 87.2), w
 evidence either way; the Q-curve (docs/results_q_curve.md) has no levelled point below it.
 The threshold is necessary, not sufficient: on Fashion-MNIST the Q-curve measured no saving of
 half on average at Q_full = 542.5, none in every seed at 1111.1 (one on average at 255.8), its subsets' gap to the full set shrinking
-about as 1/Q."""
+about as 1/Q, and on CIFAR-10 none in every seed at 646.0."""
 
 LARGEST_Q_FULL_MEASURED = 1111.1
 """The largest Q_full the Q-curve tried (MNIST and Fashion-MNIST, width 1): the warning's threshold if
@@ -213,8 +213,9 @@ def warn_if_no_saving(q_full):
     `pretrain` lies below `SAVING_Q_FULL`, the smallest Q_full at which this library's
     benchmarks measured a saving of half against a full-set run at its minimum (where that is
     `None`, below `LARGEST_Q_FULL_MEASURED`). A subset matches the full set only from some Q*
-    (128 and more where the benchmarks here measured one with a subset at its minimum and a
-    levelled full-set run: the Q-curves of Fashion-MNIST and CIFAR-10, one seed each), so a
+    (256 where the benchmarks here measured one with a subset at its minimum and a levelled
+    full-set run: Fashion-MNIST's Q-curve, one seed; on CIFAR-10's a subset at Q = 128 came
+    within 0.3 pp in one seed of three, not on average), so a
     subset's evaluations cost about Q*/Q_full of the full set's and the saving is bounded near
     Q_full / Q*. Returns whether it warned."""
     threshold = SAVING_Q_FULL if SAVING_Q_FULL is not None else LARGEST_Q_FULL_MEASURED
@@ -229,8 +230,8 @@ def warn_if_no_saving(q_full):
         f"Subset pretraining is unlikely to save compute for this model and data: Q_full = "
         f"{q_full:.3g} (N*M/P of all the examples given) is below {threshold:.4g}, {measured} "
         "(docs/results_no_augmentation.md; the Q-curve: docs/results_q_curve.md). A subset "
-        "matches the full set only from some Q* (128 and more where those benchmarks measured "
-        "one), so the saving is bounded near Q_full / Q*.",
+        "matches the full set only from some Q* (256 where those benchmarks measured one, none "
+        "at 32 or below), so the saving is bounded near Q_full / Q*.",
         SavingWarning,
         stacklevel=4,  # the caller of `pretrain` (through `_Plan`)
     )
