@@ -6,8 +6,9 @@ every input, its gradient is zero but for the biases after the dead layer, and L
 reports "converged", at about the loss of a constant prediction (ln M for M balanced classes):
 no minimum, and no later iteration or stage can revive it. The Q-curve met it twice, with a CNN
 of one first-layer filter (MNIST at Q = 16, CIFAR-10 at Q = 64; docs/results_q_curve.md), where
-the stage said "converged" like any other. `pretrain` checks each stage's end
-(`outputs_constant`) and says so (`DeadModelWarning`) instead.
+the stage said "converged" like any other. `pretrain` checks each stage's end and
+`LBFGS.minimize` its run's (`outputs_constant`), and they say so (`DeadModelWarning`, the
+`reason`, a `dead_model` flag) instead.
 """
 
 import warnings
@@ -68,15 +69,20 @@ def outputs_constant(model, x, sample_size=SAMPLE_SIZE, tolerance=TOLERANCE):
     return True
 
 
-def warn_dead(stage_number, num_stages, checked):
-    """Warns (`DeadModelWarning`) that stage `stage_number` of `num_stages` ended at a dead model,
-    its outputs the same for the `checked` examples compared."""
+REASON = "its outputs are the same for every example checked: a dead model, not a minimum"
+"""What a run's or stage's `reason` gets appended (after "; ") when it ended at a dead model."""
+
+
+def warn_dead(what, checked, stacklevel):
+    """Warns (`DeadModelWarning`) that `what` (e.g. "pretrain's stage 1/3") ended at a dead
+    model, its outputs the same for the `checked` examples compared; `stacklevel` as for
+    `warnings.warn`, counted from this function's caller."""
     warnings.warn(
-        f"pretrain's stage {stage_number}/{num_stages} ended at a dead model: its outputs are the same "
-        f"for all {checked} examples checked, so its gradient is zero but for the biases after the dead "
-        "layer and no later iteration or stage changes that (a stage that says 'converged' here is not "
-        "at a minimum). Its first steps may have switched off every unit of a layer (ReLUs, a "
-        "single filter): try another seed or initialization, a larger first subset, or a wider layer.",
+        f"{what} ended at a dead model: its outputs are the same for all {checked} examples checked, "
+        "so its gradient is zero but for the biases after the dead layer and no later iteration "
+        "changes that ('converged' here is not a minimum). Its first steps may have switched off "
+        "every unit of a layer (ReLUs, a single filter): try another seed or initialization, more "
+        "examples, or a wider layer.",
         DeadModelWarning,
-        stacklevel=5,  # the caller of `pretrain` (through `_run_stages` and `_Plan.run_stage`)
+        stacklevel=stacklevel + 1,
     )

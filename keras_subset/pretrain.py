@@ -557,9 +557,11 @@ class _Plan:
         # A stage that ended at a dead model says so in its reason (and once in a warning).
         dead = dead_model.outputs_constant(self.model, subset[0])
         if dead:
-            figures["reason"] += "; its outputs are the same for every example checked: a dead model, not a minimum"
+            figures["reason"] += "; " + dead_model.REASON
             if not any(s.dead_model for s in self.done):
-                dead_model.warn_dead(k + 1, len(self.sizes), min(dead_model.SAMPLE_SIZE, size))
+                # stacklevel 4: the caller of `pretrain` (through `_run_stages` and this method)
+                dead_model.warn_dead(f"pretrain's stage {k + 1}/{len(self.sizes)}",
+                                     min(dead_model.SAMPLE_SIZE, size), stacklevel=4)
         extended = size * (1 + self.copies)  # examples in the objective, augmented copies included
         q = subset_lib.overdetermination_ratio(self.model, extended, self.num_outputs)
         self.cost[0] += figures["evaluations_cost"] * extended

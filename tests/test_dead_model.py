@@ -102,3 +102,16 @@ def test_a_live_model_gets_no_dead_model_warning(mnist):
         )
     assert not any(s.dead_model for s in result.stages)
     assert result.loss < 0.5 * result.initial_loss
+
+
+def test_lbfgs_minimize_says_when_it_ends_at_a_dead_model(mnist):
+    x, y = mnist[0][:1000], mnist[1][:1000]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dead = keras_subset.LBFGS(max_iterations=20).minimize(_killed(small_cnn(seed=1)), x, y)
+        live = keras_subset.LBFGS(max_iterations=20).minimize(small_cnn(seed=1), x, y)
+    warned = [w for w in caught if w.category is DeadModelWarning]
+    assert dead.dead_model and dead.reason.endswith("a dead model, not a minimum")
+    assert not live.dead_model and live.loss < 0.5 * live.initial_loss
+    assert len(warned) == 1 and "LBFGS.minimize ended at a dead model" in str(warned[0].message)
+    assert warned[0].filename == __file__
