@@ -7,8 +7,8 @@ Public API:
   first, then lets `fit` fine-tune on all the data.
 - `overdetermination_ratio`, `subset_size_for_ratio`: Q = K*M/P and its inverse.
 - `select_subset`: random or class-balanced subset indices.
-- `DeadModelWarning`: a `pretrain` stage ended at a model whose outputs are the
-  same for every example (a dead network, not a minimum).
+- `DeadModelWarning`: a `pretrain` stage or an `LBFGS.minimize` run ended at a
+  model whose outputs are the same for every example (a dead network, not a minimum).
 - `SavingWarning`: `pretrain` says that subset pretraining is unlikely to save
   compute for the model and data given (Q_full below the measured threshold).
 """

@@ -27,7 +27,8 @@ that still counts as "the same" (a dead model's spread is exactly 0 in float32).
 
 
 class DeadModelWarning(UserWarning):
-    """A `pretrain` stage ended at a model whose outputs are the same for every example checked."""
+    """A `pretrain` stage or an `LBFGS.minimize` run ended at a model whose outputs are the same
+    for every example checked (`outputs_constant`)."""
 
 
 def outputs_constant(model, x, sample_size=SAMPLE_SIZE, tolerance=TOLERANCE):

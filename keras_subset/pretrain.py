@@ -270,6 +270,13 @@ def pretrain(
     stopped and its `result` attribute holding the `PretrainResult` of the
     stages so far (the interrupted one last), or `None` before any.
 
+    A stage that ends at a dead model (the outputs of its first 256 examples
+    all the same: a layer whose units the first steps switched off, which
+    L-BFGS reports as converged) says so: its `dead_model` is `True`, its
+    `reason` ends "a dead model, not a minimum", and one `DeadModelWarning`
+    per call names the first such stage (`keras_subset.dead_model`); nothing
+    else changes.
+
     Batch normalisation and dropout: with `training=None` the subset objective
     runs the model in training mode when it has `BatchNormalization` or
     `Dropout` layers (batch statistics as `fit` uses them, fixed dropout masks
