@@ -46,8 +46,10 @@ def outputs_constant(model, x, sample_size=SAMPLE_SIZE, tolerance=TOLERANCE):
             counts as the same.
 
     Returns:
-        `True` when there are at least two examples and every output element is the same for
-        all of them; `False` otherwise (a non-finite output is never the same).
+        `True` when there are at least two examples, their inputs are not all the same, and
+        every output element is the same for all of them; `False` otherwise (identical inputs,
+        e.g. sequences masked out whole, say nothing about the model; a non-finite output is
+        never the same).
 
     Example:
 
@@ -60,7 +62,10 @@ def outputs_constant(model, x, sample_size=SAMPLE_SIZE, tolerance=TOLERANCE):
     n = min(int(sample_size), data_lib.num_examples(x))
     if n < 2:
         return False
-    outputs = keras.tree.flatten(model(data_lib.take(x, np.arange(n)), training=False))
+    rows = data_lib.take(x, np.arange(n))
+    if all(np.all(leaf == leaf[:1]) for leaf in map(np.asarray, keras.tree.flatten(rows))):
+        return False
+    outputs = keras.tree.flatten(model(rows, training=False))
     for output in outputs:
         values = np.asarray(keras.ops.convert_to_numpy(output), dtype=np.float64).reshape(n, -1)
         spread = np.max(values.max(axis=0) - values.min(axis=0))

@@ -44,8 +44,16 @@ def test_outputs_constant_tells_a_dead_model_from_a_live_one(mnist):
     # Every output must be the same: one live head of two is a live model.
     assert outputs_constant(_two_heads({"digit", "parity"}), {"image": x})
     assert not outputs_constant(_two_heads({"parity"}), {"image": x})
-    # One example has nothing to compare with; a non-finite output is never "the same".
+    # One example has nothing to compare with, nor have identical inputs (a masked-out batch of
+    # sequences); a non-finite output is never "the same".
     assert not outputs_constant(_killed(small_cnn(seed=0)), x[:1])
+    assert not outputs_constant(_killed(small_cnn(seed=0)), np.repeat(x[:1], 300, axis=0))
+    masked = keras.Sequential([keras.Input((40,), dtype="int32"), keras.layers.Embedding(21, 8, mask_zero=True),
+                               keras.layers.GRU(8), keras.layers.Dense(10)])
+    padding = np.zeros((300, 40), "int32")
+    assert not outputs_constant(masked, padding)
+    padding[:, 0] = np.arange(300) % 20 + 1
+    assert not outputs_constant(masked, padding)
     broken = _killed(small_cnn(seed=0))
     dense = broken.layers[-1]
     kernel, bias = dense.get_weights()
@@ -58,6 +66,7 @@ def test_outputs_constant_looks_at_the_first_examples_only():
     # A model whose output is its first input feature: constant on the first 256 rows only.
     model = keras.Sequential([keras.Input((3,)), keras.layers.Lambda(lambda t: t[:, :1])])
     x = np.zeros((300, 3), "float32")
+    x[:, 1] = np.arange(300)  # inputs that differ where the model does not look
     x[280:, 0] = 1.0
     assert outputs_constant(model, x)
     assert not outputs_constant(model, x, sample_size=300)
