@@ -1,5 +1,5 @@
 """keras_subset.dead_model on real MNIST: a model whose outputs no longer depend on its input, and
-`pretrain`'s stages that end at one (keras_subset/dead_model.py)."""
+the `pretrain` stages and `LBFGS.minimize` runs that end at one (keras_subset/dead_model.py)."""
 
 import warnings
 
