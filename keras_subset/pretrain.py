@@ -40,7 +40,6 @@ import keras
 from keras_subset import checks
 from keras_subset import chunking
 from keras_subset import data as data_lib
-from keras_subset import dead_model
 from keras_subset import subset as subset_lib
 from keras_subset.lbfgs import LBFGS
 from keras_subset.minimize import Minimization, example_free, not_fitting
@@ -76,8 +75,6 @@ class Stage:
         example_forwards: Examples through a forward pass only (held-out checks,
             their copies included).
         copies: Augmented copies fitted with every subset example.
-        dead_model: Whether the stage ended at a dead model: its outputs the same for
-            every example checked (`keras_subset.dead_model`; a `DeadModelWarning` said so).
     """
 
     size: int
@@ -92,7 +89,6 @@ class Stage:
     example_gradients: int
     example_forwards: int
     copies: int = 0
-    dead_model: bool = False
 
 
 @dataclasses.dataclass
@@ -269,13 +265,6 @@ def pretrain(
     runs, and the `KeyboardInterrupt` propagates, its message saying where it
     stopped and its `result` attribute holding the `PretrainResult` of the
     stages so far (the interrupted one last), or `None` before any.
-
-    A stage that ends at a dead model (the outputs of its first 256 examples
-    all the same: a layer whose units the first steps switched off, which
-    L-BFGS reports as converged) says so: its `dead_model` is `True`, its
-    `reason` ends "a dead model, not a minimum", and one `DeadModelWarning`
-    per call names the first such stage (`keras_subset.dead_model`); nothing
-    else changes.
 
     Batch normalisation and dropout: with `training=None` the subset objective
     runs the model in training mode when it has `BatchNormalization` or
@@ -561,14 +550,6 @@ class _Plan:
             figures, previous, first_loss = self._lbfgs_stage(subset, held_out, decay, previous, indices, check_indices)
         else:
             figures, first_loss = self._keras_stage(subset, held_out)
-        # A stage that ended at a dead model says so in its reason (and once in a warning).
-        dead = dead_model.outputs_constant(self.model, subset[0])
-        if dead:
-            figures["reason"] += "; " + dead_model.REASON
-            if not any(s.dead_model for s in self.done):
-                # stacklevel 4: the caller of `pretrain` (through `_run_stages` and this method)
-                dead_model.warn_dead(f"pretrain's stage {k + 1}/{len(self.sizes)}",
-                                     min(dead_model.SAMPLE_SIZE, size), stacklevel=4)
         extended = size * (1 + self.copies)  # examples in the objective, augmented copies included
         q = subset_lib.overdetermination_ratio(self.model, extended, self.num_outputs)
         self.cost[0] += figures["evaluations_cost"] * extended
@@ -579,7 +560,6 @@ class _Plan:
             seconds=time.perf_counter() - start,
             example_gradients=figures["evaluations_cost"] * extended,
             copies=self.copies,
-            dead_model=dead,
             held_out_size=0 if held_out is None else data_lib.num_examples(held_out[0]),
             **{key: figures[key] for key in ("iterations", "evaluations", "loss", "held_out_loss", "reason", "example_forwards")},
         )
