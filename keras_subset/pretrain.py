@@ -232,9 +232,9 @@ def pretrain(
     its minimum and a levelled full-set run: Fashion-MNIST's Q-curve, one
     seed; on CIFAR-10's a subset at Q = 128 came within 0.3 pp in one seed of
     three, not on average; none fitted to its minimum came within 0.3 pp at
-    Q = 32 or below), so a subset's evaluations cost
-    about Q*/Q_full of the full set's and the saving is bounded near
-    Q_full / Q*, where Q_full = N*M/P of all the examples given
+    Q = 32 or below), so a subset's evaluations cost about Q*/Q_full of the
+    full set's and the saving is bounded near Q_full / Q*, where Q_full =
+    N*M/P of all the examples given
     (`PretrainResult.q_full`, printed first with `verbose`). Below
     Q_full = 114.1, the smallest at which this library's benchmarks measured
     a saving of half against full-set L-BFGS run to its minimum (MNIST's

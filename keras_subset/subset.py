@@ -215,9 +215,9 @@ def warn_if_no_saving(q_full):
     `None`, below `LARGEST_Q_FULL_MEASURED`). A subset matches the full set only from some Q*
     (256 where the benchmarks here measured one with a subset at its minimum and a levelled
     full-set run: Fashion-MNIST's Q-curve, one seed; on CIFAR-10's a subset at Q = 128 came
-    within 0.3 pp in one seed of three, not on average), so a
-    subset's evaluations cost about Q*/Q_full of the full set's and the saving is bounded near
-    Q_full / Q*. Returns whether it warned."""
+    within 0.3 pp in one seed of three, not on average), so a subset's evaluations cost about
+    Q*/Q_full of the full set's and the saving is bounded near Q_full / Q*. Returns whether it
+    warned."""
     threshold = SAVING_Q_FULL if SAVING_Q_FULL is not None else LARGEST_Q_FULL_MEASURED
     if threshold is None or q_full >= threshold:
         return False
