@@ -72,8 +72,9 @@ one example passed forward and backward once.
   gradient included) is one forward and backward pass over all K examples of
   the stage (`keras_subset.PretrainResult.example_gradients`, or
   `LBFGSResult.evaluations * K` for a subset run).
-- The held-out checks of the progressive stages pass examples forward only
-  (`PretrainResult.example_forwards`): they are counted apart
+- The held-out checks of the progressive stages, and the dead-model check
+  of a stage whose end claims a minimum (up to 256 examples), pass examples
+  forward only (`PretrainResult.example_forwards`): they are counted apart
   (`example_forwards` of every point) AND included in the cost as whole
   example-gradients, conservatively (a forward pass costs about a third).
 - An Adam subset phase costs `subset_epochs * K`.
@@ -624,7 +625,7 @@ class Runner:
             **options: `pretrain`'s subset sizes and stage-rule arguments.
 
         The cost is `PretrainResult.example_gradients + example_forwards` (the
-        held-out checks' forward passes as whole example-gradients; they are
+        held-out and dead-model checks' forward passes as whole example-gradients; they are
         counted apart too).
         """
         c = self.config

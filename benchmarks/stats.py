@@ -388,11 +388,12 @@ width 1 of the Q-curve) or a saddle. Every fit at a minimum here lowered it by m
 def subset_phase_at_minimum(record):
     """Whether the subset fit of a sweep run, or a paper run's subset phase, ended at its own
     minimum (`AT_MINIMUM_REASONS`: the stage-0 reason of its first pretrain phase) after
-    training (its loss below `STALLED_LOSS_FRACTION` of the initial point's training loss); a
-    run without a recorded stage-0 reason counts as cut short."""
+    training (its loss below `STALLED_LOSS_FRACTION` of the initial point's training loss, and
+    not at a dead model where `pretrain` recorded its check, `Stage.dead_model`); a run without a
+    recorded stage-0 reason counts as cut short."""
     pretrain = _pretrain_phases(record)
     stages = pretrain[0].get("stages") if pretrain else None
-    if not stages or not stages[0]["reason"].startswith(AT_MINIMUM_REASONS):
+    if not stages or not stages[0]["reason"].startswith(AT_MINIMUM_REASONS) or stages[0].get("dead_model"):
         return False
     initial = record["points"][0].get("train_loss") if record.get("points") else None
     return initial is None or stages[0]["loss"] < STALLED_LOSS_FRACTION * initial

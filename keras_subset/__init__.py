@@ -7,11 +7,14 @@ Public API:
   first, then lets `fit` fine-tune on all the data.
 - `overdetermination_ratio`, `subset_size_for_ratio`: Q = K*M/P and its inverse.
 - `select_subset`: random or class-balanced subset indices.
+- `DeadModelWarning`: a `pretrain` stage or an `LBFGS.minimize` run ended at a
+  model whose outputs are the same for every example (a dead network, not a minimum).
 - `SavingWarning`: `pretrain` says that subset pretraining is unlikely to save
   compute for the model and data given (Q_full below the measured threshold).
 """
 
 from keras_subset.callback import SubsetPretraining
+from keras_subset.dead_model import DeadModelWarning
 from keras_subset.lbfgs import LBFGS
 from keras_subset.minimize import LBFGSResult
 from keras_subset.pretrain import PretrainResult, Stage, pretrain
@@ -22,6 +25,7 @@ __version__ = "0.1.0"
 __all__ = [
     "LBFGS",
     "LBFGSResult",
+    "DeadModelWarning",
     "SubsetPretraining",
     "PretrainResult",
     "SavingWarning",

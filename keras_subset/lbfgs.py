@@ -1,5 +1,6 @@
 """`LBFGS`: TensorFlow Probability's L-BFGS minimiser for Keras models, full batch."""
 
+import dataclasses
 import sys
 import warnings
 
@@ -10,6 +11,7 @@ import keras
 from keras_subset import checks
 from keras_subset import chunking
 from keras_subset import data as data_lib
+from keras_subset import dead_model
 from keras_subset import stepwise
 from keras_subset.minimize import Minimization, Progress
 from keras_subset.objective import assign_flat, check_targets, flatten, random_preprocessing_layers
@@ -557,7 +559,12 @@ class LBFGS(keras.optimizers.Optimizer):
             seed: The copies' seed (an int >= 0; `None` is 0).
 
         Returns:
-            An `LBFGSResult`.
+            An `LBFGSResult`. When a run that converged (or whose line search
+            found no decrease left) ends at a dead model (its outputs the same
+            for the first 256 examples: a layer whose units the steps switched
+            off), its `dead_model` is `True`, its `reason` says so and a
+            `DeadModelWarning` is issued; the check's one forward pass is not
+            counted in `evaluations`.
 
         Raises:
             ValueError: for a model without trainable weights, inputs that do
@@ -584,7 +591,13 @@ class LBFGS(keras.optimizers.Optimizer):
             run.interrupt(interrupt, "LBFGS.minimize")
             raise
         progress.finish(run.iterations, run.best_value, run.evaluations)
-        return run.finish()
+        result = run.finish()
+        # Only an end that claims a minimum is checked (a cap or budget claims none).
+        if (result.converged or result.failed) and dead_model.outputs_constant(model, run.x):
+            dead_model.warn_dead("LBFGS.minimize", min(dead_model.SAMPLE_SIZE, data_lib.num_examples(run.x)),
+                                 stacklevel=2)
+            result = dataclasses.replace(result, dead_model=True, reason=f"{result.reason}; {dead_model.REASON}")
+        return result
 
     def fit(
         self,

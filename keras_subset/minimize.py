@@ -52,6 +52,11 @@ class LBFGSResult:
             fresh history after a failure.
         seconds: Wall-clock seconds of the whole call.
         num_examples: Examples in the objective (with augmented copies, N * (1 + copies)).
+        dead_model: Whether `LBFGS.minimize` ended at a dead model: its outputs the
+            same for every example checked (`keras_subset.dead_model`; a
+            `DeadModelWarning` said so). Checked only where the run claims a
+            minimum (`converged` or `failed`), by one forward pass of up to 256
+            examples that `evaluations` does not count.
     """
 
     iterations: int
@@ -65,6 +70,7 @@ class LBFGSResult:
     restarts: int
     seconds: float
     num_examples: int
+    dead_model: bool = False
 
     def as_logs(self, prefix=""):
         """Returns the figures as a flat dict of numbers (for Keras `logs`)."""

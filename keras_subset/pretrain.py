@@ -40,6 +40,7 @@ import keras
 from keras_subset import checks
 from keras_subset import chunking
 from keras_subset import data as data_lib
+from keras_subset import dead_model
 from keras_subset import subset as subset_lib
 from keras_subset.lbfgs import LBFGS
 from keras_subset.minimize import Minimization, example_free, not_fitting
@@ -73,8 +74,11 @@ class Stage:
             `evaluations * size * (1 + copies)` for L-BFGS, `epochs * size` for a
             Keras optimizer.
         example_forwards: Examples through a forward pass only (held-out checks,
-            their copies included).
+            their copies included, and the dead-model check of a stage whose end
+            claims a minimum: up to 256).
         copies: Augmented copies fitted with every subset example.
+        dead_model: Whether the stage ended at a dead model: its outputs the same for
+            every example checked (`keras_subset.dead_model`; a `DeadModelWarning` said so).
     """
 
     size: int
@@ -89,6 +93,7 @@ class Stage:
     example_gradients: int
     example_forwards: int
     copies: int = 0
+    dead_model: bool = False
 
 
 @dataclasses.dataclass
@@ -101,7 +106,7 @@ class PretrainResult:
             backward pass, summed over the stages (every L-BFGS evaluation, line
             searches included).
         example_forwards: Examples through a forward pass only (the held-out
-            checks of the stage rule).
+            checks of the stage rule, and the stages' dead-model checks).
         seconds: Wall-clock seconds of the whole call.
         initial_loss: The first subset's loss at the starting weights.
         subset_indices: The sorted indices of the last stage's subset.
@@ -265,6 +270,16 @@ def pretrain(
     runs, and the `KeyboardInterrupt` propagates, its message saying where it
     stopped and its `result` attribute holding the `PretrainResult` of the
     stages so far (the interrupted one last), or `None` before any.
+
+    A stage whose end claims a minimum (L-BFGS converged or its line search
+    found no decrease left, or `stop_rule="minimum"`'s plateau) is checked for
+    a dead model: the outputs of its first 256 examples all the same (a layer
+    whose units the first steps switched off, which L-BFGS reports as
+    converged). One found says so: the stage's `dead_model` is `True`, its
+    `reason` ends "a dead model, not a minimum", and one `DeadModelWarning`
+    per call names the first such stage (`keras_subset.dead_model`). The
+    check's forward pass counts in the stage's `example_forwards`; nothing
+    else changes.
 
     Batch normalisation and dropout: with `training=None` the subset objective
     runs the model in training mode when it has `BatchNormalization` or
@@ -550,6 +565,18 @@ class _Plan:
             figures, previous, first_loss = self._lbfgs_stage(subset, held_out, decay, previous, indices, check_indices)
         else:
             figures, first_loss = self._keras_stage(subset, held_out)
+        # A stage whose end claims a minimum is checked for a dead model (its forwards counted);
+        # one found says so in its reason (and once in a warning).
+        dead = False
+        if figures.pop("claims_minimum"):
+            dead, forwarded = dead_model.examine(self.model, subset[0])
+            figures["example_forwards"] += forwarded
+        if dead:
+            figures["reason"] += "; " + dead_model.REASON
+            if not any(s.dead_model for s in self.done):
+                # stacklevel 4: the caller of `pretrain` (through `_run_stages` and this method)
+                dead_model.warn_dead(f"pretrain's stage {k + 1}/{len(self.sizes)}",
+                                     min(dead_model.SAMPLE_SIZE, size), stacklevel=4)
         extended = size * (1 + self.copies)  # examples in the objective, augmented copies included
         q = subset_lib.overdetermination_ratio(self.model, extended, self.num_outputs)
         self.cost[0] += figures["evaluations_cost"] * extended
@@ -560,6 +587,7 @@ class _Plan:
             seconds=time.perf_counter() - start,
             example_gradients=figures["evaluations_cost"] * extended,
             copies=self.copies,
+            dead_model=dead,
             held_out_size=0 if held_out is None else data_lib.num_examples(held_out[0]),
             **{key: figures[key] for key in ("iterations", "evaluations", "loss", "held_out_loss", "reason", "example_forwards")},
         )
@@ -627,6 +655,11 @@ class _Plan:
             "held_out_loss": None,
             "reason": result.reason,
             "example_forwards": 0,
+            # L-BFGS's own end at a minimum, or the plateau of stop_rule="minimum"; a cap, a
+            # held-out stop, a callback or Ctrl-C claims none.
+            "claims_minimum": not run.interrupted and not stopped_by_callback and (
+                plateau is not None and stopped_by_rule
+                or not stopped_by_rule and (result.converged or result.failed)),
         }
         if checker is not None:
             if checker.best_iteration != run.iterations:
@@ -719,6 +752,7 @@ class _Plan:
         dataset = tf.data.Dataset.from_tensor_slices(parts).shuffle(size, seed=self.seed, reshuffle_each_iteration=True)
         dataset = dataset.batch(self.batch_size)
         steps, epochs_run, reason = 0, 0, f"epochs ({self.epochs}) done"
+        at_plateau = False  # stop_rule="minimum" stopped it: the one end that claims a minimum
         plateau = self._plateau(size, first_loss)
         if plateau is not None:
             plateau.every, plateau.unit = 1, "epoch(s)"
@@ -747,7 +781,7 @@ class _Plan:
                             f"for {self.patience} epochs; kept the weights of epoch {checker.best_iteration}"
                         )
                     else:
-                        reason = plateau.reason(epochs_run)
+                        reason, at_plateau = plateau.reason(epochs_run), True
                     break
         except KeyboardInterrupt as interrupt:  # as in `_lbfgs_stage`
             self.interrupt = interrupt
@@ -760,6 +794,7 @@ class _Plan:
             "held_out_loss": None,
             "reason": reason,
             "example_forwards": 0 if checker is None else checker.forwards,
+            "claims_minimum": at_plateau,
         }
         if checker is not None and checker.best_position is not None:  # (none when interrupted in epoch 1)
             objective.assign(checker.best_position)

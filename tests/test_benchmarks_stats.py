@@ -1,5 +1,6 @@
 """Tests of `benchmarks.stats`: time-to-target, levelling off, the summary."""
 
+import copy
 import os
 import subprocess
 import sys
@@ -202,6 +203,10 @@ def test_a_subset_fit_that_killed_the_network_is_no_minimum():
     assert stats._pretrain_phases(dead)[0]["stages"][0]["reason"].startswith("converged:")
     assert not stats.subset_phase_at_minimum(dead)
     assert stats.subset_phase_at_minimum(fitted)
+    # Runs of later code carry pretrain's own check of the stage's end (`Stage.dead_model`).
+    flagged = copy.deepcopy(fitted)
+    stats._pretrain_phases(flagged)[0]["stages"][0]["dead_model"] = True
+    assert not stats.subset_phase_at_minimum(flagged)
     summary = stats.summarize(resummarize.summary_settings(list(records.values())),
                               list(records.values()))
     rows = {row["run"]: row for row in summary["sweep"]["rows"]}
