@@ -79,6 +79,7 @@ class Stage:
         copies: Augmented copies fitted with every subset example.
         dead_model: Whether the stage ended at a dead model: its outputs the same for
             every example checked (`keras_subset.dead_model`; a `DeadModelWarning` said so).
+            Checked only where its end claims a minimum; `False` elsewhere.
     """
 
     size: int
