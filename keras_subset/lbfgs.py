@@ -593,9 +593,9 @@ class LBFGS(keras.optimizers.Optimizer):
         progress.finish(run.iterations, run.best_value, run.evaluations)
         result = run.finish()
         # Only an end that claims a minimum is checked (a cap or budget claims none).
-        if (result.converged or result.failed) and dead_model.outputs_constant(model, run.x):
-            dead_model.warn_dead("LBFGS.minimize", min(dead_model.SAMPLE_SIZE, data_lib.num_examples(run.x)),
-                                 stacklevel=2)
+        dead, checked = dead_model.examine(model, run.x) if result.converged or result.failed else (False, 0)
+        if dead:
+            dead_model.warn_dead("LBFGS.minimize", checked, stacklevel=2)
             result = dataclasses.replace(result, dead_model=True, reason=f"{result.reason}; {dead_model.REASON}")
         return result
 

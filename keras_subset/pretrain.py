@@ -576,8 +576,7 @@ class _Plan:
             figures["reason"] += "; " + dead_model.REASON
             if not any(s.dead_model for s in self.done):
                 # stacklevel 4: the caller of `pretrain` (through `_run_stages` and this method)
-                dead_model.warn_dead(f"pretrain's stage {k + 1}/{len(self.sizes)}",
-                                     min(dead_model.SAMPLE_SIZE, size), stacklevel=4)
+                dead_model.warn_dead(f"pretrain's stage {k + 1}/{len(self.sizes)}", forwarded, stacklevel=4)
         extended = size * (1 + self.copies)  # examples in the objective, augmented copies included
         q = subset_lib.overdetermination_ratio(self.model, extended, self.num_outputs)
         self.cost[0] += figures["evaluations_cost"] * extended
