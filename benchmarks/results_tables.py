@@ -513,6 +513,14 @@ def _seconds_to_user(folder, name):
     return f"{user['ttt_seconds']:.1f} s ({format_ratio(user['ttt_seconds_ratio'])})"
 
 
+def _paper_cell(folder, name):
+    """The paper-frame ratios of run `name` of a folder ("—" without it or `lbfgs_full`)."""
+    run = folder.runs.get(name)
+    if run is None or "lbfgs_full" not in folder.runs:
+        return "—"
+    return _pair(run.get("paper"))
+
+
 def _stage_seconds(folder, which):
     run = folder.runs.get("progressive")
     if run is None:
@@ -529,8 +537,8 @@ def _stage_seconds(folder, which):
 def seed0_seconds(paths):
     """Seconds of seed 0 side by side, one column per folder of the same dataset and preset
     (e.g. two versions of the code, or two dtype policies): the user target, the fastest Adam
-    and every route's seconds to it (over the fastest Adam's), the progressive stages' seconds
-    and the final test accuracies.
+    and every route's seconds to it (over the fastest Adam's), the progressive routes'
+    paper-frame ratios, the progressive stages' seconds and the final test accuracies.
 
     Args:
         paths: Benchmark output folders.
@@ -549,6 +557,9 @@ def seed0_seconds(paths):
          lambda f: _seconds_to_user(f, "conventional")),
         ("`progressive`: the same", lambda f: _seconds_to_user(f, "progressive")),
         ("`progressive_adam`: the same", lambda f: _seconds_to_user(f, "progressive_adam")),
+        ("paper frame: `progressive`'s cost (time) to `lbfgs_full`'s target over its own",
+         lambda f: _paper_cell(f, "progressive")),
+        ("`progressive_adam`: the same", lambda f: _paper_cell(f, "progressive_adam")),
         ("`progressive`: seconds of its first two stages", lambda f: _stage_seconds(f, "first")),
         ("`progressive`: its last stage (the full set)", lambda f: _stage_seconds(f, "last")),
         ("final test accuracy: `conventional` / `progressive` / `progressive_adam`",

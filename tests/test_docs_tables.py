@@ -107,6 +107,17 @@ def test_the_q_curve_slot_without_its_folder_says_so_in_one_line(tmp_path):
     assert q_curve_report.headline([str(tmp_path / "missing")]).count("\n") == 0
 
 
+def test_the_seconds_table_gives_each_folders_paper_ratios_and_none_without_a_reference():
+    rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ")[1:] for line in
+            docs_tables.render("seed0-seconds", ["docs/results/mnist_seconds",
+                                                 "docs/results/mnist_bf16"]).splitlines()}
+    paper = rows["paper frame: `progressive`'s cost (time) to `lbfgs_full`'s target over its own"]
+    summary = json.load(open(os.path.join(ROOT, "docs/results/mnist_seconds/summary.json")))
+    run = next(r for r in summary["runs"] if r["run"] == "progressive")
+    assert paper[0].startswith(f"{run['paper']['ttt_evaluations_ratio']['mean']:.3f} (")
+    assert paper[1].rstrip(" |") == "—"  # mnist_bf16 ran no lbfgs_full: no paper frame
+
+
 def test_a_marker_inside_a_code_block_is_an_example_not_a_block():
     example = "```\n" + _block("copies-worth", "missing.json") + "```\n"
     assert docs_tables.regenerate(example) == example  # not rendered: its input does not exist
