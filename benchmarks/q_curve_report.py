@@ -314,6 +314,22 @@ def _at(points):
                      for t in points)
 
 
+def _best_paper_text(r, cell):
+    """`cell(best paper run)`, or why there is none: no paper run at the width, or none reached."""
+    if r["best_paper"] is not None:
+        return cell(r["best_paper"])
+    return "none reached" if r["paper_runs"] else "not run"
+
+
+def _best_user_text(r, cell):
+    """`cell(best user-frame route)`, or why there is none: no L-BFGS route at the width, or none
+    reached the target in every seed."""
+    if r["best_user"] is not None:
+        return cell(r["best_user"])
+    ran = r["paper_runs"] or r["reference"] is not None or r["routes"]
+    return "none reached" if ran else "not run"
+
+
 def curve_markdown(curve, title=True):
     """The curve as markdown: one row per width, and the answers (under a title)."""
     rows = curve["rows"]
@@ -348,13 +364,13 @@ def curve_markdown(curve, title=True):
             "n/a" if ref is None else ", ".join("yes" if v else "**no**" for v in ref["levelled_off"]),
             "n/a" if ref is None else _losses(ref),
             _cell(None if progressive is None else progressive["paper"]),
-            "none reached" if best is None else best["run"],
+            _best_paper_text(r, lambda b: b["run"]),
             "—" if best is None else _cell(best["paper"]),
             "none" if r["q_star"] is None else _q(r["q_star"]),
             "—" if r["bound"] is None else f"{r['bound']:.1f}",
             _cell(None if padam is None else padam["paper"], 3),
             _cell(r["adam_paper"], 3),
-            "none reached" if user is None else user["run"],
+            _best_user_text(r, lambda u: u["run"]),
             "—" if user is None else _cell(user["user"]),
         ]) + " |")
         if r["runs_missing"]:
@@ -529,6 +545,8 @@ def plot(root, path):
 def _trend_cell(r):
     """The front page's cell of `gap_trend`: shown only where the reference is evidence."""
     t = r["gap_trend"]
+    if r["reference"] is None:
+        return "— (no `lbfgs_full` yet)"
     if not _evidence(r):
         return "— (reference not at the minimum)"
     if t is None:
@@ -553,17 +571,18 @@ def headline(paths):
             curve = load(root, dataset)
             for r in sorted(curve["rows"], key=lambda r: -r["q_full"]):
                 ref, progressive = r["reference"], r["routes"].get("progressive")
-                best, user = r["best_paper"], r["best_user"]
                 levelled = "n/a" if ref is None else ", ".join(
                     "yes" if v else "no" for v in ref["levelled_off"]) + (
                     " (on a plateau)" if on_plateau(r) else "")
+                missing = len(r["runs_missing"])
                 lines.append("| " + " | ".join([
-                    dataset, str(r["width"]), f"{r['q_full']:.1f}", levelled,
-                    _cell(None if progressive is None else progressive["paper"]),
-                    "none reached" if best is None else f"{_cell(best['paper'])}, Q = {best['ratio']:.0f}",
+                    dataset, str(r["width"]) + (f" (partial: {missing} runs missing)" if missing else ""),
+                    f"{r['q_full']:.1f}", levelled,
+                    "not run" if progressive is None else _cell(progressive["paper"]),
+                    _best_paper_text(r, lambda b: f"{_cell(b['paper'])}, Q = {b['ratio']:.0f}"),
                     "none" if r["q_star"] is None else f"{_q(r['q_star'])} ({r['bound']:.1f})",
                     _trend_cell(r),
-                    "none reached" if user is None else f"{_cell(user['user'])}, `{user['run']}`",
+                    _best_user_text(r, lambda u: f"{_cell(u['user'])}, `{u['run']}`"),
                     "n/a" if r.get("minutes") is None else f"{r['minutes']:.0f}",
                 ]) + " |")
             a = curve["answers"]

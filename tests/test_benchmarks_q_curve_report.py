@@ -127,6 +127,24 @@ def test_the_front_page_row_says_how_many_minutes_the_widths_runs_took(tmp_path)
     assert q_curve_report.headline([root]).splitlines()[2].endswith("| 40 |")
 
 
+def test_a_width_with_runs_still_missing_says_not_run_not_none_reached(tmp_path):
+    root = str(tmp_path)
+    partial = summary(100.0, [0.3], [], None)
+    # Only Adam has run: no reference, no route, no paper run yet.
+    partial["runs"] = [r for r in partial["runs"] if r["kind"] == "conventional"]
+    partial["runs_missing"] = ["lbfgs_full", "progressive", "progressive_adam"]
+    write_width(root, "mnist", 8, partial)
+    write_width(root, "mnist", 4, summary(250.0, [0.3], [(16, [None])], None))
+    rows = q_curve_report.headline([root]).splitlines()
+    assert rows[2] == ("| mnist | 4 | 250.0 | yes | 0.300 (1 seed) | none reached | none | no fit | "
+                       "2.000 (1 seed), `paper_q16` | 0 |")
+    assert rows[3] == ("| mnist | 8 (partial: 3 runs missing) | 100.0 | n/a | not run | not run | none | "
+                       "— (no `lbfgs_full` yet) | not run | 0 |")
+    table = q_curve_report.curve_markdown(q_curve_report.load(root, "mnist"))
+    assert "| 8 | 100 | 100.0 | n/a | n/a | n/a | n/a | not run | — |" in table
+    assert "*partial: 3 runs missing*" in table
+
+
 def test_a_route_that_missed_a_seed_shows_the_ratios_of_the_seeds_that_reached():
     row = q_curve_report.row(1, summary(1000.0, [0.25, None, None], [(128, [0.38, None, 0.17])], None))
     assert q_curve_report._cell(row["routes"]["progressive"]["paper"]) == "not reached (1/3); reached: 0.250"
