@@ -559,7 +559,7 @@ def seed0_seconds(paths):
         ("`progressive_adam`: the same", lambda f: _seconds_to_user(f, "progressive_adam")),
         ("paper frame: `progressive`'s cost (time) to `lbfgs_full`'s target over its own",
          lambda f: _paper_cell(f, "progressive")),
-        ("`progressive_adam`: the same", lambda f: _paper_cell(f, "progressive_adam")),
+        ("paper frame: `progressive_adam`'s, the same", lambda f: _paper_cell(f, "progressive_adam")),
         ("`progressive`: seconds of its first two stages", lambda f: _stage_seconds(f, "first")),
         ("`progressive`: its last stage (the full set)", lambda f: _stage_seconds(f, "last")),
         ("final test accuracy: `conventional` / `progressive` / `progressive_adam`",
