@@ -515,10 +515,9 @@ def _seconds_to_user(folder, name):
 
 def _paper_cell(folder, name):
     """The paper-frame ratios of run `name` of a folder ("—" without it or `lbfgs_full`)."""
-    run = folder.runs.get(name)
-    if run is None or "lbfgs_full" not in folder.runs:
+    if "lbfgs_full" not in folder.runs:
         return "—"
-    return _pair(run.get("paper"))
+    return _runs_cell(folder, name, lambda r: _pair(r.get("paper")))
 
 
 def _stage_seconds(folder, which):
