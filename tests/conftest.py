@@ -4,6 +4,7 @@ import contextlib
 import os
 import signal
 import threading
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -92,3 +93,15 @@ def interrupt_after(seconds):
     finally:
         timer.cancel()
         signal.signal(signal.SIGINT, previous)
+
+
+def interrupt_delay(run, steps, wanted):
+    """Seconds in which this machine, loaded as it is now, runs about `wanted` steps (3 s at least).
+
+    Times `run()`, which runs `steps` steps (graphs already traced), so that a test that sends a
+    Ctrl-C "after some progress" does not assume the machine's speed: CI's machine ran 11 L-BFGS
+    iterations in the 3 s that gave 100 on the machine the tests were written on.
+    """
+    started = time.perf_counter()
+    run()
+    return max(3.0, wanted * (time.perf_counter() - started) / steps)

@@ -11,7 +11,7 @@ import keras
 
 import keras_subset
 
-from conftest import interrupt_after, small_cnn
+from conftest import interrupt_after, interrupt_delay, small_cnn
 from convex import downsampled, flat_weights, logistic_regression, numpy_objective, scipy_optimum
 
 
@@ -377,16 +377,18 @@ def test_ctrl_c_stops_the_fit_route_within_an_epoch_and_keeps_the_best_weights(m
     initial = model.get_weights()
     optimizer = keras_subset.LBFGS(max_iterations=1)
     optimizer.fit(model, x, y, verbose=0)  # traces the graphs
+    optimizer.max_iterations = 10
+    delay = interrupt_delay(lambda: optimizer.fit(model, x, y, verbose=0), steps=10, wanted=30)
     model.set_weights(initial)
     optimizer.max_iterations = 1000
     started = time.perf_counter()
-    with pytest.raises(KeyboardInterrupt) as caught, interrupt_after(3.0):
+    with pytest.raises(KeyboardInterrupt) as caught, interrupt_after(delay):
         optimizer.fit(model, x, y, epochs=2, iterations_per_epoch=500, verbose=0)  # about 30 s here
     stopped = time.perf_counter() - started
     result = caught.value.result
-    assert stopped < 3.0 + 5.0 and result.iterations < 1000 / 3, (stopped, result)
+    assert stopped < delay + 5.0 and result.iterations < 1000 / 3, (stopped, delay, result)
     assert str(caught.value).startswith("LBFGS.fit interrupted after")
-    assert result.loss < 0.5 * result.initial_loss
+    assert result.loss < 0.8 * result.initial_loss
     assert model.evaluate(x, y, batch_size=4000, verbose=0)[0] == pytest.approx(result.loss, rel=1e-4)
 
 

@@ -16,7 +16,7 @@ import keras_subset
 from keras_subset.minimize import Minimization
 from keras_subset.objective import Objective
 
-from conftest import data_file, interrupt_after, small_cnn
+from conftest import data_file, interrupt_after, interrupt_delay, small_cnn
 from convex import downsampled, logistic_regression, numpy_objective, scipy_optimum
 
 
@@ -296,13 +296,18 @@ def test_mixed_bfloat16_model_is_minimised_with_float32_weights_and_sums(mnist):
 
 
 def _warm_lbfgs(model, x, y, max_iterations):
-    """An `LBFGS` whose graphs for `model` and `x`, `y` are traced (one iteration run, weights put back)."""
+    """An `LBFGS` whose graphs for `model` and `x`, `y` are traced, and `interrupt_delay` for 30 iterations.
+
+    One iteration, then ten timed ones, are run; the weights are put back.
+    """
     optimizer = keras_subset.LBFGS(max_iterations=1, max_restarts=100)
     initial = model.get_weights()
     optimizer.minimize(model, x, y)
+    optimizer.max_iterations = 10  # only Python reads it: the graphs stay
+    delay = interrupt_delay(lambda: optimizer.minimize(model, x, y), steps=10, wanted=30)
     model.set_weights(initial)
-    optimizer.max_iterations = max_iterations  # only Python reads it: the graphs stay
-    return optimizer
+    optimizer.max_iterations = max_iterations
+    return optimizer, delay
 
 
 @pytest.mark.parametrize("verbose", [0, 1])
@@ -311,17 +316,17 @@ def test_ctrl_c_stops_minimize_within_a_segment_and_keeps_the_best_weights(mnist
     # end, and with either verbose the model went back to its starting weights.
     x, y = mnist[0][:4000], mnist[1][:4000]
     model = small_cnn(seed=1)
-    optimizer = _warm_lbfgs(model, x, y, 1000)  # 1,000 iterations: about 30 s here
+    optimizer, delay = _warm_lbfgs(model, x, y, 1000)  # 1,000 iterations: about 30 s here
     started = time.perf_counter()
-    with pytest.raises(KeyboardInterrupt) as caught, interrupt_after(3.0):
+    with pytest.raises(KeyboardInterrupt) as caught, interrupt_after(delay):
         optimizer.minimize(model, x, y, verbose=verbose)
     stopped = time.perf_counter() - started
     result = caught.value.result
-    assert stopped < 3.0 + 5.0 and result.iterations < 1000 / 3, (stopped, result)
+    assert stopped < delay + 5.0 and result.iterations < 1000 / 3, (stopped, delay, result)
     assert f"interrupted after {result.iterations} iterations" in str(caught.value)
     assert "interrupted" in result.reason
-    # The model holds the best weights reached, well below the start.
-    assert result.loss < 0.5 * result.initial_loss
+    # The model holds the best weights reached, below the start.
+    assert result.loss < 0.8 * result.initial_loss
     assert model.evaluate(x, y, batch_size=4000, verbose=0)[0] == pytest.approx(result.loss, rel=1e-4)
 
 
@@ -336,13 +341,14 @@ d = __import__("numpy").load(sys.argv[1])
 x = d["x_train"][:4000, ..., None].astype("float32") / 255.0
 y = d["y_train"][:4000].astype("int32")
 model = small_cnn(seed=1)
-optimizer = test_minimize._warm_lbfgs(model, x, y, 1000)
-print("ready", flush=True)
+optimizer, delay = test_minimize._warm_lbfgs(model, x, y, 1000)
+print("ready", delay, flush=True)
 try:
     optimizer.minimize(model, x, y)
 except KeyboardInterrupt as interrupt:
+    caught = time.time()
     result = interrupt.result
-    print(json.dumps(dict(message=str(interrupt), iterations=result.iterations, loss=result.loss,
+    print(json.dumps(dict(caught=caught, message=str(interrupt), iterations=result.iterations, loss=result.loss,
                           initial_loss=result.initial_loss,
                           evaluated=model.evaluate(x, y, batch_size=4000, verbose=0)[0])), flush=True)
 """
@@ -355,18 +361,19 @@ def test_ctrl_c_from_a_parent_process_stops_minimize_and_keeps_the_best_weights(
         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
     )
     try:
-        assert child.stdout.readline().strip() == "ready"
-        time.sleep(3.0)
+        ready, delay = child.stdout.readline().split()
+        assert ready == "ready"
+        time.sleep(float(delay))
+        sent = time.time()
         child.send_signal(signal.SIGINT)
-        sent = time.perf_counter()
         out, _ = child.communicate(timeout=300)
-        stopped = time.perf_counter() - sent
     finally:
         child.kill()
     report = json.loads(out.strip().splitlines()[-1])
+    stopped = report["caught"] - sent  # from the signal to the child's `except KeyboardInterrupt`
     assert child.returncode == 0 and stopped < 5.0 and report["iterations"] < 1000 / 3, (stopped, report)
     assert "the model holds the best weights reached" in report["message"]
-    assert report["loss"] < 0.5 * report["initial_loss"]
+    assert report["loss"] < 0.8 * report["initial_loss"]
     assert report["evaluated"] == pytest.approx(report["loss"], rel=1e-4)
 
 
