@@ -122,6 +122,22 @@ def test_later_calls_with_targets_of_another_rank_or_dtype_trace_their_own_graph
     assert history.history["loss"][-1] == pytest.approx(reference, rel=1e-4)
 
 
+def test_a_loop_over_new_models_gets_no_retracing_warning(mnist, caplog):
+    # Each model has graphs of its own, traced once; TensorFlow counts the traces of one Python
+    # function over all of them and, from the fifth model of a seeds or widths loop on, warned that
+    # `CompiledRun._initial_state` "triggered tf.function retracing" (it was a plain `tf.function`).
+    x, y = mnist[0][:300].reshape(300, -1), mnist[1][:300]
+    caplog.set_level(logging.WARNING)
+    for seed in range(6):
+        keras.utils.set_random_seed(seed)
+        model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(4, activation="tanh"), keras.layers.Dense(10)])
+        model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        optimizer = keras_subset.LBFGS(max_iterations=2)
+        assert optimizer.minimize(model, x, y).iterations == 2
+        assert _counts(optimizer)["start"] == 1  # a new model: its own graphs, as it should be
+    assert not [r.getMessage() for r in caplog.records if "retracing" in r.getMessage()]
+
+
 @pytest.mark.parametrize("line_search", keras_subset.lbfgs.LINE_SEARCHES)
 def test_a_run_in_many_segments_traces_nothing_after_a_one_iteration_call(mnist, monkeypatch, line_search):
     # As the engine benchmark times a run: a one-iteration call first, then the timed run, whose
