@@ -12,6 +12,7 @@ from keras_subset import chunking
 from keras_subset import subset as subset_lib
 from keras_subset.augment import Copies, check_copies
 from keras_subset.keras_loss import KerasLoss
+from keras_subset.tracing import ExampleFree
 
 # Chunks in flight at once in the chunk loop. TensorFlow's default (10) kept the activations of
 # up to 10 chunks alive: on the CIFAR-10 CNN at K=4000, chunks of 128, the gradient's peak memory
@@ -96,7 +97,11 @@ class Objective:
         self.non_finite_evaluations = tf.Variable(
             0, dtype=tf.int64, trainable=False, name="non_finite_evaluations"
         )
-        self._divisor_function = tf.function(self._divisors, reduce_retracing=True)
+        # The graphs of this objective, each traced through `ExampleFree` (examples' dimension free,
+        # first trace by `get_concrete_function`): a plain `tf.function` per objective counted
+        # toward TensorFlow's retracing detector, which warned from the fifth model of a loop on.
+        self._divisor_function = ExampleFree(self._divisors, examples=(1, 2, 3, 4))
+        self._statistics_functions = {}  # per tuple of batch-normalisation layers
 
     # -- flat vector <-> model weights ---------------------------------------------------
     def position(self):
@@ -373,13 +378,17 @@ class Objective:
         ]
         if not layers:
             return
-        stats = _population_statistics(self, layers, x)
+        key = tuple(id(layer) for layer in layers)
+        if key not in self._statistics_functions:
+            self._statistics_functions[key] = ExampleFree(
+                lambda x: _population_statistics_graph(self, layers, x), examples=(0,)
+            )
+        stats = _population_statistics(self._statistics_functions[key], layers, x)
         for layer, (mean, variance) in zip(layers, stats):
             layer.moving_mean.assign(tf.cast(mean, layer.moving_mean.dtype))
             layer.moving_variance.assign(tf.cast(variance, layer.moving_variance.dtype))
 
 
-@tf.function(reduce_retracing=True)
 def _population_statistics_graph(objective, layers, x):
     model = objective.model
     weights = [v.value for v in objective.variables]
@@ -414,14 +423,15 @@ def _population_statistics_graph(objective, layers, x):
     return [(m, tf.maximum(s - tf.square(m), 0.0)) for m, s in sums]
 
 
-def _population_statistics(objective, layers, x):
+def _population_statistics(graph, layers, x):
+    """The population statistics of `layers` over `x`, by `graph` (`_population_statistics_graph` compiled)."""
     for layer in layers:
         if not 0.0 <= layer.momentum < 1.0:
             raise ValueError(
                 f"BatchNormalization layer {layer.name!r} has momentum {layer.momentum}; "
                 "refreshing its statistics needs 0 <= momentum < 1."
             )
-    return _population_statistics_graph(objective, layers, tf.nest.map_structure(tf.convert_to_tensor, x))
+    return graph(tf.nest.map_structure(tf.convert_to_tensor, x))
 
 
 def random_preprocessing_layers(model):

@@ -122,17 +122,28 @@ def test_later_calls_with_targets_of_another_rank_or_dtype_trace_their_own_graph
     assert history.history["loss"][-1] == pytest.approx(reference, rel=1e-4)
 
 
-def test_a_loop_over_new_models_gets_no_retracing_warning(mnist, caplog):
+@pytest.mark.parametrize("kind", ["dense", "batch_norm_in_training_mode", "masked_outputs"])
+def test_a_loop_over_new_models_gets_no_retracing_warning(mnist, caplog, kind):
     # Each model has graphs of its own, traced once; TensorFlow counts the traces of one Python
     # function over all of them and, from the fifth model of a seeds or widths loop on, warned that
-    # `CompiledRun._initial_state` "triggered tf.function retracing" (it was a plain `tf.function`).
-    x, y = mnist[0][:300].reshape(300, -1), mnist[1][:300]
+    # `CompiledRun._initial_state` (and, for these models, `Objective._divisors` or the batch
+    # statistics' graph) "triggered tf.function retracing": they were plain `tf.function`s.
+    x, y = mnist[0][:300, :, :, 0], mnist[1][:300]
+    if kind == "masked_outputs":  # MNIST's rows as a sequence; its blank rows masked
+        y = np.repeat(y[:, None], 28, axis=1)
+    else:
+        x = x.reshape(300, -1)
     caplog.set_level(logging.WARNING)
     for seed in range(6):
         keras.utils.set_random_seed(seed)
-        model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(4, activation="tanh"), keras.layers.Dense(10)])
+        layers = [keras.Input(x.shape[1:]), keras.layers.Dense(4, activation="tanh"), keras.layers.Dense(10)]
+        if kind == "masked_outputs":
+            layers.insert(1, keras.layers.Masking())
+        if kind == "batch_norm_in_training_mode":
+            layers.insert(2, keras.layers.BatchNormalization())
+        model = keras.Sequential(layers)
         model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-        optimizer = keras_subset.LBFGS(max_iterations=2)
+        optimizer = keras_subset.LBFGS(max_iterations=2, training=kind == "batch_norm_in_training_mode")
         assert optimizer.minimize(model, x, y).iterations == 2
         assert _counts(optimizer)["start"] == 1  # a new model: its own graphs, as it should be
     assert not [r.getMessage() for r in caplog.records if "retracing" in r.getMessage()]
