@@ -100,7 +100,7 @@ def interrupt_delay(run, steps, wanted):
 
     Times `run()`, which runs `steps` steps (graphs already traced), so that a test that sends a
     Ctrl-C "after some progress" does not assume the machine's speed: CI's machine ran 11 L-BFGS
-    iterations in the 3 s that gave 100 on the machine the tests were written on.
+    iterations in the 3 s that gave about 100 on the machine the tests were written on.
     """
     started = time.perf_counter()
     run()
