@@ -316,16 +316,16 @@ def test_ctrl_c_ends_pretrain_in_its_stage_and_keeps_the_stages_so_far(mnist, op
     # 8-example batches) per stage, K = 1000, 2000, 4000 (70 iterations, or 875 steps, at K = 1000's
     # cost), then the run that is interrupted in its first stage after about 30 iterations (or 200
     # steps): 1,000 L-BFGS iterations (or 500 epochs) per stage, about a minute each here.
-    keras_subset.pretrain(model, x, y, size=1000, growth=2.0, seed=0, stop_rule="none", **kwargs)
+    def run():  # reads `kwargs` as they are at each call
+        return keras_subset.pretrain(model, x, y, size=1000, growth=2.0, seed=0, stop_rule="none", **kwargs)
+
+    run()
     if optimizer == "lbfgs":
         kwargs["optimizer"].max_iterations = 10
         steps, wanted = 10 + 20 + 40, 30
     else:
         steps, wanted = 125 + 250 + 500, 200
-    delay = interrupt_delay(
-        lambda: keras_subset.pretrain(model, x, y, size=1000, growth=2.0, seed=0, stop_rule="none", **kwargs),
-        steps=steps, wanted=wanted,
-    )
+    delay = interrupt_delay(run, steps=steps, wanted=wanted)
     model.set_weights(initial)
     if optimizer == "lbfgs":
         kwargs["optimizer"].max_iterations = 1000
@@ -335,7 +335,7 @@ def test_ctrl_c_ends_pretrain_in_its_stage_and_keeps_the_stages_so_far(mnist, op
         kwargs.update(optimizer=keras.optimizers.Adam(1e-2), epochs=500)
     started = time.perf_counter()
     with pytest.raises(KeyboardInterrupt) as caught, interrupt_after(delay):
-        keras_subset.pretrain(model, x, y, size=1000, growth=2.0, seed=0, stop_rule="none", **kwargs)
+        run()
     stopped = time.perf_counter() - started
     result = caught.value.result
     assert stopped < delay + 5.0, (stopped, delay)
